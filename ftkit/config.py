@@ -1,0 +1,403 @@
+"""One typed schema for a fine-tuning run, shared by the CLI, magics, widgets and server.
+
+Every field carries its help text in ``metadata["help"]`` (and its allowed values in
+``metadata["choices"]``), so flags, form labels and error messages all come from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import ConfigError
+
+TASKS = ("ner", "classification")
+ADAPTERS = ("full", "head", "lora")
+DATA_FORMATS = ("conll", "jsonl", "csv", "tsv", "hf-disk", "hub")
+TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")
+PRECISIONS = ("auto", "bf16", "fp16", "no")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
+DEFAULT_RUNS_DIR = "./ftkit-runs"
+
+
+def _field(default: Any, help: str, choices: Iterable[str] | None = None, **kw: Any) -> Any:
+    metadata = {"help": help}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata, **kw)
+    return field(default=default, metadata=metadata, **kw)
+
+
+@dataclass
+class DataConfig:
+    train: str | None = _field(None, "Training data: a file, a saved `datasets` folder, or a hub id.")
+    validation: str | None = _field(None, "Validation data; when empty, a seeded fraction of train is held out.")
+    test: str | None = _field(None, "Test data, evaluated once at the end and saved as predictions.")
+    format: str | None = _field(None, "Input format; guessed from the file when empty.", DATA_FORMATS)
+    tag_column: int = _field(-1, "CoNLL: which whitespace-separated column holds the tag (-1 = last).")
+    tag_scheme: str = _field("auto", "NER tag scheme of the input; IOB1 is converted to IOB2.", TAG_SCHEMES)
+    text_column: str | None = _field(None, "Classification: column with the text (guessed: text, sentence, ...).")
+    label_column: str | None = _field(None, "Classification: column with the label (guessed: label, ...).")
+    tokens_column: str | None = _field(None, "NER in JSONL/CSV: column with the word list (guessed: tokens, words).")
+    tags_column: str | None = _field(None, "NER in JSONL/CSV: column with the tag list (guessed: tags, ner_tags, labels).")
+    labels: list[str] | None = _field(None, "The label set; inferred from the training data when empty.")
+    validation_fraction: float = _field(0.1, "Share of train held out when there is no validation split.")
+
+
+@dataclass
+class AdapterConfig:
+    kind: str = _field("full", "full: train every weight; head: freeze the encoder; lora: low-rank adapters (peft).", ADAPTERS)
+    r: int = _field(16, "LoRA rank.")
+    alpha: int = _field(32, "LoRA scaling (alpha / r multiplies the update).")
+    dropout: float = _field(0.1, "LoRA dropout.")
+    target_modules: list[str] | None = _field(None, "LoRA target modules; a per-architecture default when empty.")
+
+
+@dataclass
+class TrainingConfig:
+    epochs: float = _field(3, "Passes over the training data.")
+    learning_rate: float | None = _field(None, "Peak learning rate; when empty, a default per adapter (full 1e-4, head 1e-3, lora 5e-4).")
+    batch_size: int | str = _field(32, "Sentences per device step, or 'auto' to find the largest that fits.")
+    eval_batch_size: int | None = _field(None, "Batch size for evaluation (default: twice batch_size).")
+    gradient_accumulation_steps: int = _field(1, "Steps whose gradients add up before each optimiser update.")
+    warmup: float = _field(0.1, "Learning-rate warmup: a fraction of all steps when < 1, else a step count.")
+    weight_decay: float = _field(0.01, "AdamW weight decay.")
+    lr_scheduler: str = _field("linear", "Learning-rate schedule (transformers' SchedulerType names).", SCHEDULERS)
+    max_seq_length: int = _field(256, "Longest tokenised input; longer NER sentences are split into windows.")
+    max_steps: int | None = _field(None, "Stop after this many optimiser steps (overrides epochs).")
+    max_train_samples: int | None = _field(None, "Train on a seeded subset of this many examples.")
+    max_eval_samples: int | None = _field(None, "Evaluate on a seeded subset of this many examples.")
+    eval_steps: int | None = _field(None, "Evaluate every N steps (default: once per epoch).")
+    save_steps: int | None = _field(None, "Checkpoint every N steps (default: once per epoch).")
+    save_total_limit: int | None = _field(2, "Keep at most this many checkpoints (the best one is always kept).")
+    logging_steps: int = _field(10, "Log the training loss every N steps.")
+    early_stopping_patience: int | None = _field(None, "Stop when the metric has not improved for N evaluations.")
+    metric_for_best_model: str | None = _field(None, "Metric that picks the best checkpoint (default: f1 for NER, accuracy for classification).")
+    group_by_length: bool = _field(True, "Batch sentences of similar length together (less padding).")
+    seed: int = _field(42, "Seed for data order, subsets, held-out split and initialisation.")
+    mixed_precision: str = _field("auto", "bf16/fp16 on a GPU ('auto' picks bf16 where supported); always fp32 on CPU.", PRECISIONS)
+    device: str = _field("auto", "auto (CUDA when present), cuda or cpu.", ("auto", "cuda", "cpu"))
+    dataloader_num_workers: int = _field(0, "Worker processes that prepare batches.")
+
+
+@dataclass
+class OutputConfig:
+    dir: str | None = _field(None, f"Run store folder (default: $FTKIT_RUNS_DIR or {DEFAULT_RUNS_DIR}).")
+    save_predictions: bool = _field(True, "Save test-split predictions with the run.")
+
+
+@dataclass
+class Config:
+    task: str = _field("ner", "What to learn: ner (token classification) or classification (one label per text).", TASKS)
+    model: str = _field("default", "'default' (embedded MiniLM-L6), a local model folder, or a hub id.")
+    name: str | None = _field(None, "A human name for the run (default: task-model-adapter).")
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Where the data comes from."})
+    adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"help": "What is trained."})
+    training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Hyperparameters."})
+    output: OutputConfig = field(default_factory=OutputConfig, metadata={"help": "Where runs are stored."})
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # ----- construction ---------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a config must be a mapping of keys to values, got {type(data).__name__}")
+        return _build(cls, data, prefix="")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, overrides: Mapping[str, Any]) -> "Config":
+        """A copy with dotted keys (``{"training.epochs": 1}``) set."""
+        merged = self.to_dict()
+        for key, value in overrides.items():
+            _set_dotted(merged, key, value)
+        return Config.from_dict(merged)
+
+    # ----- derived values ------------------------------------------------------------
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.task}-{Path(self.model).name or self.model}-{self.adapter.kind}"
+
+    @property
+    def learning_rate(self) -> float:
+        if self.training.learning_rate is not None:
+            return self.training.learning_rate
+        return DEFAULT_LEARNING_RATES[self.adapter.kind]
+
+    @property
+    def best_metric(self) -> str:
+        return self.training.metric_for_best_model or ("f1" if self.task == "ner" else "accuracy")
+
+    @property
+    def runs_dir(self) -> Path:
+        return resolve_runs_dir(self.output.dir)
+
+
+DEFAULT_LEARNING_RATES = {"full": 1e-4, "head": 1e-3, "lora": 5e-4}
+
+
+def resolve_runs_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The run store every surface uses: explicit folder, else $FTKIT_RUNS_DIR, else ./ftkit-runs."""
+    return Path(explicit or os.environ.get("FTKIT_RUNS_DIR") or DEFAULT_RUNS_DIR).expanduser().resolve()
+
+
+# ----- loading ----------------------------------------------------------------------------
+
+
+def load_config(
+    source: "Config | Mapping[str, Any] | str | os.PathLike | None" = None,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Config:
+    """Build a Config from a YAML/JSON file, a dict, a Config, or keyword arguments.
+
+    ``overrides`` are ``"training.epochs=1"`` strings (values parsed as YAML) or a dotted-key dict;
+    keyword arguments are dotted keys with ``__`` or nested dicts (``training={"epochs": 1}``).
+    Relative data, model and output paths in a file resolve against the file's folder.
+    """
+    base_dir: Path | None = None
+    if source is None:
+        data: dict[str, Any] = {}
+    elif isinstance(source, Config):
+        data = source.to_dict()
+    elif isinstance(source, Mapping):
+        data = _deep_copy(source)
+    else:
+        path = Path(source)
+        data = _read_config_file(path)
+        base_dir = path.resolve().parent
+    for key, value in kwargs.items():
+        _set_dotted(data, key.replace("__", "."), value)
+    for key, value in _parse_overrides(overrides).items():
+        _set_dotted(data, key, value)
+    config = Config.from_dict(data)
+    if base_dir is not None:
+        _resolve_relative_paths(config, base_dir)
+    return config
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as YAML would read it (``1`` -> 1, ``5e-4`` -> 0.0005, ``null`` -> None)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _parse_overrides(overrides: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key.path=value, e.g. training.epochs=1")
+        parsed[key.strip()] = parse_value(value.strip())
+    return parsed
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except (ValueError, Exception) as exc:  # yaml.YAMLError and json.JSONDecodeError
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+    return data
+
+
+def _resolve_relative_paths(config: Config, base_dir: Path) -> None:
+    for split in ("train", "validation", "test"):
+        value = getattr(config.data, split)
+        if value and not Path(value).is_absolute() and config.data.format != "hub":
+            candidate = base_dir / value
+            if candidate.exists() or value.startswith(".") or config.data.format not in (None, "hub"):
+                setattr(config.data, split, str(candidate.resolve()))
+    if config.model != "default" and not Path(config.model).is_absolute() and (base_dir / config.model).exists():
+        config.model = str((base_dir / config.model).resolve())
+    if config.output.dir and not Path(config.output.dir).expanduser().is_absolute():
+        config.output.dir = str((base_dir / config.output.dir).resolve())
+
+
+# ----- validation --------------------------------------------------------------------------
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key '{dotted}'.{_suggest(key, fields)} Allowed keys"
+                f"{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(fields)}."
+            )
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"'{dotted}' must be a mapping with keys {', '.join(f.name for f in dataclasses.fields(hint))}")
+            kwargs[key] = _build(hint, value, prefix=f"{dotted}.")
+        else:
+            kwargs[key] = _coerce(dotted, value, hint, fields[key].metadata.get("choices"))
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) -> Any:
+    """Check ``value`` against a field's type; accept the forms users write (ints for floats, "auto")."""
+    args = typing.get_args(hint)
+    allows_none = type(None) in args
+    if value is None:
+        if allows_none:
+            return None
+        raise ConfigError(f"'{key}' cannot be empty")
+    kinds = [a for a in args if a is not type(None)] if args and typing.get_origin(hint) is not list else [hint]
+    for kind in kinds:
+        origin = typing.get_origin(kind)
+        if origin is list:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) for v in value):
+                return [str(v) for v in value]
+            continue
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            continue
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is float and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                continue
+        if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = str(value)
+            if choices and value not in choices:
+                raise ConfigError(
+                    f"'{key}' must be one of {', '.join(choices)}; got '{value}'.{_suggest(value, choices)}"
+                )
+            return value
+    expected = " or ".join(_type_name(k) for k in kinds) + (" or empty" if allows_none else "")
+    raise ConfigError(f"'{key}' must be {expected}; got {value!r}")
+
+
+def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) is list:
+        return "a list of names"
+    return {int: "an integer", float: "a number", str: "text", bool: "true/false"}.get(kind, str(kind))
+
+
+def validate(config: Config) -> None:
+    """Cross-field and range checks that a type alone cannot express."""
+    t = config.training
+    if isinstance(t.batch_size, str) and t.batch_size != "auto":
+        raise ConfigError(f"'training.batch_size' must be a positive integer or 'auto'; got '{t.batch_size}'")
+    checks = [
+        ("training.epochs", t.epochs, t.epochs > 0, "a positive number"),
+        ("training.batch_size", t.batch_size, t.batch_size == "auto" or int(t.batch_size) > 0, "a positive integer or 'auto'"),
+        ("training.learning_rate", t.learning_rate, t.learning_rate is None or 0 < t.learning_rate < 1, "between 0 and 1"),
+        ("training.gradient_accumulation_steps", t.gradient_accumulation_steps, t.gradient_accumulation_steps >= 1, "at least 1"),
+        ("training.warmup", t.warmup, t.warmup >= 0, "0 or more"),
+        ("training.weight_decay", t.weight_decay, t.weight_decay >= 0, "0 or more"),
+        ("training.max_seq_length", t.max_seq_length, 8 <= t.max_seq_length <= 65536, "between 8 and 65536"),
+        ("training.max_steps", t.max_steps, t.max_steps is None or t.max_steps > 0, "a positive integer"),
+        ("training.max_train_samples", t.max_train_samples, t.max_train_samples is None or t.max_train_samples > 0, "a positive integer"),
+        ("training.max_eval_samples", t.max_eval_samples, t.max_eval_samples is None or t.max_eval_samples > 0, "a positive integer"),
+        ("training.eval_steps", t.eval_steps, t.eval_steps is None or t.eval_steps > 0, "a positive integer"),
+        ("training.save_steps", t.save_steps, t.save_steps is None or t.save_steps > 0, "a positive integer"),
+        ("training.save_total_limit", t.save_total_limit, t.save_total_limit is None or t.save_total_limit > 0, "a positive integer"),
+        ("training.logging_steps", t.logging_steps, t.logging_steps > 0, "a positive integer"),
+        ("training.dataloader_num_workers", t.dataloader_num_workers, t.dataloader_num_workers >= 0, "0 or more"),
+        ("adapter.r", config.adapter.r, config.adapter.r > 0, "a positive integer"),
+        ("adapter.alpha", config.adapter.alpha, config.adapter.alpha > 0, "a positive integer"),
+        ("adapter.dropout", config.adapter.dropout, 0 <= config.adapter.dropout < 1, "in [0, 1)"),
+        ("data.validation_fraction", config.data.validation_fraction, 0 < config.data.validation_fraction < 1, "between 0 and 1"),
+    ]
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"'{key}' must be {expected}; got {value!r}")
+    if not str(config.model).strip():
+        raise ConfigError("'model' cannot be empty: use 'default', a local model folder or a hub id")
+
+
+# ----- helpers ---------------------------------------------------------------------------
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set '{key}': '{part}' is not a section")
+        node = child
+    if isinstance(value, Mapping) and isinstance(node.get(parts[-1]), dict):
+        node[parts[-1]].update(value)
+    else:
+        node[parts[-1]] = value
+
+
+def schema_fields(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, dataclasses.Field]]:
+    """Every leaf field as ``(dotted_key, type_hint, field)``: what flags and forms are built from."""
+    hints = typing.get_type_hints(cls)
+    leaves = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            leaves.extend(schema_fields(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            leaves.append((f"{prefix}{f.name}", hints[f.name], f))
+    return leaves

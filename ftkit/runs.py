@@ -1,0 +1,167 @@
+"""The `Run` handle: start, follow, stop, resume and query a run from any process.
+
+Starting a run writes its folder and index row, then spawns a supervisor in a new session (so it
+outlives the notebook kernel or terminal that started it); the supervisor runs the worker and
+records how it ended. This module never imports the training stack.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from .config import Config, load_config
+from .errors import RunError
+from .store import FINAL_STATUSES, LOG_FILE, RunStore, process_alive
+
+
+class Run:
+    """A handle on one run; every property reads the store afresh, so it is never stale."""
+
+    def __init__(self, run_id: str, store: RunStore | None = None):
+        self.store = store or RunStore()
+        self.id = self.store.resolve(run_id)
+        self.dir: Path = self.store.run_dir(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} '{self.name}' {self.status}>"
+
+    # ----- state ---------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """The full detail (as `ftkit show RUN --json`)."""
+        return self.store.get(self.id)
+
+    @property
+    def name(self) -> str:
+        return self.store.read_record(self.id)["name"]
+
+    @property
+    def status(self) -> str:
+        self.store.check_liveness(self.id)
+        return self.store.read_record(self.id)["status"]
+
+    @property
+    def error(self) -> str | None:
+        return self.info()["error"]
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        return self.info()["progress"]
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        return self.info()["metrics"]
+
+    @property
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return self.store.checkpoints(self.id)
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.dir / "config.yaml")
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.store.log_tail(self.id, lines)
+
+    # ----- following -------------------------------------------------------------------------
+    def events(self, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Events from byte ``offset`` on, and the offset to continue from."""
+        return self.store.read_events(self.id, offset)
+
+    def follow(self, poll: float = 0.25, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yield events as they are written until the run ends (or ``timeout`` seconds pass)."""
+        offset, deadline = 0, None if timeout is None else time.monotonic() + timeout
+        while True:
+            events, offset = self.events(offset)
+            yield from events
+            if self.done:
+                events, offset = self.events(offset)
+                yield from events
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            time.sleep(poll)
+
+    def wait(self, timeout: float | None = None, poll: float = 0.25) -> "Run":
+        """Block until the run ends; raises TimeoutError past ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.id} still {self.status} after {timeout} s")
+            time.sleep(poll)
+        return self
+
+    # ----- control ---------------------------------------------------------------------------
+    def stop(self, wait: bool = False, timeout: float = 120) -> "Run":
+        """Ask the worker to checkpoint and stop (it checks after every step)."""
+        if self.done:
+            return self
+        self.store.request_stop(self.id)
+        if wait:
+            self.wait(timeout)
+        return self
+
+    def resume(self) -> "Run":
+        """Continue a stopped or failed run from its last checkpoint to the same final step."""
+        status = self.status
+        if status not in ("stopped", "failed"):
+            raise RunError(f"run {self.id} is {status}; only stopped or failed runs can be resumed")
+        if not self.checkpoints:
+            raise RunError(f"run {self.id} has no checkpoint to resume from; start it again with ftkit.train")
+        self.store.clear_stop(self.id)
+        self.store.set_status(self.id, "queued", error=None)
+        _spawn(self.store, self.id, resume=True)
+        return self
+
+    def predict(self, texts: str | list[str], checkpoint: str | None = None) -> Any:
+        """Entities with character offsets (NER) or labels with probabilities, per text."""
+        from .inference import Predictor
+
+        return Predictor.from_run(self, checkpoint).predict(texts)
+
+
+def start(config: Config | Mapping[str, Any] | str | os.PathLike, **overrides: Any) -> Run:
+    """Validate ``config``, record a queued run and launch its worker; returns at once."""
+    config = load_config(config, **overrides)
+    store = RunStore(config.runs_dir)
+    run_id = store.create_run(config)
+    _spawn(store, run_id, resume=False)
+    return Run(run_id, store)
+
+
+def get(ref: str, runs_dir: str | os.PathLike | None = None) -> Run:
+    """A run by id, unique id prefix or name: also re-attaches after a kernel restart."""
+    return Run(ref, RunStore(runs_dir))
+
+
+def list(status: str | None = None, runs_dir: str | os.PathLike | None = None) -> "list[dict[str, Any]]":  # noqa: A001
+    """Run summaries, newest first."""
+    return RunStore(runs_dir).list_runs(status=status)[0]
+
+
+def _spawn(store: RunStore, run_id: str, resume: bool) -> None:
+    folder = store.run_dir(run_id)
+    command = [sys.executable, "-m", "ftkit.worker", "supervise", str(folder)] + (["--resume"] if resume else [])
+    with open(folder / LOG_FILE, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, cwd=os.getcwd())
+    store.set_record_fields(run_id, supervisor_pid=process.pid)
+    _reap_later(process)
+
+
+def _reap_later(process: subprocess.Popen) -> None:
+    """Collect the supervisor's exit status in the background so it never lingers as a zombie."""
+    import threading
+
+    threading.Thread(target=process.wait, daemon=True).start()
+
+
+__all__ = ["Run", "start", "get", "list", "process_alive"]

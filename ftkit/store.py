@@ -1,0 +1,448 @@
+"""The run store: one folder per run (the truth) plus a SQLite index (a rebuildable projection).
+
+Plain Python and SQLite, shared by the training worker, the notebook kernel, the CLI and the
+Jupyter server. Each run has one writer (its worker); everyone else reads. Every change to a run
+is an event appended to ``events.jsonl``; the index is what those events say, so
+:meth:`RunStore.rebuild_index` can recreate it from the folders alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from .config import Config, resolve_runs_dir
+from .errors import RunError
+
+STATUSES = ("queued", "running", "completed", "failed", "stopped")
+FINAL_STATUSES = ("completed", "failed", "stopped")
+INDEX_FILE = "index.sqlite"
+CONFIG_FILE = "config.yaml"
+RUN_FILE = "run.json"
+EVENTS_FILE = "events.jsonl"
+LOG_FILE = "train.log"
+STOP_FILE = "STOP"
+PREDICTIONS_DIR = "predictions"
+CHECKPOINT_PREFIX = "checkpoint-"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, task TEXT, model TEXT,
+    adapter TEXT, pid INTEGER, error TEXT, created REAL, started REAL, ended REAL, updated REAL,
+    step INTEGER DEFAULT 0, total_steps INTEGER, epoch REAL, samples_per_second REAL,
+    eta_seconds REAL, loss REAL, best_metric_name TEXT, best_metric REAL
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, split TEXT NOT NULL, step INTEGER, epoch REAL, name TEXT NOT NULL,
+    value REAL, t REAL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER,
+    adapter_only INTEGER, metrics TEXT, t REAL, PRIMARY KEY (run_id, step)
+);
+"""
+SORT_KEYS = ("created", "name", "status", "best_metric", "updated")
+
+
+def now() -> float:
+    return time.time()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temporary name and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def process_alive(pid: int | None) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+class RunStore:
+    """Runs under one folder (``output.dir``, ``$FTKIT_RUNS_DIR`` or ``./ftkit-runs``)."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = resolve_runs_dir(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.index_path = self.root / INDEX_FILE
+        fresh = not self.index_path.exists()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+        if fresh and any(self._run_folders()):
+            self.rebuild_index()
+
+    # ----- SQLite ---------------------------------------------------------------------------
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout=30000")
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise RunError(
+                f"the run index {self.index_path} is damaged ({exc}). Runs are safe in their folders: "
+                f"rebuild the index with `ftkit runs --rebuild-index` or RunStore(...).rebuild_index()."
+            ) from None
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # ----- creating and locating runs ---------------------------------------------------------
+    def create_run(self, config: Config) -> str:
+        """Make the run folder (config, run.json, empty event stream) and its queued index row."""
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        folder = self.root / run_id
+        folder.mkdir()
+        (folder / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
+        (folder / EVENTS_FILE).touch()
+        record = {"id": run_id, "name": config.run_name, "status": "queued", "created": now(),
+                  "task": config.task, "model": config.model, "adapter": config.adapter.kind}
+        write_json_atomic(folder / RUN_FILE, record)
+        with self._transaction() as db:
+            _insert_run(db, record)
+        return run_id
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of a run that exists; ids are looked up, never trusted as paths."""
+        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+            raise RunError(f"'{run_id}' is not a run id")
+        folder = self.root / run_id
+        if not (folder / RUN_FILE).is_file():
+            raise RunError(f"no run '{run_id}' in {self.root}")
+        return folder
+
+    def resolve(self, ref: str) -> str:
+        """A run id from an id, a unique id prefix, or a name (the newest run of that name)."""
+        with self._connect() as db:
+            if db.execute("SELECT 1 FROM runs WHERE id=?", (ref,)).fetchone():
+                return ref
+            rows = db.execute("SELECT id FROM runs WHERE name=? ORDER BY created DESC", (ref,)).fetchall()
+            if rows:
+                return rows[0]["id"]
+            rows = db.execute("SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\'",
+                              (ref.replace("%", "\\%").replace("_", "\\_") + "%",)).fetchall()
+        if len(rows) == 1:
+            return rows[0]["id"]
+        if len(rows) > 1:
+            raise RunError(f"'{ref}' matches {len(rows)} runs; give more of the id")
+        raise RunError(f"no run '{ref}' in {self.root}; `ftkit runs` lists them")
+
+    def _run_folders(self) -> Iterator[Path]:
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_dir() and (folder / RUN_FILE).is_file():
+                yield folder
+
+    # ----- reading ------------------------------------------------------------------------------
+    def read_record(self, run_id: str) -> dict[str, Any]:
+        return json.loads((self.run_dir(run_id) / RUN_FILE).read_text(encoding="utf-8"))
+
+    def list_runs(
+        self,
+        status: str | list[str] | None = None,
+        query: str | None = None,
+        sort: str = "created",
+        descending: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Runs as summaries (newest first by default) and the total that matched."""
+        self.check_liveness()
+        where, params = [], []
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        for s in statuses:
+            if s not in STATUSES:
+                raise RunError(f"unknown status '{s}'; one of {', '.join(STATUSES)}")
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += statuses
+        if query:
+            where.append("(name LIKE ? OR id LIKE ? OR model LIKE ? OR task LIKE ?)")
+            params += [f"%{query}%"] * 4
+        if sort not in SORT_KEYS:
+            raise RunError(f"cannot sort by '{sort}'; one of {', '.join(SORT_KEYS)}")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        order = f" ORDER BY {sort} IS NULL, {sort} {'DESC' if descending else 'ASC'}, id DESC"
+        page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+        with self._connect() as db:
+            total = db.execute(f"SELECT COUNT(*) FROM runs{clause}", params).fetchone()[0]
+            rows = db.execute(f"SELECT * FROM runs{clause}{order}{page}", params).fetchall()
+            counts = dict(db.execute("SELECT run_id, COUNT(*) FROM checkpoints GROUP BY run_id").fetchall()) if rows else {}
+        return [_summary(row, counts.get(row["id"], 0)) for row in rows], total
+
+    def get(self, run_id: str) -> dict[str, Any]:
+        """Everything about one run: summary, progress, latest metrics per split, checkpoints, config."""
+        import yaml
+
+        folder = self.run_dir(run_id)
+        self.check_liveness(run_id)
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                raise RunError(f"run '{run_id}' has a folder but no index row; rebuild the index")
+            metric_rows = db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
+            ckpt_rows = db.execute("SELECT * FROM checkpoints WHERE run_id=? ORDER BY step", (run_id,)).fetchall()
+        detail = _summary(row, len(ckpt_rows))
+        latest: dict[str, dict[str, Any]] = {}
+        history: list[dict[str, Any]] = []
+        for m in metric_rows:
+            latest.setdefault(m["split"], {})[m["name"]] = m["value"]
+            history.append({"split": m["split"], "step": m["step"], "epoch": m["epoch"], "name": m["name"], "value": m["value"]})
+        detail["metrics"] = latest
+        detail["metric_history"] = history
+        detail["checkpoints"] = [_checkpoint(c) for c in ckpt_rows]
+        detail["config"] = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        detail["dir"] = str(folder)
+        return detail
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        self.run_dir(run_id)
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM checkpoints WHERE run_id=? ORDER BY step", (run_id,)).fetchall()
+        return [_checkpoint(c) for c in rows]
+
+    def read_events(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Complete event lines from byte ``offset`` on, and the offset to continue from."""
+        path = self.run_dir(run_id) / EVENTS_FILE
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next read
+        events = [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
+        return events, offset + end
+
+    def log_tail(self, run_id: str, lines: int = 40) -> str:
+        path = self.run_dir(run_id) / LOG_FILE
+        if not path.exists():
+            return ""
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ----- writing (the run's worker, or whoever finds its worker dead) ----------------------------
+    def append_event(self, run_id: str, event: dict[str, Any]) -> None:
+        """Record one event: a flushed line in events.jsonl, then its effect on the index."""
+        event = {"t": now(), **event}
+        folder = self.run_dir(run_id)
+        with open(folder / EVENTS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(event, default=str) + "\n")
+            f.flush()
+        if event["type"] == "status":
+            record = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+            record.update({k: v for k, v in event.items() if k in ("status", "pid", "error")})
+            record["started" if event["status"] == "running" else "ended"] = event["t"]
+            if event["status"] in FINAL_STATUSES:
+                record["pid"] = None
+            write_json_atomic(folder / RUN_FILE, record)
+        with self._transaction() as db:
+            _apply_event(db, run_id, event)
+
+    def set_status(self, run_id: str, status: str, **fields: Any) -> None:
+        if status not in STATUSES:
+            raise RunError(f"unknown status '{status}'")
+        self.append_event(run_id, {"type": "status", "status": status, **fields})
+
+    def check_liveness(self, run_id: str | None = None) -> None:
+        """Mark runs whose worker died without a word (kill -9, OOM killer) as failed."""
+        with self._connect() as db:
+            sql = "SELECT id, pid, status FROM runs WHERE status='running'" + (" AND id=?" if run_id else "")
+            rows = db.execute(sql, (run_id,) if run_id else ()).fetchall()
+        for row in rows:
+            record = self.read_record(row["id"])
+            if record.get("status") in FINAL_STATUSES:  # the index lags: replay the record
+                self.rebuild_index()
+                continue
+            pids = [record.get("pid"), record.get("supervisor_pid")]
+            if not any(process_alive(p) for p in pids if p):
+                self.set_status(row["id"], "failed", error=record.get("exit_reason") or
+                                "the training process died without reporting (killed, or out of memory)")
+
+    def set_record_fields(self, run_id: str, **fields: Any) -> None:
+        """Fields of run.json that are not index columns (supervisor pid, exit reason)."""
+        path = self.run_dir(run_id) / RUN_FILE
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record.update(fields)
+        write_json_atomic(path, record)
+
+    # ----- stopping and deleting --------------------------------------------------------------------
+    def request_stop(self, run_id: str) -> None:
+        """Ask the worker to save a checkpoint and stop; it looks for this file after every step."""
+        (self.run_dir(run_id) / STOP_FILE).touch()
+
+    def clear_stop(self, run_id: str) -> None:
+        (self.run_dir(run_id) / STOP_FILE).unlink(missing_ok=True)
+
+    def stop_requested(self, run_id: str) -> bool:
+        return (self.run_dir(run_id) / STOP_FILE).exists()
+
+    def delete_run(self, run_id: str) -> None:
+        folder = self.run_dir(run_id)
+        record = self.read_record(run_id)
+        if record.get("status") in ("running", "queued") and process_alive(record.get("pid")):
+            raise RunError(f"run '{run_id}' is still running; stop it first")
+        with self._transaction() as db:
+            for table, key in (("runs", "id"), ("metrics", "run_id"), ("checkpoints", "run_id")):
+                db.execute(f"DELETE FROM {table} WHERE {key}=?", (run_id,))
+        shutil.rmtree(folder)
+
+    def delete_checkpoint(self, run_id: str, step: int) -> None:
+        with self._connect() as db:
+            row = db.execute("SELECT path FROM checkpoints WHERE run_id=? AND step=?", (run_id, int(step))).fetchone()
+        if row is None:
+            raise RunError(f"run '{run_id}' has no checkpoint at step {step}")
+        self.append_event(run_id, {"type": "checkpoint_deleted", "step": int(step)})
+        shutil.rmtree(self.run_dir(run_id) / Path(row["path"]).name, ignore_errors=True)
+
+    # ----- recovery ------------------------------------------------------------------------------
+    def rebuild_index(self) -> int:
+        """Recreate the index from the run folders (after loss or corruption); returns runs found."""
+        if self.index_path.exists():
+            try:
+                with self._connect() as db:
+                    db.execute("SELECT COUNT(*) FROM runs").fetchone()
+            except (RunError, sqlite3.DatabaseError):
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA + "BEGIN; DELETE FROM runs; DELETE FROM metrics; DELETE FROM checkpoints; COMMIT;")
+        count = 0
+        for folder in self._run_folders():
+            record = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+            events = []
+            with open(folder / EVENTS_FILE, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    try:
+                        events.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        continue  # a torn last line from a crash
+            with self._transaction() as db:
+                _insert_run(db, {**record, "status": "queued", "pid": None, "error": None})
+                for event in events:
+                    _apply_event(db, record["id"], event)
+                db.execute("UPDATE runs SET status=?, error=?, pid=? WHERE id=?",
+                           (record.get("status", "failed"), record.get("error"), record.get("pid"), record["id"]))
+            count += 1
+        return count
+
+
+# ----- index projection ---------------------------------------------------------------------------
+
+
+def _insert_run(db: sqlite3.Connection, record: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO runs (id, name, status, task, model, adapter, pid, error, created, updated) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (record["id"], record["name"], record["status"], record.get("task"), record.get("model"),
+         record.get("adapter"), record.get("pid"), record.get("error"), record.get("created"), record.get("created")),
+    )
+
+
+def _apply_event(db: sqlite3.Connection, run_id: str, event: dict[str, Any]) -> None:
+    kind, t = event.get("type"), event.get("t")
+    if kind == "status":
+        status = event["status"]
+        sets = {"status": status, "updated": t, "error": event.get("error")}
+        if status == "running":
+            sets.update(started=t, pid=event.get("pid"), ended=None)
+        elif status in FINAL_STATUSES:
+            sets.update(ended=t, pid=None, eta_seconds=None)
+        _update(db, run_id, sets)
+    elif kind == "progress":
+        keys = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
+        _update(db, run_id, {"updated": t, **{k: event[k] for k in keys if k in event}})
+    elif kind == "eval":
+        metrics = event.get("metrics", {})
+        db.executemany(
+            "INSERT INTO metrics (run_id, split, step, epoch, name, value, t) VALUES (?,?,?,?,?,?,?)",
+            [(run_id, event["split"], event.get("step"), event.get("epoch"), name, value, t)
+             for name, value in metrics.items() if isinstance(value, (int, float))],
+        )
+        best_name = event.get("best_metric_name")
+        if best_name and best_name in metrics:
+            row = db.execute("SELECT best_metric FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is not None and (row[0] is None or metrics[best_name] > row[0] or event["split"] == "test"):
+                _update(db, run_id, {"best_metric_name": f"{event['split']}_{best_name}", "best_metric": metrics[best_name]})
+        _update(db, run_id, {"updated": t})
+    elif kind == "checkpoint":
+        db.execute(
+            "INSERT OR REPLACE INTO checkpoints (run_id, step, path, size, adapter_only, metrics, t) VALUES (?,?,?,?,?,?,?)",
+            (run_id, event["step"], event["path"], event.get("size"), int(bool(event.get("adapter_only"))),
+             json.dumps(event.get("metrics") or {}), t),
+        )
+        if "kept" in event:  # the Trainer rotated older checkpoints away
+            kept = [int(s) for s in event["kept"]]
+            db.execute(f"DELETE FROM checkpoints WHERE run_id=? AND step NOT IN ({','.join('?' * len(kept))})",
+                       (run_id, *kept))
+    elif kind == "checkpoint_deleted":
+        db.execute("DELETE FROM checkpoints WHERE run_id=? AND step=?", (run_id, event["step"]))
+
+
+def _update(db: sqlite3.Connection, run_id: str, sets: dict[str, Any]) -> None:
+    columns = ", ".join(f"{k}=?" for k in sets)
+    db.execute(f"UPDATE runs SET {columns} WHERE id=?", (*sets.values(), run_id))
+
+
+def _summary(row: sqlite3.Row, checkpoint_count: int) -> dict[str, Any]:
+    data = dict(row)
+    ended = data.get("ended") or (now() if data["status"] == "running" else None)
+    return {
+        "id": data["id"], "name": data["name"], "status": data["status"], "task": data["task"],
+        "model": data["model"], "adapter": data["adapter"], "pid": data["pid"], "error": data["error"],
+        "created": data["created"], "started": data["started"], "ended": data["ended"],
+        "duration": (ended - data["started"]) if data["started"] and ended else None,
+        "progress": {"step": data["step"] or 0, "total_steps": data["total_steps"], "epoch": data["epoch"],
+                     "samples_per_second": data["samples_per_second"], "eta_seconds": data["eta_seconds"],
+                     "loss": data["loss"]},
+        "best_metric": {"name": data["best_metric_name"], "value": data["best_metric"]} if data["best_metric_name"] else None,
+        "checkpoint_count": checkpoint_count,
+    }
+
+
+def _checkpoint(row: sqlite3.Row) -> dict[str, Any]:
+    return {"step": row["step"], "path": row["path"], "size": row["size"],
+            "adapter_only": bool(row["adapter_only"]), "metrics": json.loads(row["metrics"] or "{}")}
