@@ -153,7 +153,6 @@ def _spawn(store: RunStore, run_id: str, resume: bool) -> None:
     with open(folder / LOG_FILE, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, cwd=os.getcwd())
-    store.set_record_fields(run_id, supervisor_pid=process.pid)
     _reap_later(process)
 
 

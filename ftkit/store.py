@@ -71,6 +71,17 @@ def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def best_checkpoint(checkpoints: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The checkpoint with the best validation ``metric`` (lowest for a loss), else the latest."""
+    if not checkpoints:
+        raise RunError("there is no checkpoint yet")
+    scored = [c for c in checkpoints if isinstance((c.get("metrics") or {}).get(metric), (int, float))]
+    if not scored:
+        return checkpoints[-1]
+    sign = -1 if metric.endswith("loss") else 1
+    return max(scored, key=lambda c: (sign * c["metrics"][metric], c["step"]))
+
+
 def process_alive(pid: int | None) -> bool:
     """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
     if not pid:

@@ -1,0 +1,269 @@
+"""The `ftkit` command: train, follow and manage runs from a terminal or a script.
+
+Every command that prints for people also takes `--json` for scripts. Errors that are the
+user's to fix print one line (`ftkit: ...`) and exit 2; a followed run that fails exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from .errors import FtkitError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except FtkitError as exc:
+        print(f"ftkit: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftkit", description="Fine-tune transformer models (NER, text classification).")
+    parser.add_argument("--runs-dir", help="run store folder (default: $FTKIT_RUNS_DIR or ./ftkit-runs)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, handler, help: str, run: bool = False, json_flag: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        if run:
+            sub.add_argument("run", help="run id, unique id prefix, or name")
+        if json_flag:
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    train = command("train", cmd_train, "start a run from a YAML/JSON config (in the background)")
+    train.add_argument("config", help="config file (YAML or JSON)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set training.epochs=1 (repeatable)")
+    train.add_argument("--follow", action="store_true", help="show a progress bar until the run ends")
+
+    runs = command("runs", cmd_runs, "list runs")
+    runs.add_argument("--status", choices=("queued", "running", "completed", "failed", "stopped"))
+    runs.add_argument("--rebuild-index", action="store_true", help="recreate the index from the run folders")
+
+    command("show", cmd_show, "show one run: status, progress, metrics, checkpoints", run=True)
+    follow = command("follow", cmd_follow, "show a run's progress until it ends", run=True, json_flag=False)
+    follow.set_defaults(json=False)
+    stop = command("stop", cmd_stop, "stop a run gracefully (it saves a checkpoint)", run=True)
+    stop.add_argument("--wait", action="store_true", help="wait until it has stopped")
+    resume = command("resume", cmd_resume, "continue a stopped or failed run from its last checkpoint", run=True)
+    resume.add_argument("--follow", action="store_true")
+    evaluate = command("eval", cmd_eval, "evaluate a run's best checkpoint on a split", run=True)
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--checkpoint", help="checkpoint folder (default: the best)")
+    predict = command("predict", cmd_predict, "tag or classify texts with a run's best checkpoint", run=True)
+    predict.add_argument("texts", nargs="+", help="text(s) to predict")
+    predict.add_argument("--checkpoint", help="checkpoint folder (default: the best)")
+    merge = command("merge", cmd_merge, "write a standalone model (LoRA merged into the base)", run=True)
+    merge.add_argument("--output", help="folder (default: RUN_DIR/merged)")
+    merge.add_argument("--checkpoint", help="checkpoint folder (default: the best)")
+    delete = command("delete", cmd_delete, "delete a run and its checkpoints", run=True)
+    delete.add_argument("--yes", action="store_true", help="do not ask")
+    return parser
+
+
+# ----- commands ---------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .runs import start
+
+    config = load_config(args.config, overrides=args.overrides)
+    if args.runs_dir:
+        config = config.replace({"output.dir": args.runs_dir})
+    run = start(config)
+    if args.json:
+        _print_json({"id": run.id, "name": run.name, "dir": str(run.dir)})
+    else:
+        print(f"started run {run.id} ({run.name}) in {run.dir}")
+    if args.follow:
+        return _follow(run, quiet=args.json)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .store import RunStore
+
+    store = RunStore(args.runs_dir)
+    if args.rebuild_index:
+        count = store.rebuild_index()
+        print(f"rebuilt the index from {count} run folders")
+    runs, _ = store.list_runs(status=args.status)
+    if args.json:
+        _print_json(runs)
+        return 0
+    if not runs:
+        print(f"no runs in {store.root}")
+        return 0
+    rows = [("ID", "NAME", "STATUS", "PROGRESS", "BEST", "STARTED")]
+    for r in runs:
+        p = r["progress"]
+        progress = f"{p['step']}/{p['total_steps']}" if p["total_steps"] else "-"
+        best = f"{r['best_metric']['name']} {r['best_metric']['value']:.4f}" if r["best_metric"] else "-"
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"])) if r["started"] else "-"
+        rows.append((r["id"], r["name"], r["status"], progress, best, started))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    run = _run(args)
+    info = run.info()
+    if args.json:
+        _print_json(info)
+        return 0
+    p = info["progress"]
+    print(f"{info['id']}  {info['name']}  [{info['status']}]")
+    if info["error"]:
+        print(f"error: {info['error']}")
+    if p["total_steps"]:
+        print(f"progress: step {p['step']}/{p['total_steps']}, epoch {p['epoch'] or 0:.2f}")
+    for split, metrics in info["metrics"].items():
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in ("f1", "precision", "recall", "accuracy", "macro_f1", "loss"))
+        print(f"{split}: {shown}")
+    for c in info["checkpoints"]:
+        print(f"checkpoint step {c['step']}: {c['path']} ({c['size'] or 0} bytes{', adapter only' if c['adapter_only'] else ''})")
+    return 0
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    return _follow(_run(args), quiet=False)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    run = _run(args).stop(wait=args.wait)
+    if args.json:
+        _print_json({"id": run.id, "status": run.status})
+    else:
+        print(f"stop requested for {run.id}" + (f"; now {run.status}" if args.wait else ""))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    run = _run(args).resume()
+    if args.json:
+        _print_json({"id": run.id})
+    else:
+        print(f"resumed run {run.id}")
+    return _follow(run, quiet=args.json) if args.follow else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import report_table
+    from .train import evaluate_run
+
+    run = _run(args)
+    metrics = evaluate_run(run.store, run.id, split=args.split, checkpoint=args.checkpoint)
+    if args.json:
+        _print_json(metrics)
+    else:
+        print(report_table(metrics, run.config.task))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    run = _run(args)
+    results = run.predict(list(args.texts), checkpoint=args.checkpoint)
+    if args.json:
+        _print_json(results[0] if len(args.texts) == 1 else results)
+        return 0
+    for text, result in zip(args.texts, results):
+        if isinstance(result, dict):
+            print(f"{result['label']}\t{text}")
+        else:
+            print(text)
+            for e in result:
+                print(f"  {e['label']:<6} {e['text']!r} [{e['start']}:{e['end']}] {e['score']:.3f}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .adapters import merge_checkpoint
+    from .store import best_checkpoint
+
+    run = _run(args)
+    checkpoint = args.checkpoint or best_checkpoint(run.checkpoints, run.config.best_metric)["path"]
+    out = merge_checkpoint(checkpoint, args.output or run.dir / "merged")
+    if args.json:
+        _print_json({"id": run.id, "path": str(out)})
+    else:
+        print(f"wrote a standalone model to {out}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    run = _run(args)
+    if not args.yes and sys.stdin.isatty():
+        if input(f"delete run {run.id} ({run.name}) and its checkpoints? [y/N] ").strip().lower() != "y":
+            print("kept")
+            return 1
+    run.store.delete_run(run.id)
+    if args.json:
+        _print_json({"id": run.id, "deleted": True})
+    else:
+        print(f"deleted {run.id}")
+    return 0
+
+
+# ----- helpers ----------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> Any:
+    from .runs import get
+
+    return get(args.run, args.runs_dir)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _follow(run: Any, quiet: bool) -> int:
+    """A terminal progress bar fed by the run's events; exit 1 if the run does not complete."""
+    from tqdm.auto import tqdm
+
+    bar = None if quiet else tqdm(total=None, unit="step", dynamic_ncols=True, desc=run.name)
+    for event in run.follow(poll=0.5):
+        if bar is None:
+            continue
+        kind = event["type"]
+        if kind == "progress":
+            if event.get("total_steps") and bar.total != event["total_steps"]:
+                bar.total = event["total_steps"]
+            bar.n = event["step"]
+            postfix = {"epoch": f"{event.get('epoch') or 0:.2f}"}
+            if event.get("loss") is not None:
+                postfix["loss"] = f"{event['loss']:.4f}"
+            bar.set_postfix(postfix, refresh=True)
+        elif kind == "eval":
+            metrics = event["metrics"]
+            shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("f1", "precision", "recall", "accuracy") if k in metrics)
+            bar.write(f"{event['split']} @ step {event.get('step')}: {shown}")
+        elif kind == "log" and event.get("message"):
+            bar.write(event["message"])
+    if bar is not None:
+        bar.close()
+    status = run.status
+    if not quiet:
+        print(f"run {run.id} {status}" + (f": {run.error}" if status == "failed" else ""))
+    return 0 if status in ("completed", "stopped") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
