@@ -116,10 +116,20 @@ class Run:
             raise RunError(f"run {self.id} is {status}; only stopped or failed runs can be resumed")
         if not self.checkpoints:
             raise RunError(f"run {self.id} has no checkpoint to resume from; start it again with ftkit.train")
+        self._wait_for_supervisor_exit()
         self.store.clear_stop(self.id)
         self.store.set_status(self.id, "queued", error=None)
         _spawn(self.store, self.id, resume=True)
         return self
+
+    def _wait_for_supervisor_exit(self, timeout: float = 30) -> None:
+        """One writer per run: the previous attempt's supervisor must be gone before a new one starts."""
+        pid = self.store.read_record(self.id).get("supervisor_pid")
+        deadline = time.monotonic() + timeout
+        while process_alive(pid):
+            if time.monotonic() > deadline:
+                raise RunError(f"run {self.id}: its previous process {pid} has not exited yet; try again shortly")
+            time.sleep(0.1)
 
     def predict(self, texts: str | list[str], checkpoint: str | None = None) -> Any:
         """Entities with character offsets (NER) or labels with probabilities, per text."""

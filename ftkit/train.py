@@ -301,9 +301,10 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
         checkpoint = checkpoints[-1]["path"] if checkpoints else None
         log(f"resuming from {checkpoint}")
     try:
-        trainer.train(resume_from_checkpoint=checkpoint)
+        output = trainer.train(resume_from_checkpoint=checkpoint)
     except torch.OutOfMemoryError as exc:
         raise FtkitError(f"out of memory: {str(exc).splitlines()[0]}. {models.oom_advice(config)}") from None
+    store.set_record_fields(run_id, resources=resource_usage(prepared, output.metrics))
     if callback.stop_requested:
         store.set_status(run_id, "stopped")
         return "stopped"
@@ -336,3 +337,21 @@ def evaluate_run(store: RunStore, run_id: str, split: str = "test", checkpoint: 
     trainer = build_trainer(prepared, folder / "eval-tmp")
     metrics, _ = evaluate_split(trainer, prepared, split)
     return metrics
+
+
+def resource_usage(prepared: Prepared, train_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Time, throughput (non-padding tokens) and peak memory of the training just finished."""
+    import resource
+
+    runtime = train_metrics.get("train_runtime") or 0.0
+    lengths = prepared.features["train"]["length"]
+    samples_seen = (train_metrics.get("train_samples_per_second") or 0.0) * runtime
+    tokens = samples_seen * sum(lengths) / max(1, len(lengths))
+    usage = {
+        "train_runtime_seconds": runtime,
+        "train_tokens_per_second": tokens / runtime if runtime else None,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+    if torch.cuda.is_available():
+        usage["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+    return usage

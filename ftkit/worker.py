@@ -22,6 +22,7 @@ from .store import FINAL_STATUSES, RunStore
 
 def supervise(run_dir: Path, resume: bool) -> int:
     store, run_id = RunStore(run_dir.parent), run_dir.name
+    _, start_offset = store.read_events(run_id)  # what this attempt's worker reports comes after here
     command = [sys.executable, "-m", "ftkit.worker", "train", str(run_dir)] + (["--resume"] if resume else [])
     worker = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     store.set_record_fields(run_id, supervisor_pid=os.getpid(), pid=worker.pid, exit_reason=None)
@@ -32,7 +33,8 @@ def supervise(run_dir: Path, resume: bool) -> int:
     signal.signal(signal.SIGTERM, forward_stop)
     signal.signal(signal.SIGINT, forward_stop)
     code = worker.wait()
-    if store.read_record(run_id).get("status") not in FINAL_STATUSES:
+    events, _ = store.read_events(run_id, start_offset)
+    if not any(e["type"] == "status" and e["status"] in FINAL_STATUSES for e in events):
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else "?"
             reason = f"the training process was killed by signal {-code} ({name})"

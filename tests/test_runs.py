@@ -81,7 +81,8 @@ def test_train_returns_at_once_and_the_run_records_events_metrics_checkpoints_an
     assert [e["split"] for e in evals] == ["validation", "validation", "test"]  # once per epoch, then test
     info = run.info()
     assert {"f1", "precision", "recall"} <= set(info["metrics"]["test"])
-    assert info["progress"]["step"] == info["progress"]["total_steps"] == 16  # 64 / 8 x 2 epochs
+    # 64 sentences / batch 8 x 2 epochs, plus the extra windows of sentences longer than 32 tokens
+    assert info["progress"]["step"] == info["progress"]["total_steps"] > 16
     checkpoint = Path(info["checkpoints"][-1]["path"])
     saved = json.loads((checkpoint / "config.json").read_text())
     assert saved["id2label"]["0"] == "O" and "B-PER" in saved["label2id"]
