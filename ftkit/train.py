@@ -60,7 +60,7 @@ def prepare(config: Config) -> Prepared:
     tokenizer = models.load_tokenizer(source)
     max_length = min(config.training.max_seq_length, _model_max_length(tokenizer))
     features = data.tokenize_dataset(raw, tokenizer, {label: i for i, label in enumerate(labels)},
-                                     config.task, max_length)
+                                     config.task, max_length, cache_dir=config.runs_dir / ".cache" / "tokenized")
     for split in ("validation", "test"):
         if split in features:
             # Longest first, evaluated in this order (see FtkitTrainer): little padding, and the
@@ -234,7 +234,8 @@ def collator(task: str, tokenizer: Any, cuda: bool) -> Any:
 def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerCallback] = ()) -> FtkitTrainer:
     config = prepared.config
     args = training_arguments(config, output_dir)
-    callbacks = list(callbacks)
+    # Label names go into LoRA checkpoints before anyone is told the checkpoint exists.
+    callbacks = [adapters.label_config_callback(), *callbacks]
     if config.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
     id2label = dict(enumerate(prepared.labels))

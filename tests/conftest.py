@@ -30,7 +30,7 @@ def build_tiny_model(folder: Path, hidden_size: int = 32, layers: int = 2) -> Pa
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + TINY_WORDS + pieces + [f"##{p}" for p in pieces]
     vocab = list(dict.fromkeys(vocab))
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
     tokenizer.save_pretrained(folder)
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=hidden_size * 2, max_position_embeddings=128)

@@ -1,0 +1,19 @@
+"""The data layer: any source -> a checked ``datasets.DatasetDict`` -> tokenised model inputs.
+
+Canonical columns: NER ``tokens``/``tags`` (IOB2 strings), classification ``text``/``label``
+(strings). Loading (sources.py) reports every problem as a DataError with file and line; tag
+schemes live in tags.py, tokenisation and label alignment in align.py, and the notebook views in
+stats.py and preview.py.
+"""
+
+from .align import IGNORE_INDEX, id_maps, label_list, tokenize_dataset, word_windows
+from .preview import preview_html
+from .sources import SPLITS, guess_format, hold_out, load, load_source, load_splits, subset
+from .stats import DataStats, SplitStats, stats
+from .tags import detect_scheme, entity_spans, scheme_violations, to_iob2
+
+__all__ = [
+    "IGNORE_INDEX", "SPLITS", "DataStats", "SplitStats", "detect_scheme", "entity_spans", "guess_format",
+    "hold_out", "id_maps", "label_list", "load", "load_source", "load_splits", "preview_html",
+    "scheme_violations", "stats", "subset", "to_iob2", "tokenize_dataset", "word_windows",
+]

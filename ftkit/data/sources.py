@@ -1,0 +1,463 @@
+"""Any data source -> a ``datasets.DatasetDict`` with ftkit's canonical columns.
+
+NER rows are ``tokens: list[str]`` and ``tags: list[str]`` (IOB2 after conversion);
+classification rows are ``text: str`` and ``label: str`` (labels stay strings: "0", "positive").
+Files are parsed in plain Python (formats.py), checked here while their line numbers are still
+known, and only then become Arrow-backed datasets, so that every mistake is reported as a
+DataError with file and line rather than as a traceback from pandas or datasets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Mapping
+
+import datasets
+import pandas as pd
+
+from ..config import TAG_SCHEMES, TASKS, DataConfig
+from ..errors import ConfigError, DataError
+from ..models import is_offline
+from . import formats
+from .formats import Table
+from .tags import detect_scheme, split_tag, to_iob2
+
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
+                 "val": "validation", "dev": "validation", "eval": "validation", "test": "test", "testing": "test"}
+TOKEN_COLUMNS = ("tokens", "words", "token", "word")
+TAG_COLUMNS = ("tags", "ner_tags", "labels", "ner", "tag")
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
+LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
+NER_FEATURES = datasets.Features({"tokens": datasets.List(datasets.Value("string")),
+                                  "tags": datasets.List(datasets.Value("string"))})
+CLASSIFICATION_FEATURES = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("string")})
+FILE_FORMATS = ("conll", "jsonl", "csv", "tsv")
+_COLUMN_OPTIONS = ("tag_column", "tag_scheme", "text_column", "label_column", "tokens_column", "tags_column", "labels")
+
+Source = Any  # a path or hub id, a pandas DataFrame, a list of rows, (tokens, tags) lists, a Dataset(Dict)
+
+
+# ----- public API ---------------------------------------------------------------------------
+
+
+def load_splits(data: DataConfig, task: str, seed: int = 42) -> datasets.DatasetDict:
+    """The train / validation (/ test) splits a run config names, canonical and checked.
+
+    With no validation source, a seeded ``data.validation_fraction`` of train is held out.
+    """
+    _check_task(task)
+    if not data.train:
+        raise DataError("no training data: set data.train to a file (e.g. train.conll), a saved dataset folder or a hub id")
+    tables = _read_splits(data.train, {"validation": data.validation, "test": data.test}, task, data.format, data)
+    if "train" not in tables:
+        raise DataError(f"{data.train} has no train split (found {', '.join(tables)})")
+    splits = _finish(tables, task, data, convert_tags=True, check_labels=True)
+    return _with_validation(splits, data.validation_fraction, seed)
+
+
+def load_source(source: Source, task: str, format: str | None = None, convert_tags: bool = True,
+                **column_options: Any) -> datasets.Dataset | datasets.DatasetDict:
+    """One source, canonical and checked: a Dataset, or a DatasetDict when the source has splits.
+
+    ``column_options`` are DataConfig's column fields (tokens_column, tags_column, text_column,
+    label_column, tag_column, tag_scheme, labels). ``convert_tags=False`` keeps NER tags in their
+    original scheme (statistics use it to report scheme violations). Labels are not checked
+    across splits here (statistics report them); ``load`` and ``load_splits`` refuse them.
+    """
+    _check_task(task)
+    options = _options(column_options)
+    read = _read(source, task, format, options)
+    tables = read if isinstance(read, dict) else {"train": read}
+    splits = _finish(tables, task, options, convert_tags, check_labels=False)
+    return datasets.DatasetDict(splits) if isinstance(read, dict) else splits["train"]
+
+
+def load(source: Source, task: str = "ner", *, validation: Source | None = None, test: Source | None = None,
+         format: str | None = None, validation_fraction: float | None = None, seed: int = 42,
+         **column_options: Any) -> datasets.DatasetDict:
+    """Notebook convenience: ``ftkit.data.load("train.conll")`` -> a DatasetDict.
+
+    A single source becomes the train split (a folder of split files, a saved DatasetDict or a
+    hub id bring their own splits); ``validation``/``test`` add splits; ``validation_fraction``
+    holds out a seeded share of train when there is no validation split.
+    """
+    _check_task(task)
+    options = _options(column_options)
+    tables = _read_splits(source, {"validation": validation, "test": test}, task, format, options)
+    splits = _finish(tables, task, options, convert_tags=True, check_labels=True)
+    return _with_validation(splits, validation_fraction, seed)
+
+
+def hold_out(train: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Split off a seeded ``fraction`` of train as validation; both keep the original row order."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"validation_fraction must be between 0 and 1; got {fraction}")
+    if len(train) < 2:
+        raise DataError(f"train has {len(train)} example; cannot hold out a validation split: give data.validation")
+    size = min(len(train) - 1, max(1, round(len(train) * fraction)))
+    held = set(random.Random(seed).sample(range(len(train)), size))
+    keep = [i for i in range(len(train)) if i not in held]
+    return train.select(keep), train.select(sorted(held))
+
+
+def subset(dataset: datasets.Dataset, n: int | None, seed: int = 42) -> datasets.Dataset:
+    """A seeded random ``n`` rows (in their original order); the whole dataset when n is None or larger."""
+    if n is None or n >= len(dataset):
+        return dataset
+    if n <= 0:
+        raise ConfigError(f"a subset needs a positive number of examples; got {n}")
+    return dataset.select(sorted(random.Random(seed).sample(range(len(dataset)), n)))
+
+
+def guess_format(source: str | os.PathLike) -> str:
+    """conll / jsonl / csv / tsv / hf-disk for local paths, 'folder' for split files, else 'hub'."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if any((path / name).exists() for name in ("dataset_dict.json", "dataset_info.json", "state.json")):
+            return "hf-disk"
+        return "folder"
+    suffix = path.suffix.lower()
+    if path.exists():
+        if suffix in formats.CONLL_SUFFIXES:
+            return "conll"
+        if suffix in formats.JSON_SUFFIXES:
+            return "jsonl"
+        if suffix in (".csv", ".tsv"):
+            return suffix[1:]
+        if formats.looks_like_conll(path):
+            return "conll"
+        raise DataError(f"cannot tell the format of this file from '{suffix or 'no suffix'}': set data.format "
+                        "(conll, jsonl, csv, tsv, hf-disk or hub)", str(path))
+    text = str(source)
+    if text.startswith((".", "/", "~")) or suffix in formats.CONLL_SUFFIXES + formats.JSON_SUFFIXES + (".csv", ".tsv") \
+            or text.count("/") > 1 or "\\" in text:
+        raise DataError("file does not exist: check the path (relative paths start from the current folder)", text)
+    return "hub"
+
+
+# ----- reading ------------------------------------------------------------------------------
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}; got '{task}'")
+
+
+def _options(column_options: Mapping[str, Any]) -> DataConfig:
+    unknown = set(column_options) - set(_COLUMN_OPTIONS)
+    if unknown:
+        raise ConfigError(f"unknown data option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(_COLUMN_OPTIONS)}")
+    options = DataConfig(**column_options)
+    if options.tag_scheme not in TAG_SCHEMES:
+        raise ConfigError(f"tag_scheme must be one of {', '.join(TAG_SCHEMES)}; got '{options.tag_scheme}'")
+    return options
+
+
+def _read(source: Source, task: str, format: str | None, options: DataConfig) -> Table | dict[str, Table]:
+    """Raw rows of a source: one Table, or one per split for sources that carry splits."""
+    if isinstance(source, datasets.DatasetDict):
+        tables = {name: _dataset_table(ds, f"the '{name}' split") for name, ds in source.items()}
+        return _split_tables(tables, "the DatasetDict")
+    if isinstance(source, datasets.Dataset):
+        return _dataset_table(source, "the Dataset")
+    if isinstance(source, pd.DataFrame):
+        return formats.records_to_table(source.to_dict(orient="records"), "the DataFrame")
+    if isinstance(source, tuple) and len(source) == 2 and all(isinstance(part, (list, tuple)) for part in source):
+        first, second = source
+        if len(first) != len(second):
+            raise DataError(f"the two lists have different lengths ({len(first)} and {len(second)}): "
+                            "pass (tokens_list, tags_list) or (texts, labels) of equal length")
+        names = ("tokens", "tags") if task == "ner" else ("text", "label")
+        return Table({names[0]: list(first), names[1]: list(second)}, "the lists")
+    if isinstance(source, list):
+        return formats.records_to_table(source, "the list")
+    if isinstance(source, (str, os.PathLike)):
+        return _read_path(source, format or guess_format(source), options)
+    raise DataError(f"cannot read data from a {type(source).__name__}: pass a path, a hub id, a pandas DataFrame, "
+                    "a list of rows, (tokens, tags) lists, or a datasets Dataset/DatasetDict")
+
+
+def _read_path(source: str | os.PathLike, format: str, options: DataConfig) -> Table | dict[str, Table]:
+    path = Path(source).expanduser()
+    if format == "folder" or (format in FILE_FORMATS and path.is_dir()):
+        return _read_folder(path, options, None if format == "folder" else format)
+    if format == "conll":
+        return formats.read_conll(path, options.tag_column)
+    if format == "jsonl":
+        return formats.read_jsonl(path)
+    if format in ("csv", "tsv"):
+        return formats.read_delimited(path, "," if format == "csv" else "\t")
+    if format == "hf-disk":
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            raise DataError(f"not a dataset saved with save_to_disk(): {exc}", str(path)) from None
+        if isinstance(loaded, datasets.DatasetDict):
+            return _split_tables({name: _dataset_table(ds, f"the '{name}' split", str(path))
+                                  for name, ds in loaded.items()}, str(path))
+        return _dataset_table(loaded, "the dataset", str(path))
+    if format == "hub":
+        return _read_hub(str(source))
+    raise ConfigError(f"unknown data format '{format}'; expected conll, jsonl, csv, tsv, hf-disk or hub")
+
+
+def _read_folder(folder: Path, options: DataConfig, format: str | None) -> dict[str, Table]:
+    """A folder of split files named train.*, valid/validation/dev.*, test.* (e.g. CoNLL-2003)."""
+    found = {}
+    for path in sorted(folder.iterdir()):
+        split = SPLIT_ALIASES.get(path.stem.lower())
+        if split and path.is_file() and split not in found:
+            found[split] = _read_path(path, format or guess_format(path), options)
+    if not found:
+        raise DataError("this folder is neither a dataset saved with save_to_disk() nor holds split files named "
+                        "train.*, validation.* (or valid/dev) and test.*", str(folder))
+    return found
+
+
+def _read_hub(name: str) -> dict[str, Table]:
+    try:
+        loaded = datasets.load_dataset(name)
+    except Exception as exc:  # datasets raises many unrelated types for "not reachable" and "not found"
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        if is_offline() or _is_connection_error(exc):
+            raise DataError(
+                f"could not reach the Hugging Face hub to load the dataset '{name}' ({reason}). Offline? Point at "
+                "local files instead, e.g. data.train: path/to/train.conll, data.validation: path/to/valid.conll, "
+                "format: conll (or jsonl, csv, tsv, or a folder saved with save_to_disk()); if you meant a local "
+                "file, check the path"
+            ) from None
+        raise DataError(f"could not load the dataset '{name}' from the Hugging Face hub ({reason}); "
+                        "if you meant a local file, check the path") from None
+    if isinstance(loaded, datasets.Dataset):
+        return {"train": _dataset_table(loaded, name)}
+    return _split_tables({split: _dataset_table(ds, f"{name} [{split}]") for split, ds in loaded.items()}, name)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return any(word in cls.__name__ for cls in type(exc).__mro__ for word in ("Connect", "Timeout", "Offline"))
+
+
+def _split_tables(tables: dict[str, Table], source: str) -> dict[str, Table]:
+    """Keep the splits ftkit knows, under their canonical names (dev/valid -> validation)."""
+    named = {}
+    for name, table in tables.items():
+        canonical = SPLIT_ALIASES.get(name.lower())
+        if canonical and canonical not in named:
+            named[canonical] = table
+    if not named:
+        raise DataError(f"{source} has splits {', '.join(tables)}, none of them train, validation or test")
+    return named
+
+
+def _read_splits(source: Source, extras: dict[str, Source | None], task: str, format: str | None,
+                 options: DataConfig) -> dict[str, Table]:
+    """The splits of ``source`` (or it as train), with ``extras`` replacing or adding splits."""
+    read = _read(source, task, format, options)
+    tables = dict(read) if isinstance(read, dict) else {"train": read}
+    for split, extra in extras.items():
+        if extra is not None and not (isinstance(extra, str) and not extra.strip()):
+            tables[split] = _one_split(_read(extra, task, format, options), split, extra)
+    return tables
+
+
+def _with_validation(splits: dict[str, datasets.Dataset], fraction: float | None, seed: int) -> datasets.DatasetDict:
+    """The splits in canonical order, holding out validation from train when there is none."""
+    if fraction and "validation" not in splits and "train" in splits:
+        splits["train"], splits["validation"] = hold_out(splits["train"], fraction, seed)
+    return datasets.DatasetDict({name: splits[name] for name in sorted(splits, key=_split_order)})
+
+
+def _one_split(read: Table | dict[str, Table], split: str, source: Any) -> Table:
+    if not isinstance(read, dict):
+        return read
+    if split in read:
+        return read[split]
+    if len(read) == 1:
+        return next(iter(read.values()))
+    raise DataError(f"{source} has several splits ({', '.join(read)}) and none is '{split}'")
+
+
+def _dataset_table(dataset: datasets.Dataset, source: str, path: str | None = None) -> Table:
+    return Table(dataset.to_dict(), source, path, features=dataset.features)
+
+
+# ----- canonical columns --------------------------------------------------------------------
+
+
+def _finish(tables: dict[str, Table], task: str, options: DataConfig, convert_tags: bool,
+            check_labels: bool) -> dict[str, datasets.Dataset]:
+    """Canonical columns, tag conversion, (cross-split label checks); then Arrow datasets."""
+    for split, table in tables.items():
+        if not len(table):
+            raise DataError(f"the {split} split ({table.source}) has no examples", table.path)
+    canonical = {split: (_canonical_ner if task == "ner" else _canonical_classification)(table, options)
+                 for split, table in tables.items()}
+    if task == "ner" and convert_tags:
+        scheme = options.tag_scheme
+        if scheme == "auto":
+            scheme = detect_scheme(tags for table in canonical.values() for tags in table.columns["tags"])
+        for table in canonical.values():
+            _convert_tags(table, scheme)
+    if check_labels:
+        _check_labels_across_splits(canonical, task, options.labels)
+    features = NER_FEATURES if task == "ner" else CLASSIFICATION_FEATURES
+    return {split: datasets.Dataset.from_dict(canonical[split].columns, features=features)
+            for split in sorted(canonical, key=_split_order)}
+
+
+def _split_order(split: str) -> int:
+    return SPLITS.index(split) if split in SPLITS else len(SPLITS)
+
+
+def _pick(table: Table, given: str | None, candidates: tuple[str, ...], what: str, option: str) -> str:
+    """The column holding ``what``: the one the user named, else the first known name present."""
+    found = ", ".join(table.columns) or "none"
+    where = "" if table.path else f"{table.source}: "
+    if given:
+        if given not in table.columns:
+            raise DataError(f"{where}no column '{given}' ({option}); the columns are: {found}", table.path)
+        return given
+    for name in candidates:
+        if name in table.columns:
+            return name
+    raise DataError(f"{where}missing the {what} column: found columns {found}; expected one of "
+                    f"{', '.join(candidates)} (or name it with {option})", table.path)
+
+
+def _class_names(features: Any, column: str) -> list[str] | None:
+    """Label names of a ClassLabel column, or of a list of ClassLabel (NER tag ids)."""
+    feature = features.get(column) if features is not None else None
+    feature = getattr(feature, "feature", feature)  # List(ClassLabel) / Sequence(ClassLabel)
+    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+
+
+def _word_list(value: Any) -> list | None:
+    """A list as stored in JSON/Arrow, or a CSV cell: JSON list text or space-separated words."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                return text.split()
+        else:
+            return text.split()
+    return list(value) if isinstance(value, (list, tuple)) else None
+
+
+def _canonical_ner(table: Table, options: DataConfig) -> Table:
+    tokens_name = _pick(table, options.tokens_column, TOKEN_COLUMNS, "tokens (word list)", "tokens_column")
+    tags_name = _pick(table, options.tags_column, TAG_COLUMNS, "tags (NER tag list)", "tags_column")
+    names = _class_names(table.features, tags_name) or options.labels
+    all_tokens, all_tags, valid = [], [], {"O"}
+    for index, (tokens, tags) in enumerate(zip(table.columns[tokens_name], table.columns[tags_name])):
+        tokens, tags = _word_list(tokens), _word_list(tags)
+        if tokens is None or tags is None:
+            missing = tokens_name if tokens is None else tags_name
+            raise table.error(index, f"'{missing}' must be a list of strings; this row has none")
+        if len(tokens) != len(tags):
+            raise table.error(index, f"{len(tokens)} tokens but {len(tags)} tags: every token needs exactly one tag")
+        if not tokens:
+            raise table.error(index, "an empty sentence (no tokens)")
+        tags = [_tag_name(tag, names, table, index, position) for position, tag in enumerate(tags)]
+        for position, tag in enumerate(tags):
+            if tag not in valid:
+                try:
+                    split_tag(tag)
+                except ValueError as exc:
+                    raise table.error(index, f"invalid tag: {exc}", token=position) from None
+                valid.add(tag)
+        all_tokens.append([str(token) for token in tokens])
+        all_tags.append(tags)
+    return Table({"tokens": all_tokens, "tags": all_tags}, table.source, table.path, table.lines,
+                  one_line_per_token=table.one_line_per_token)
+
+
+def _tag_name(tag: Any, names: list[str] | None, table: Table, index: int, position: int) -> str:
+    if isinstance(tag, str):
+        return tag.strip()
+    if isinstance(tag, int) and not isinstance(tag, bool):
+        if names is None:
+            raise table.error(index, f"tag {tag} is an integer id but the data has no tag names "
+                              "(a ClassLabel feature): give the names in order with data.labels", token=position)
+        if not 0 <= tag < len(names):
+            raise table.error(index, f"tag id {tag} is outside the {len(names)} tag names", token=position)
+        return names[tag]
+    raise table.error(index, f"tag {tag!r} is neither a tag string nor a tag id", token=position)
+
+
+def _convert_tags(table: Table, scheme: str) -> None:
+    tag_lists = table.columns["tags"]
+    for index, tags in enumerate(tag_lists):
+        try:
+            tag_lists[index] = to_iob2(tags, scheme)
+        except ValueError as exc:
+            position = next(i for i, tag in enumerate(tags) if tag[0] in "SE")
+            raise table.error(index, f"{exc} (data.tag_scheme is '{scheme}'; use bioes or auto for S-/E- tags)",
+                              token=position) from None
+
+
+def _canonical_classification(table: Table, options: DataConfig) -> Table:
+    text_name = _pick(table, options.text_column, TEXT_COLUMNS, "text", "text_column")
+    label_name = _pick(table, options.label_column, LABEL_COLUMNS, "label", "label_column")
+    names = _class_names(table.features, label_name)
+    texts, labels = [], []
+    for index, (text, label) in enumerate(zip(table.columns[text_name], table.columns[label_name])):
+        if not isinstance(text, str):
+            raise table.error(index, f"'{text_name}' must be text; this row has {text!r}")
+        texts.append(text)
+        labels.append(_label_name(label, names, table, index, label_name))
+    return Table({"text": texts, "label": labels}, table.source, table.path, table.lines)
+
+
+def _label_name(label: Any, names: list[str] | None, table: Table, index: int, column: str) -> str:
+    if label is None or (isinstance(label, float) and label != label):  # None, or NaN from pandas
+        raise table.error(index, f"this row has no '{column}' value")
+    if isinstance(label, int) and not isinstance(label, bool) and names is not None:
+        if not 0 <= label < len(names):
+            raise table.error(index, f"label id {label} is outside the {len(names)} label names")
+        return names[label]
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    if isinstance(label, (list, dict)):
+        raise table.error(index, f"'{column}' must be one label per row, got {label!r}")
+    text = str(label).strip()
+    if not text:
+        raise table.error(index, f"this row has an empty '{column}'")
+    return text
+
+
+def _label_names_of(row_labels: Any, task: str) -> set[str]:
+    """The labels one row uses: entity types for NER (B-/I- are one label), the label otherwise."""
+    if task == "ner":
+        return {tag[2:] for tag in row_labels if tag != "O"}
+    return {row_labels}
+
+
+def _check_labels_across_splits(tables: dict[str, Table], task: str, given: list[str] | None) -> None:
+    """Validation/test labels must occur in train (or in data.labels when that is given)."""
+    column = "tags" if task == "ner" else "label"
+    if given:
+        allowed = {name[2:] if task == "ner" and name[1:2] == "-" else name for name in given} - {"O"}
+        checked = tables
+        reason = "is not in data.labels ({})".format(", ".join(given))
+    else:
+        if "train" not in tables:
+            return
+        allowed = set()
+        for row in tables["train"].columns[column]:
+            allowed |= _label_names_of(row, task)
+        checked = {split: table for split, table in tables.items() if split != "train"}
+        reason = "never occurs in train; a model cannot learn it (fix the data, or list every label in data.labels)"
+    for split, table in checked.items():
+        for index, row in enumerate(table.columns[column]):
+            unknown = _label_names_of(row, task) - allowed
+            if unknown:
+                label = sorted(unknown)[0]
+                position = next((i for i, tag in enumerate(row) if tag[2:] == label), None) if task == "ner" else None
+                what = f"entity type '{label}'" if task == "ner" else f"label '{label}'"
+                raise table.error(index, f"{split} split: {what} {reason}", token=position)

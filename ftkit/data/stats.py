@@ -1,0 +1,157 @@
+"""What is in a dataset, before training on it: sizes, label counts, lengths, and tagging problems.
+
+Statistics read NER tags as written (not converted to IOB2), so scheme violations in the source
+are reported against the scheme it uses; entities are counted as spans (conlleval's rules), which
+gives the published CoNLL-2003 counts whatever the scheme.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .tags import detect_scheme, entity_spans, scheme_violations
+
+_SHOWN_VIOLATIONS = 10
+
+
+@dataclass
+class SplitStats:
+    """One split: examples, words, label counts (entity spans per type for NER), length percentiles."""
+
+    examples: int
+    tokens: int
+    label_counts: dict[str, int]
+    lengths: dict[str, int]  # p50, p90, p99, max, in words
+    unique_labels: int  # distinct tags (NER) or labels (classification)
+    violations: list[dict[str, Any]] = field(default_factory=list)  # split, sentence, position, tag, message
+
+    @property
+    def labelled(self) -> int:
+        """Entities (NER) or labelled examples (classification)."""
+        return sum(self.label_counts.values())
+
+
+@dataclass
+class DataStats:
+    """Statistics per split plus labels of validation/test that train never shows."""
+
+    task: str
+    splits: dict[str, SplitStats]
+    scheme: str | None = None  # the NER tag scheme the violations were checked against
+    unseen_labels: dict[str, list[str]] = field(default_factory=dict)  # split -> labels (entity types) not in train
+
+    @property
+    def violations(self) -> list[dict[str, Any]]:
+        return [v for split in self.splits.values() for v in split.violations]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "scheme": self.scheme, "unseen_labels": self.unseen_labels,
+                "splits": {name: asdict(split) for name, split in self.splits.items()}}
+
+    def _labels(self) -> list[str]:
+        return sorted({label for split in self.splits.values() for label in split.label_counts})
+
+    def _notes(self) -> list[str]:
+        notes = []
+        for name, labels in self.unseen_labels.items():
+            if labels:
+                what = "entity types" if self.task == "ner" else "labels"
+                notes.append(f"{name} has {what} never seen in train: {', '.join(labels)}")
+        violations = self.violations
+        if violations:
+            notes.append(f"{len(violations)} tag-scheme violation(s) ({(self.scheme or '').upper()}):")
+            notes += [f"  {v['split']} sentence {v['sentence']}, word {v['position']}: {v['message']}"
+                      for v in violations[:_SHOWN_VIOLATIONS]]
+            if len(violations) > _SHOWN_VIOLATIONS:
+                notes.append(f"  ... and {len(violations) - _SHOWN_VIOLATIONS} more (see .to_dict())")
+        return notes
+
+    def _rows(self) -> tuple[list[str], list[list[str]]]:
+        unit = "sentences" if self.task == "ner" else "examples"
+        labels = self._labels()
+        header = ["split", unit, "tokens", "entities" if self.task == "ner" else "labelled", *labels,
+                  "length p50/p90/p99/max", "unique labels", "violations"]
+        rows = []
+        for name, split in self.splits.items():
+            lengths = "/".join(str(split.lengths[key]) for key in ("p50", "p90", "p99", "max"))
+            rows.append([name, f"{split.examples:,}", f"{split.tokens:,}", f"{split.labelled:,}",
+                         *(f"{split.label_counts.get(label, 0):,}" for label in labels),
+                         lengths, str(split.unique_labels), str(len(split.violations))])
+        return header, rows
+
+    def __str__(self) -> str:
+        header, rows = self._rows()
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+                 for row in [header, *rows]]
+        title = f"{self.task} data" + (f" (tag scheme {self.scheme.upper()})" if self.scheme else "")
+        return "\n".join([title, *lines, *self._notes()])
+
+    def _repr_html_(self) -> str:
+        header, rows = self._rows()
+        head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+        notes = "".join(f"<li>{html.escape(note.strip())}</li>" for note in self._notes())
+        title = html.escape(f"{self.task} data" + (f" (tag scheme {self.scheme.upper()})" if self.scheme else ""))
+        return (f'<div class="ftkit-stats"><b>{title}</b><table><thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table>{f'<ul>{notes}</ul>' if notes else ''}</div>")
+
+
+def stats(source: Any, task: str = "ner", **column_options: Any) -> DataStats:
+    """Statistics of a source (path, hub id, DataFrame, lists, Dataset or DatasetDict).
+
+    ``column_options`` are those of ``load_source`` (tag_scheme, tokens_column, ...); NER tags
+    are read as written and checked against ``tag_scheme`` (detected when "auto").
+    """
+    from .sources import load_source  # loading needs `datasets`; keep this module light
+
+    loaded = load_source(source, task, convert_tags=False, **column_options)
+    splits = dict(loaded) if hasattr(loaded, "keys") else {"train": loaded}
+    scheme = None
+    if task == "ner":
+        scheme = column_options.get("tag_scheme") or "auto"
+        if scheme == "auto":
+            scheme = detect_scheme(tags for split in splits.values() for tags in split["tags"])
+    result = {name: _split_stats(name, split, task, scheme) for name, split in splits.items()}
+    unseen = {}
+    if "train" in result:
+        seen = set(result["train"].label_counts)
+        unseen = {name: sorted(set(split.label_counts) - seen) for name, split in result.items() if name != "train"}
+    return DataStats(task, result, scheme, unseen)
+
+
+def _split_stats(name: str, dataset: Any, task: str, scheme: str | None) -> SplitStats:
+    violations: list[dict[str, Any]] = []
+    if task == "ner":
+        counts: Counter = Counter()
+        tag_set: set[str] = set()
+        lengths = []
+        for sentence, tags in enumerate(dataset["tags"]):
+            lengths.append(len(tags))
+            tag_set.update(tags)
+            counts.update(kind for kind, _, _ in entity_spans(tags))
+            for position, message in scheme_violations(tags, scheme):
+                violations.append({"split": name, "sentence": sentence, "position": position,
+                                   "tag": tags[position], "message": message})
+        unique = len(tag_set)
+    else:
+        lengths = [len(text.split()) for text in dataset["text"]]
+        counts = Counter(dataset["label"])
+        unique = len(counts)
+    return SplitStats(
+        examples=len(dataset), tokens=sum(lengths), label_counts=dict(sorted(counts.items())),
+        lengths={f"p{q}": _percentile(lengths, q) for q in (50, 90, 99)} | {"max": max(lengths, default=0)},
+        unique_labels=unique, violations=violations,
+    )
+
+
+def _percentile(values: list[int], q: int) -> int:
+    """Nearest-rank percentile: a length that actually occurs."""
+    if not values:
+        return 0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
