@@ -11,7 +11,7 @@ export FTKIT_RUNS_DIR ?= $(CURDIR)/ftkit-runs
 
 setup: $(VENV)/.ftkit-installed
 
-$(VENV)/.ftkit-installed: pyproject.toml package.json Makefile
+$(VENV)/.ftkit-installed: pyproject.toml package.json package-lock.json Makefile $(shell find extension/src extension/style -type f)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "warning: could not install Debian's chromium; browser tests will fail"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip

@@ -222,7 +222,10 @@ class RunStore:
         with self._connect() as db:
             total = db.execute(f"SELECT COUNT(*) FROM runs{clause}", params).fetchone()[0]
             rows = db.execute(f"SELECT * FROM runs{clause}{order}{page}", params).fetchall()
-            counts = dict(db.execute("SELECT run_id, COUNT(*) FROM checkpoints GROUP BY run_id").fetchall()) if rows else {}
+            ids = [row["id"] for row in rows]
+            counts = dict(db.execute(
+                f"SELECT run_id, COUNT(*) FROM checkpoints WHERE run_id IN ({','.join('?' * len(ids))}) GROUP BY run_id",
+                ids).fetchall()) if ids else {}
         return [_summary(row, counts.get(row["id"], 0)) for row in rows], total
 
     def get(self, run_id: str) -> dict[str, Any]:
@@ -304,14 +307,32 @@ class RunStore:
             sql = "SELECT id, pid, status FROM runs WHERE status='running'" + (" AND id=?" if run_id else "")
             rows = db.execute(sql, (run_id,) if run_id else ()).fetchall()
         for row in rows:
-            record = self.read_record(row["id"])
-            if record.get("status") in FINAL_STATUSES:  # the index lags: replay the record
-                self.rebuild_index()
-                continue
-            pids = [record.get("pid"), record.get("supervisor_pid")]
-            if not any(process_alive(p) for p in pids if p):
-                self.set_status(row["id"], "failed", error=record.get("exit_reason") or
-                                "the training process died without reporting (killed, or out of memory)")
+            with self._run_lock(row["id"]):  # several readers may find the same dead run at once
+                record = self.read_record(row["id"])
+                if record.get("status") != "running":
+                    continue
+                pids = [record.get("pid"), record.get("supervisor_pid")]
+                if not any(process_alive(p) for p in pids if p):
+                    self.set_status(row["id"], "failed", error=record.get("exit_reason") or
+                                    "the training process died without reporting (killed, or out of memory)")
+
+    @contextmanager
+    def _run_lock(self, run_id: str) -> Iterator[None]:
+        import fcntl
+
+        with open(self.run_dir(run_id) / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def change_token(self) -> str:
+        """A value that changes whenever any run changes: cheap enough for live followers to poll."""
+        self.check_liveness()
+        with self._connect() as db:
+            count, updated = db.execute("SELECT COUNT(*), MAX(updated) FROM runs").fetchone()
+        return f"{count}:{updated}"
 
     def set_record_fields(self, run_id: str, **fields: Any) -> None:
         """Fields of run.json that are not index columns (supervisor pid, exit reason)."""
@@ -431,6 +452,8 @@ def _apply_event(db: sqlite3.Connection, run_id: str, event: dict[str, Any]) -> 
                        (run_id, *kept))
     elif kind == "checkpoint_deleted":
         db.execute("DELETE FROM checkpoints WHERE run_id=? AND step=?", (run_id, event["step"]))
+    if kind in ("checkpoint", "checkpoint_deleted", "log"):
+        _update(db, run_id, {"updated": t})
 
 
 def _update(db: sqlite3.Connection, run_id: str, sets: dict[str, Any]) -> None:

@@ -1,0 +1,129 @@
+/**
+ * What the ftkit server extension sends and accepts (see ftkit/routes.py), and the interface the
+ * model talks to. No JupyterLab imports here, so the model and its tests run without a browser.
+ */
+
+export type RunStatus = 'queued' | 'running' | 'completed' | 'failed' | 'stopped';
+export const RUN_STATUSES: RunStatus[] = ['queued', 'running', 'completed', 'failed', 'stopped'];
+export type SortKey = 'created' | 'name' | 'status' | 'best_metric' | 'updated';
+
+export interface IProgress {
+  step: number;
+  total_steps: number | null;
+  epoch: number | null;
+  samples_per_second: number | null;
+  eta_seconds: number | null;
+  loss: number | null;
+}
+
+export interface IRunSummary {
+  id: string;
+  name: string;
+  status: RunStatus;
+  task: string | null;
+  model: string | null;
+  adapter: string | null;
+  pid: number | null;
+  error: string | null;
+  created: number | null;
+  started: number | null;
+  ended: number | null;
+  duration: number | null;
+  progress: IProgress;
+  best_metric: { name: string; value: number } | null;
+  checkpoint_count: number;
+}
+
+export interface ICheckpoint {
+  step: number;
+  path: string;
+  abs_path: string;
+  size: number | null;
+  adapter_only: boolean;
+  metrics: Record<string, number>;
+}
+
+export interface IRunDetail extends IRunSummary {
+  metrics: Record<string, Record<string, number>>;
+  metric_history: {
+    split: string;
+    step: number | null;
+    epoch: number | null;
+    name: string;
+    value: number;
+  }[];
+  checkpoints: ICheckpoint[];
+  config: Record<string, unknown>;
+  dir: string;
+  log_tail: string;
+  stop_requested: boolean;
+}
+
+export interface IRunsPage {
+  runs: IRunSummary[];
+  total: number;
+  offset: number;
+  limit: number;
+  /** Changes whenever anything on the page changes (a running run's duration aside). */
+  etag: string;
+  server_time: number;
+}
+
+export interface IRunConfig {
+  path: string;
+  text: string;
+  /** The config's path relative to the server root, or null when it lies outside. */
+  server_path: string | null;
+}
+
+export interface IListQuery {
+  status: RunStatus[];
+  q: string;
+  sort: SortKey;
+  order: 'asc' | 'desc';
+  limit: number;
+  offset: number;
+}
+
+/** The server, as the model sees it; `ServerRunsApi` is the real one, tests pass a fake. */
+export interface IRunsApi {
+  list(query: IListQuery): Promise<IRunsPage>;
+  /** Resolves once the page differs from `etag`, or after `timeoutSeconds` with the same page. */
+  live(
+    query: IListQuery,
+    etag: string,
+    timeoutSeconds: number,
+    signal?: AbortSignal
+  ): Promise<IRunsPage>;
+  detail(runId: string): Promise<IRunDetail>;
+  config(runId: string): Promise<IRunConfig>;
+  stop(runId: string): Promise<void>;
+  deleteRun(runId: string): Promise<void>;
+  deleteCheckpoint(runId: string, step: number): Promise<void>;
+}
+
+/** An error from the server, carrying its `{code, message}` body. */
+export class RunsApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string
+  ) {
+    super(message);
+  }
+}
+
+/** The query string the list and live routes take. */
+export function listParams(query: IListQuery): URLSearchParams {
+  const params = new URLSearchParams({
+    q: query.q,
+    sort: query.sort,
+    order: query.order,
+    limit: String(query.limit),
+    offset: String(query.offset)
+  });
+  if (query.status.length) {
+    params.set('status', query.status.join(','));
+  }
+  return params;
+}

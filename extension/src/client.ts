@@ -1,0 +1,81 @@
+/**
+ * The real `IRunsApi`: requests to the ftkit server extension through JupyterLab's
+ * `ServerConnection`, which adds the token and XSRF headers every route requires.
+ */
+
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import {
+  IListQuery,
+  IRunConfig,
+  IRunDetail,
+  IRunsApi,
+  IRunsPage,
+  RunsApiError,
+  listParams
+} from './api';
+
+export class ServerRunsApi implements IRunsApi {
+  constructor(
+    private readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+  ) {}
+
+  list(query: IListQuery): Promise<IRunsPage> {
+    return this.request(`runs?${listParams(query)}`);
+  }
+
+  live(
+    query: IListQuery,
+    etag: string,
+    timeoutSeconds: number,
+    signal?: AbortSignal
+  ): Promise<IRunsPage> {
+    const params = listParams(query);
+    params.set('etag', etag);
+    params.set('timeout', String(timeoutSeconds));
+    return this.request(`live?${params}`, { signal });
+  }
+
+  detail(runId: string): Promise<IRunDetail> {
+    return this.request(`runs/${encodeURIComponent(runId)}`);
+  }
+
+  config(runId: string): Promise<IRunConfig> {
+    return this.request(`runs/${encodeURIComponent(runId)}/config`);
+  }
+
+  async stop(runId: string): Promise<void> {
+    await this.request(`runs/${encodeURIComponent(runId)}/stop`, { method: 'POST' });
+  }
+
+  async deleteRun(runId: string): Promise<void> {
+    await this.request(`runs/${encodeURIComponent(runId)}`, { method: 'DELETE' });
+  }
+
+  async deleteCheckpoint(runId: string, step: number): Promise<void> {
+    await this.request(`runs/${encodeURIComponent(runId)}/checkpoints/${step}`, {
+      method: 'DELETE'
+    });
+  }
+
+  private async request<T>(endpoint: string, init: RequestInit = {}): Promise<T> {
+    const url = URLExt.join(this.settings.baseUrl, 'ftkit', 'api', endpoint);
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(url, init, this.settings);
+    } catch (error) {
+      throw new ServerConnection.NetworkError(error as TypeError);
+    }
+    const body = await response.text();
+    const data = body ? JSON.parse(body) : null;
+    if (!response.ok) {
+      throw new RunsApiError(
+        response.status,
+        data?.code ?? 'http_error',
+        data?.message ?? `the server answered ${response.status}`
+      );
+    }
+    return data as T;
+  }
+}

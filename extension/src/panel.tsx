@@ -1,0 +1,321 @@
+/**
+ * `RunsPanel`: the view of a `RunsModel` — one row per run (name, status, progress, best metric,
+ * start and duration), expandable to its checkpoints. Actions go through the app's commands, so the
+ * buttons and the command palette share one implementation. Run-provided text is only ever put in
+ * React text nodes (escaped), never in HTML.
+ */
+
+import { CommandRegistry } from '@lumino/commands';
+import {
+  caretDownIcon,
+  caretRightIcon,
+  copyIcon,
+  addBelowIcon,
+  deleteIcon,
+  fileIcon,
+  LabIcon,
+  ReactWidget,
+  stopIcon
+} from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { ICheckpoint, IRunSummary, RUN_STATUSES, RunStatus, SortKey } from './api';
+import { formatBytes, formatDuration, formatMetric, formatTime } from './format';
+import { RunsModel } from './model';
+
+/** The command ids; index.ts registers them. */
+export namespace CommandIDs {
+  export const show = 'ftkit:show-runs';
+  export const refresh = 'ftkit:refresh-runs';
+  export const stop = 'ftkit:stop-run';
+  export const deleteRun = 'ftkit:delete-run';
+  export const openConfig = 'ftkit:open-run-config';
+  export const deleteCheckpoint = 'ftkit:delete-checkpoint';
+  export const copySnippet = 'ftkit:copy-load-snippet';
+  export const insertSnippet = 'ftkit:insert-load-snippet';
+}
+
+const SORTS: [SortKey, string][] = [
+  ['created', 'Newest'],
+  ['name', 'Name'],
+  ['status', 'Status'],
+  ['best_metric', 'Best metric'],
+  ['updated', 'Last update']
+];
+
+export class RunsPanel extends ReactWidget {
+  constructor(
+    readonly model: RunsModel,
+    private readonly commands: CommandRegistry
+  ) {
+    super();
+    this.addClass('ftkit-RunsPanel');
+  }
+
+  render(): JSX.Element {
+    return <RunsView model={this.model} commands={this.commands} />;
+  }
+
+  /** The live channel rests while the panel is hidden: catch up at once when it shows. */
+  protected onAfterShow(): void {
+    void this.model.refresh();
+  }
+}
+
+interface IViewProps {
+  model: RunsModel;
+  commands: CommandRegistry;
+}
+
+/** Re-render on every model change, and every second while a run's clock is ticking. */
+function useModel(model: RunsModel): void {
+  const [, rerender] = React.useReducer((n: number) => n + 1, 0);
+  React.useEffect(() => {
+    const onChange = () => rerender();
+    model.changed.connect(onChange);
+    return () => {
+      model.changed.disconnect(onChange);
+    };
+  }, [model]);
+  const ticking = model.runs.some(run => run.status === 'running');
+  React.useEffect(() => {
+    if (!ticking) {
+      return;
+    }
+    const timer = window.setInterval(rerender, 1000);
+    return () => window.clearInterval(timer);
+  }, [ticking]);
+}
+
+function RunsView({ model, commands }: IViewProps): JSX.Element {
+  useModel(model);
+  const { query } = model;
+  const first = model.total ? query.offset + 1 : 0;
+  const last = query.offset + model.runs.length;
+  return (
+    <div className="ftkit-RunsView">
+      <div className="ftkit-Filters">
+        <input
+          className="ftkit-Search jp-mod-styled"
+          type="search"
+          placeholder="Search runs"
+          aria-label="Search runs by name, id, model or task"
+          defaultValue={query.q}
+          onChange={event => void model.setQuery({ q: event.target.value })}
+        />
+        <select
+          className="ftkit-StatusFilter jp-mod-styled"
+          aria-label="Show runs with this status"
+          value={query.status[0] ?? ''}
+          onChange={event => void model.filterStatus((event.target.value || null) as RunStatus | null)}
+        >
+          <option value="">All statuses</option>
+          {RUN_STATUSES.map(status => (
+            <option key={status} value={status}>
+              {status}
+            </option>
+          ))}
+        </select>
+        <select
+          className="ftkit-Sort jp-mod-styled"
+          aria-label="Sort runs"
+          value={query.sort}
+          onChange={event => void model.setQuery({ sort: event.target.value as SortKey })}
+        >
+          {SORTS.map(([key, label]) => (
+            <option key={key} value={key}>
+              {label}
+            </option>
+          ))}
+        </select>
+      </div>
+      {model.error && (
+        <div className="ftkit-Error" role="alert">
+          {model.error}
+        </div>
+      )}
+      <div className="ftkit-Summary">
+        <span className="ftkit-Count">
+          {model.loading ? 'Loading runs…' : model.total ? `${first}–${last} of ${model.total} runs` : 'No runs yet'}
+        </span>
+        <span className="ftkit-Pager">
+          <button
+            className="jp-Button jp-mod-minimal ftkit-PrevPage"
+            disabled={!model.hasPreviousPage}
+            onClick={() => void model.previousPage()}
+            aria-label="Previous page"
+          >
+            ‹
+          </button>
+          <button
+            className="jp-Button jp-mod-minimal ftkit-NextPage"
+            disabled={!model.hasNextPage}
+            onClick={() => void model.nextPage()}
+            aria-label="Next page"
+          >
+            ›
+          </button>
+        </span>
+      </div>
+      <ul className="ftkit-RunList">
+        {model.runs.map(run => (
+          <RunRow key={run.id} run={run} model={model} commands={commands} />
+        ))}
+      </ul>
+    </div>
+  );
+}
+
+function IconButton(props: {
+  icon: LabIcon;
+  title: string;
+  className: string;
+  onClick: () => void;
+}): JSX.Element {
+  return (
+    <button
+      className={`jp-Button jp-mod-minimal ftkit-IconButton ${props.className}`}
+      title={props.title}
+      aria-label={props.title}
+      onClick={event => {
+        event.stopPropagation();
+        props.onClick();
+      }}
+    >
+      <props.icon.react tag="span" elementSize="normal" />
+    </button>
+  );
+}
+
+function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JSX.Element {
+  const expanded = model.isExpanded(run.id);
+  const selected = model.selected?.id === run.id;
+  const { step, total_steps } = run.progress;
+  const fraction = total_steps ? Math.min(1, step / total_steps) : 0;
+  const duration =
+    run.status === 'running' && run.started
+      ? Date.now() / 1000 + model.clockSkew - run.started
+      : run.duration;
+  const active = run.status === 'running' || run.status === 'queued';
+  const detail = model.detail(run.id);
+  const execute = (id: string) => void commands.execute(id, { runId: run.id });
+  return (
+    <li
+      className={`ftkit-Run${selected ? ' jp-mod-selected' : ''}`}
+      data-run-id={run.id}
+      data-status={run.status}
+      onClick={() => model.select(run.id)}
+    >
+      <div className="ftkit-Run-header">
+        <IconButton
+          icon={expanded ? caretDownIcon : caretRightIcon}
+          title={expanded ? 'Hide checkpoints' : 'Show checkpoints'}
+          className="ftkit-Run-toggle"
+          onClick={() => {
+            model.select(run.id);
+            void model.toggle(run.id);
+          }}
+        />
+        <span className="ftkit-Run-name" title={run.id}>
+          {run.name}
+        </span>
+        <span className={`ftkit-Badge ftkit-Badge-${run.status}`}>{run.status}</span>
+        <span className="ftkit-Run-actions">
+          {active &&
+            (model.isStopping(run.id) ? (
+              <span className="ftkit-Run-stopping ftkit-Muted">stopping…</span>
+            ) : (
+              <IconButton icon={stopIcon} title="Stop (saves a checkpoint)" className="ftkit-Run-stop" onClick={() => execute(CommandIDs.stop)} />
+            ))}
+          <IconButton icon={fileIcon} title="Open the run's config" className="ftkit-Run-config" onClick={() => execute(CommandIDs.openConfig)} />
+          {!active && (
+            <IconButton icon={deleteIcon} title="Delete run" className="ftkit-Run-delete" onClick={() => execute(CommandIDs.deleteRun)} />
+          )}
+        </span>
+      </div>
+      {run.status === 'running' && (
+        <div
+          className="ftkit-Progress"
+          role="progressbar"
+          aria-valuemin={0}
+          aria-valuemax={total_steps ?? undefined}
+          aria-valuenow={step}
+          title={`step ${step} of ${total_steps ?? '?'}`}
+        >
+          <div className="ftkit-Progress-bar" style={{ width: `${(fraction * 100).toFixed(1)}%` }} />
+          <span className="ftkit-Progress-label">
+            {total_steps ? `${step}/${total_steps}` : `step ${step}`}
+          </span>
+        </div>
+      )}
+      <div className="ftkit-Run-meta">
+        <span className="ftkit-Run-metric" title={run.best_metric?.name ?? 'no evaluation yet'}>
+          {run.best_metric ? `${run.best_metric.name} ${formatMetric(run.best_metric.value)}` : 'no metric yet'}
+        </span>
+        <span className="ftkit-Run-started" title="started">
+          {formatTime(run.started ?? run.created)}
+        </span>
+        <span className="ftkit-Run-duration" title="duration">
+          {formatDuration(duration)}
+        </span>
+      </div>
+      {run.error && <div className="ftkit-Run-error">{run.error}</div>}
+      {expanded && (
+        <div className="ftkit-Checkpoints">
+          {!detail ? (
+            <div className="ftkit-Muted">Loading…</div>
+          ) : detail.checkpoints.length === 0 ? (
+            <div className="ftkit-Muted">No checkpoints</div>
+          ) : (
+            <table>
+              <thead>
+                <tr>
+                  <th>step</th>
+                  <th>metric</th>
+                  <th>size</th>
+                  <th>kind</th>
+                  <th />
+                </tr>
+              </thead>
+              <tbody>
+                {detail.checkpoints.map(checkpoint => (
+                  <CheckpointRow key={checkpoint.step} run={run} checkpoint={checkpoint} commands={commands} />
+                ))}
+              </tbody>
+            </table>
+          )}
+        </div>
+      )}
+    </li>
+  );
+}
+
+/** The checkpoint's own value of the run's best metric (e.g. validation f1), else its first metric. */
+function checkpointMetric(run: IRunSummary, checkpoint: ICheckpoint): string {
+  const wanted = run.best_metric?.name.split('_').slice(1).join('_');
+  const entries = Object.entries(checkpoint.metrics);
+  const match = entries.find(([name]) => name === wanted || name === `eval_${wanted}`) ?? entries[0];
+  return match ? `${match[0].replace(/^eval_/, '')} ${formatMetric(match[1])}` : '—';
+}
+
+function CheckpointRow(props: {
+  run: IRunSummary;
+  checkpoint: ICheckpoint;
+  commands: CommandRegistry;
+}): JSX.Element {
+  const { run, checkpoint, commands } = props;
+  const args = { runId: run.id, step: checkpoint.step };
+  return (
+    <tr className="ftkit-Checkpoint" data-step={checkpoint.step}>
+      <td>{checkpoint.step}</td>
+      <td>{checkpointMetric(run, checkpoint)}</td>
+      <td>{formatBytes(checkpoint.size)}</td>
+      <td>{checkpoint.adapter_only ? 'adapter' : 'full'}</td>
+      <td className="ftkit-Checkpoint-actions">
+        <IconButton icon={copyIcon} title="Copy code that loads this checkpoint" className="ftkit-Checkpoint-copy" onClick={() => void commands.execute(CommandIDs.copySnippet, args)} />
+        <IconButton icon={addBelowIcon} title="Insert that code below the active notebook cell" className="ftkit-Checkpoint-insert" onClick={() => void commands.execute(CommandIDs.insertSnippet, args)} />
+        <IconButton icon={deleteIcon} title="Delete checkpoint" className="ftkit-Checkpoint-delete" onClick={() => void commands.execute(CommandIDs.deleteCheckpoint, args)} />
+      </td>
+    </tr>
+  );
+}

@@ -1,0 +1,42 @@
+/** Formatting and the load-checkpoint snippet. */
+
+import { describe, expect, it } from 'vitest';
+
+import { formatBytes, formatDuration, formatMetric, loadSnippet } from '../src/format';
+
+describe('format', () => {
+  it.each([
+    [null, '—'],
+    [42.7, '42s'],
+    [185, '3m 05s'],
+    [3720, '1h 02m']
+  ])('formats a duration of %s seconds as %s', (seconds, text) => {
+    expect(formatDuration(seconds)).toBe(text);
+  });
+
+  it.each([
+    [512, '512 B'],
+    [1536, '1.5 KB'],
+    [23.4 * 1024 * 1024, '23.4 MB']
+  ])('formats %s bytes as %s', (bytes, text) => {
+    expect(formatBytes(bytes)).toBe(text);
+  });
+
+  it('shows metrics with four decimals and counts as they are', () => {
+    expect(formatMetric(0.91234567)).toBe('0.9123');
+    expect(formatMetric(3)).toBe('3');
+    expect(formatMetric(null)).toBe('—');
+  });
+
+  it('writes a snippet that loads the checkpoint', () => {
+    expect(loadSnippet('/runs/r1/checkpoint-10')).toBe(
+      'from ftkit.inference import Predictor\n' +
+        'predictor = Predictor.from_checkpoint("/runs/r1/checkpoint-10")'
+    );
+  });
+
+  it('keeps quotes and backslashes in a path inside the Python string', () => {
+    const snippet = loadSnippet('/runs/a"b\\c/checkpoint-1');
+    expect(snippet).toContain('from_checkpoint("/runs/a\\"b\\\\c/checkpoint-1")');
+  });
+});

@@ -1,0 +1,260 @@
+"""HTTP for the side panel: the run store as REST under ``/ftkit/api/``, plus a long-poll live channel.
+
+A thin layer over :class:`ftkit.store.RunStore`, which knows nothing of HTTP. Every verb needs
+Jupyter's authentication; ids from the URL are looked up in the store's index, never used to build
+a path here. Store calls block on SQLite and the file system, so they run in a thread pool and the
+server's event loop stays free.
+
+Routes (all JSON; errors are ``{"code", "message"}``):
+
+=======  ================================================  ==========================================
+GET      /ftkit/api/runs?status=&q=&sort=&order=&limit=&offset=  a page of run summaries, total, etag
+GET      /ftkit/api/live?<same>&etag=&timeout=              the same page, answered once it differs
+                                                            from ``etag`` (or after ``timeout`` s)
+GET      /ftkit/api/runs/<id>                              detail: config, metrics, checkpoints, log
+GET      /ftkit/api/runs/<id>/config                       config.yaml text, its path, and that path
+                                                            relative to the server root (if inside)
+POST     /ftkit/api/runs/<id>/stop                         ask the worker to checkpoint and stop
+DELETE   /ftkit/api/runs/<id>                              delete a finished run and its folder
+DELETE   /ftkit/api/runs/<id>/checkpoints/<step>           delete one checkpoint
+=======  ================================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import time
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+
+from .errors import FtkitError, RunError
+from .store import CONFIG_FILE, SORT_KEYS, STATUSES, RunStore
+
+T = TypeVar("T")
+
+API_PREFIX = "/ftkit/api"
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_QUERY_LENGTH = 200
+MAX_LIVE_TIMEOUT = 60.0
+LIVE_CHECK_INTERVAL = 0.25  # seconds between looks at the store while a live request waits
+ACTIVE_STATUSES = ("queued", "running")
+
+
+class ApiError(tornado.web.HTTPError):
+    """An error the client can act on: an HTTP status, a stable ``code`` and a readable message."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(status, reason=HTTPStatus(status).phrase)
+        self.code, self.message = code, message
+
+
+class FtkitHandler(APIHandler):
+    """Base of every ftkit handler: the shared store, a thread pool for its calls, JSON errors."""
+
+    @property
+    def store(self) -> RunStore:
+        return self.settings["ftkit"].store
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking store call off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+    async def find_run(self, run_id: str) -> dict[str, Any]:
+        """The run's detail; 404 unless ``run_id`` names a run in the index."""
+        try:
+            return await self.in_thread(self.store.get, run_id)
+        except RunError:
+            raise ApiError(404, "run_not_found", f"no run '{run_id}' in {self.store.root}") from None
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error is ``{"code", "message"}``; unexpected ones are logged, not shown."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            code, message = exc.code, exc.message
+        elif isinstance(exc, FtkitError):
+            status_code, code, message = 400, "invalid_request", str(exc)
+            self.set_status(status_code)
+        elif isinstance(exc, tornado.web.HTTPError):
+            code = HTTPStatus(status_code).phrase.lower().replace(" ", "_")
+            message = exc.log_message % exc.args if exc.log_message else HTTPStatus(status_code).phrase
+        else:
+            code, message = "internal_error", "the ftkit server extension failed; see the server log"
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"code": code, "message": message}))
+
+
+def _list_params(handler: FtkitHandler) -> dict[str, Any]:
+    """Validated list-query arguments, ready for :meth:`RunStore.list_runs`."""
+    statuses = [s for value in handler.get_arguments("status") for s in value.split(",") if s]
+    unknown = sorted(set(statuses) - set(STATUSES))
+    if unknown:
+        raise ApiError(400, "invalid_status", f"unknown status {', '.join(unknown)}; use {', '.join(STATUSES)}")
+    query = handler.get_argument("q", "").strip()
+    if len(query) > MAX_QUERY_LENGTH:
+        raise ApiError(400, "invalid_query", f"the search text is longer than {MAX_QUERY_LENGTH} characters")
+    sort = handler.get_argument("sort", "created")
+    if sort not in SORT_KEYS:
+        raise ApiError(400, "invalid_sort", f"cannot sort by '{sort}'; use {', '.join(SORT_KEYS)}")
+    order = handler.get_argument("order", "desc")
+    if order not in ("asc", "desc"):
+        raise ApiError(400, "invalid_order", "order is 'asc' or 'desc'")
+    limit = _int_argument(handler, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    offset = _int_argument(handler, "offset", 0, 0, 10**9)
+    return {"status": statuses or None, "query": query or None, "sort": sort,
+            "descending": order == "desc", "limit": limit, "offset": offset}
+
+
+def _int_argument(handler: FtkitHandler, name: str, default: int, low: int, high: int) -> int:
+    raw = handler.get_argument(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be a whole number, got '{raw}'") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def list_page(store: RunStore, params: dict[str, Any]) -> dict[str, Any]:
+    """A page of summaries with an etag that changes when anything shown changes.
+
+    The etag leaves out ``duration``, which grows every second while a run trains; the panel
+    computes a running run's duration from ``started`` itself.
+    """
+    runs, total = store.list_runs(**params)
+    stable = [{k: v for k, v in run.items() if k != "duration"} for run in runs]
+    etag = hashlib.sha1(json.dumps([stable, total], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"runs": runs, "total": total, "offset": params["offset"], "limit": params["limit"], "etag": etag,
+            "server_time": time.time()}
+
+
+class RunsHandler(FtkitHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.reply(await self.in_thread(list_page, self.store, _list_params(self)))
+
+
+class LiveHandler(FtkitHandler):
+    """Long-poll: holds the request until the page differs from the client's ``etag``.
+
+    A plain HTTP request, so it passes every proxy and authenticates like any other call; the
+    store is checked every quarter second, so a change reaches the panel well within a second.
+    """
+
+    def initialize(self) -> None:
+        self.client_gone = False
+
+    def on_connection_close(self) -> None:
+        self.client_gone = True
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        params = _list_params(self)
+        known = self.get_argument("etag", "")
+        try:
+            timeout = min(float(self.get_argument("timeout", "25")), MAX_LIVE_TIMEOUT)
+        except ValueError:
+            raise ApiError(400, "invalid_timeout", "timeout is a number of seconds") from None
+        deadline = time.monotonic() + max(timeout, 0.0)
+        token = await self.in_thread(self.store.change_token)
+        page = await self.in_thread(list_page, self.store, params)
+        while page["etag"] == known and time.monotonic() < deadline and not self.client_gone:
+            await asyncio.sleep(LIVE_CHECK_INTERVAL)
+            latest = await self.in_thread(self.store.change_token)
+            if latest != token:  # re-list only when something changed
+                token = latest
+                page = await self.in_thread(list_page, self.store, params)
+        if not self.client_gone:
+            self.reply(page)
+
+
+class RunHandler(FtkitHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        detail = await self.find_run(run_id)
+        folder = Path(detail["dir"])
+        for checkpoint in detail["checkpoints"]:
+            # the same place the store deletes: the checkpoint's folder name inside its run
+            checkpoint["abs_path"] = str(folder / Path(checkpoint["path"]).name)
+        detail["log_tail"] = await self.in_thread(self.store.log_tail, run_id)
+        detail["stop_requested"] = await self.in_thread(self.store.stop_requested, run_id)
+        self.reply(detail)
+
+    @tornado.web.authenticated
+    async def delete(self, run_id: str) -> None:
+        await self.find_run(run_id)
+        try:
+            await self.in_thread(self.store.delete_run, run_id)
+        except RunError as exc:
+            raise ApiError(409, "run_active", str(exc)) from None
+        self.reply({"deleted": run_id})
+
+
+class RunConfigHandler(FtkitHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        detail = await self.find_run(run_id)
+        path = Path(detail["dir"]) / CONFIG_FILE
+        text = await self.in_thread(path.read_text, encoding="utf-8")
+        root_dir = getattr(self.contents_manager, "root_dir", None)  # absent on non-file contents managers
+        resolved = path.resolve()
+        inside = root_dir is not None and resolved.is_relative_to(Path(root_dir).resolve())
+        self.reply({"path": str(path), "text": text,
+                    "server_path": resolved.relative_to(Path(root_dir).resolve()).as_posix() if inside else None})
+
+
+class StopHandler(FtkitHandler):
+    @tornado.web.authenticated
+    async def post(self, run_id: str) -> None:
+        detail = await self.find_run(run_id)
+        if detail["status"] not in ACTIVE_STATUSES:
+            raise ApiError(409, "run_not_active", f"run '{run_id}' is {detail['status']}; only a queued or running run can stop")
+        await self.in_thread(self.store.request_stop, run_id)
+        self.reply({"id": run_id, "stop_requested": True}, status=202)
+
+
+class CheckpointHandler(FtkitHandler):
+    @tornado.web.authenticated
+    async def delete(self, run_id: str, step: str) -> None:
+        await self.find_run(run_id)
+        try:
+            await self.in_thread(self.store.delete_checkpoint, run_id, int(step))
+        except RunError as exc:
+            raise ApiError(404, "checkpoint_not_found", str(exc)) from None
+        self.reply({"deleted": {"run": run_id, "step": int(step)}})
+
+
+class NotFoundHandler(FtkitHandler):
+    """Anything else under the prefix (a bad id, ``..``, an encoded slash) gets a JSON 404."""
+
+    @tornado.web.authenticated
+    def get(self) -> None:
+        raise ApiError(404, "not_found", "no such ftkit API route; see ftkit/routes.py for the list")
+
+    post = put = patch = delete = get
+
+
+_RUN = rf"{API_PREFIX}/runs/({RUN_ID_PATTERN})"
+handlers: list[tuple[str, type[FtkitHandler]]] = [
+    (rf"{API_PREFIX}/runs/?", RunsHandler),
+    (rf"{API_PREFIX}/live/?", LiveHandler),
+    (rf"{_RUN}/?", RunHandler),
+    (rf"{_RUN}/config/?", RunConfigHandler),
+    (rf"{_RUN}/stop/?", StopHandler),
+    (rf"{_RUN}/checkpoints/([0-9]{{1,12}})/?", CheckpointHandler),
+    (rf"{API_PREFIX}/.*", NotFoundHandler),
+]

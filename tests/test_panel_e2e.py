@@ -1,0 +1,164 @@
+"""The side panel in a real browser: JupyterLab on 127.0.0.1, Debian's chromium driven by Playwright.
+
+Needs the installed extension (`make setup`) and /usr/bin/chromium (the Makefile installs it). The
+test writes to the store while the page is open, as a training worker would, and watches the panel.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ftkit.store import STOP_FILE, RunStore
+from .test_routes import add_run, sleeper  # noqa: F401 (sleeper is a fixture)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+OUTPUT_DIR = Path(__file__).resolve().parents[1] / "test-output"
+HOSTILE_NAME = '<img src=x onerror="window.__ftkit_xss=1">'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"JupyterLab exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"JupyterLab did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def lab(tmp_path, sleeper):
+    """JupyterLab with the ftkit extension over a store holding a running, a finished and a failed run."""
+    store = RunStore(tmp_path / "runs")
+    ids = {
+        "completed": add_run(store, "ner-lora-completed", "completed", checkpoints=3, f1=0.91, step=100),
+        "failed": add_run(store, HOSTILE_NAME, "failed", step=5),
+        "running": add_run(store, "ner-full-running", "running", pid=sleeper.pid, checkpoints=1, f1=0.5, step=10),
+    }
+    port, token = free_port(), secrets.token_hex(16)
+    home = tmp_path / "home"
+    env = {**os.environ, "FTKIT_RUNS_DIR": str(store.root), "JUPYTER_CONFIG_DIR": str(home / "config"),
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings")}
+    news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no "get news?" toast over the screenshot
+    log = tmp_path / "lab.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+             f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+             f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=", "--ServerApp.open_browser=False"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_server(f"{base}/api/status?token={token}", process, log)
+        yield {"url": f"{base}/lab?token={token}&reset", "store": store, "ids": ids, "log": log}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def browser():
+    if not (Path(CHROMIUM).exists() and shutil.which(CHROMIUM)):
+        pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's chromium "
+                    "(`apt-get install -y chromium`, which `make setup` runs)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.slow
+def test_panel_lists_runs_follows_progress_stops_a_run_and_deletes_a_checkpoint(lab, browser):
+    store, ids = lab["store"], lab["ids"]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(lab["url"])
+    page.locator('.jp-SideBar [data-id="ftkit-runs"]').click(timeout=60_000)
+    panel = page.locator("#ftkit-runs")
+    panel.locator(".ftkit-Run").first.wait_for(timeout=15_000)
+
+    # every run is listed, the hostile name as plain text
+    assert panel.locator(".ftkit-Run").count() == 3
+    assert panel.locator(".ftkit-Count").inner_text() == "1–3 of 3 runs"
+    assert panel.locator(".ftkit-Run-name", has_text=HOSTILE_NAME).count() == 1
+    assert page.evaluate("window.__ftkit_xss") is None
+    assert panel.locator(f'[data-run-id="{ids["failed"]}"] .ftkit-Run-error').inner_text() == "CUDA out of memory"
+    completed = panel.locator(f'[data-run-id="{ids["completed"]}"]')
+    assert "validation_f1 0.9100" in completed.locator(".ftkit-Run-metric").inner_text()
+
+    # progress written to the store shows up live, within a second
+    running = panel.locator(f'[data-run-id="{ids["running"]}"]')
+    progress = running.locator(".ftkit-Progress")
+    assert progress.get_attribute("aria-valuenow") == "10"
+    store.append_event(ids["running"], {"type": "progress", "step": 37, "total_steps": 100, "epoch": 0.7})
+    written = time.monotonic()
+    page.wait_for_function(
+        """id => document.querySelector(`[data-run-id="${id}"] .ftkit-Progress`)?.getAttribute('aria-valuenow') === '37'""",
+        arg=ids["running"], timeout=5_000, polling=50,
+    )
+    latency = time.monotonic() - written
+    assert latency < 1.5, f"the panel took {latency:.2f}s to show new progress"
+    assert running.locator(".ftkit-Progress-label").inner_text() == "37/100"
+
+    # checkpoints: step, metric, size, kind
+    completed.locator(".ftkit-Run-toggle").click()
+    checkpoints = completed.locator(".ftkit-Checkpoint")
+    checkpoints.first.wait_for(timeout=5_000)
+    assert checkpoints.count() == 3
+    assert checkpoints.nth(0).inner_text().split("\t")[:4] == ["10", "f1 0.5100", "100 B", "adapter"]
+    assert "full" in checkpoints.nth(1).inner_text()
+
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT_DIR / "ftkit-panel.png"))
+
+    # stop through the UI: the request reaches the store as the STOP file the worker looks for
+    running.locator(".ftkit-Run-stop").click()
+    stop_file = store.run_dir(ids["running"]) / STOP_FILE
+    deadline = time.monotonic() + 5
+    while not stop_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stop_file.exists(), f"the stop request never reached the store:\n{lab['log'].read_text()[-2000:]}"
+    running.locator(".ftkit-Run-stopping").wait_for(timeout=5_000)
+
+    # the config opens in the editor (the store is inside the server root here)
+    completed.locator(".ftkit-Run-config").click()
+    page.locator('.lm-DockPanel .lm-TabBar-tab', has_text="config.yaml").wait_for(timeout=10_000)
+
+    # delete a checkpoint, confirming the dialog
+    checkpoints.nth(1).locator(".ftkit-Checkpoint-delete").click()
+    page.locator(".jp-Dialog .jp-mod-warn").click()
+    page.wait_for_function(
+        """id => document.querySelectorAll(`[data-run-id="${id}"] .ftkit-Checkpoint`).length === 2""",
+        arg=ids["completed"], timeout=5_000,
+    )
+    assert not (store.run_dir(ids["completed"]) / "checkpoint-20").exists()
+    assert (store.run_dir(ids["completed"]) / "checkpoint-10").exists()
+    page.screenshot(path=str(OUTPUT_DIR / "ftkit-panel-after-actions.png"))

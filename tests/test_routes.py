@@ -1,0 +1,286 @@
+"""The side panel's REST API (ftkit.routes) against a real Jupyter server and a store with every status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tornado.httpclient
+
+from ftkit.config import Config
+from ftkit.store import STOP_FILE, RunStore
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+def add_run(store: RunStore, name: str, status: str, *, pid: int | None = None, checkpoints: int = 0,
+            f1: float | None = None, step: int = 0) -> str:
+    """A run as a worker would leave it: status events, progress, an eval and checkpoint folders."""
+    run_id = store.create_run(Config.from_dict({"name": name, "task": "ner"}))
+    if status == "queued":
+        return run_id
+    store.set_status(run_id, "running", pid=pid or 1)
+    store.append_event(run_id, {"type": "progress", "step": step, "total_steps": 100, "epoch": step / 50,
+                                "samples_per_second": 12.5, "loss": 0.5})
+    if f1 is not None:
+        store.append_event(run_id, {"type": "eval", "split": "validation", "step": step, "epoch": 1.0,
+                                    "metrics": {"f1": f1, "loss": 0.3}, "best_metric_name": "f1"})
+    for i in range(1, checkpoints + 1):
+        folder = store.run_dir(run_id) / f"checkpoint-{i * 10}"
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"\0" * 100)
+        store.append_event(run_id, {"type": "checkpoint", "step": i * 10, "path": str(folder), "size": 100,
+                                    "adapter_only": i % 2 == 1, "metrics": {"f1": 0.5 + i / 100}})
+    (store.run_dir(run_id) / "train.log").write_text("step 1\nstep 2\n<b>not html</b>\n")
+    if status != "running":
+        store.set_status(run_id, status, **({"error": "CUDA out of memory"} if status == "failed" else {}))
+    return run_id
+
+
+@pytest.fixture
+def sleeper():
+    """A live process whose pid stands in for a training worker."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def store_with_runs(tmp_path, sleeper) -> tuple[RunStore, dict[str, str]]:
+    store = RunStore(tmp_path / "runs")
+    ids = {
+        "queued": add_run(store, "queued-ner", "queued"),
+        "running": add_run(store, "running-ner", "running", pid=sleeper.pid, checkpoints=2, f1=0.7, step=40),
+        "completed": add_run(store, "completed-lora", "completed", checkpoints=3, f1=0.9, step=100),
+        "failed": add_run(store, "failed-<script>", "failed", step=5),
+        "stopped": add_run(store, "stopped-head", "stopped", checkpoints=1, f1=0.6, step=50),
+    }
+    return store, ids
+
+
+@pytest.fixture
+def jp_server_config(store_with_runs):
+    store, _ = store_with_runs
+    return {"ServerApp": {"jpserver_extensions": {"ftkit": True}}, "FtkitApp": {"runs_dir": str(store.root)}}
+
+
+@pytest.fixture
+def api(jp_fetch):
+    """GET/POST/DELETE under /ftkit/api/ returning (status, json body), errors included."""
+
+    async def call(*parts: str, method: str = "GET", params: dict | None = None, headers: dict | None = None):
+        kwargs = {"body": b"" if method == "POST" else None, "allow_nonstandard_methods": True}
+        try:
+            response = await jp_fetch("ftkit", "api", *parts, method=method, params=params, headers=headers, **kwargs)
+        except tornado.httpclient.HTTPClientError as exc:
+            response = exc.response
+        return response.code, json.loads(response.body or b"null")
+
+    return call
+
+
+async def test_lists_every_run_newest_first_with_summaries(api, store_with_runs):
+    _, ids = store_with_runs
+    code, page = await api("runs")
+    assert code == 200
+    assert page["total"] == 5
+    assert [run["id"] for run in page["runs"]] == list(reversed(ids.values()))
+    running = next(run for run in page["runs"] if run["id"] == ids["running"])
+    assert running["progress"]["step"] == 40 and running["progress"]["total_steps"] == 100
+    assert running["best_metric"] == {"name": "validation_f1", "value": 0.7}
+    assert running["checkpoint_count"] == 2
+    assert page["etag"]
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"status": "running"}, ["running"]),
+    ({"status": "failed,stopped"}, ["failed", "stopped"]),
+    ({"q": "lora"}, ["completed"]),
+    ({"q": "<script>"}, ["failed"]),
+    ({"q": "no such run"}, []),
+])
+async def test_filters_by_status_and_text(api, store_with_runs, params, expected):
+    _, ids = store_with_runs
+    code, page = await api("runs", params=params)
+    assert code == 200
+    assert sorted(run["id"] for run in page["runs"]) == sorted(ids[s] for s in expected)
+    assert page["total"] == len(expected)
+
+
+async def test_sorts_by_best_metric_and_pages(api, store_with_runs):
+    _, ids = store_with_runs
+    code, first = await api("runs", params={"sort": "best_metric", "order": "desc", "limit": 2})
+    assert code == 200
+    assert [run["id"] for run in first["runs"]] == [ids["completed"], ids["running"]]
+    _, second = await api("runs", params={"sort": "best_metric", "order": "desc", "limit": 2, "offset": 2})
+    assert [run["id"] for run in second["runs"]][:1] == [ids["stopped"]]
+    assert first["total"] == second["total"] == 5 and (second["offset"], second["limit"]) == (2, 2)
+
+
+@pytest.mark.parametrize("params", [
+    {"status": "exploded"}, {"sort": "pid"}, {"order": "sideways"}, {"limit": "0"}, {"limit": "100000"},
+    {"limit": "ten"}, {"offset": "-1"}, {"q": "x" * 201},
+])
+async def test_rejects_bad_list_parameters_with_a_json_error(api, params):
+    code, error = await api("runs", params=params)
+    assert code == 400
+    assert set(error) == {"code", "message"} and error["code"].startswith("invalid_")
+
+
+async def test_detail_has_config_metrics_checkpoints_and_log_tail(api, store_with_runs):
+    store, ids = store_with_runs
+    code, run = await api("runs", ids["completed"])
+    assert code == 200
+    assert run["config"]["name"] == "completed-lora"
+    assert run["metric_history"][0] == {"split": "validation", "step": 100, "epoch": 1.0, "name": "f1", "value": 0.9}
+    assert [c["step"] for c in run["checkpoints"]] == [10, 20, 30]
+    assert [c["adapter_only"] for c in run["checkpoints"]] == [True, False, True]
+    assert run["checkpoints"][0]["abs_path"] == str(store.run_dir(ids["completed"]) / "checkpoint-10")
+    assert run["log_tail"].endswith("<b>not html</b>")
+    assert run["stop_requested"] is False
+
+
+async def test_config_route_returns_the_yaml_and_a_server_path_only_inside_the_root(api, store_with_runs, jp_root_dir):
+    _, ids = store_with_runs
+    code, config = await api("runs", ids["completed"], "config")
+    assert code == 200
+    assert "name: completed-lora" in config["text"]
+    assert config["path"].endswith("config.yaml")
+    assert config["server_path"] is None  # the store lives outside the server's root here
+
+
+async def test_stop_asks_the_worker_through_the_store(api, store_with_runs):
+    store, ids = store_with_runs
+    code, reply = await api("runs", ids["running"], "stop", method="POST")
+    assert code == 202 and reply == {"id": ids["running"], "stop_requested": True}
+    assert (store.run_dir(ids["running"]) / STOP_FILE).exists()
+    _, run = await api("runs", ids["running"])
+    assert run["stop_requested"] is True
+
+
+async def test_stopping_a_finished_run_is_a_conflict(api, store_with_runs):
+    store, ids = store_with_runs
+    code, error = await api("runs", ids["completed"], "stop", method="POST")
+    assert code == 409 and error["code"] == "run_not_active"
+    assert not (store.run_dir(ids["completed"]) / STOP_FILE).exists()
+
+
+async def test_deletes_a_finished_run_and_its_folder(api, store_with_runs):
+    store, ids = store_with_runs
+    folder = store.run_dir(ids["failed"])
+    code, _ = await api("runs", ids["failed"], method="DELETE")
+    assert code == 200
+    assert not folder.exists()
+    _, page = await api("runs")
+    assert page["total"] == 4
+
+
+async def test_refuses_to_delete_a_running_run(api, store_with_runs):
+    store, ids = store_with_runs
+    code, error = await api("runs", ids["running"], method="DELETE")
+    assert code == 409 and error["code"] == "run_active" and "stop it first" in error["message"]
+    assert store.run_dir(ids["running"]).exists()
+
+
+async def test_deletes_one_checkpoint(api, store_with_runs):
+    store, ids = store_with_runs
+    code, _ = await api("runs", ids["completed"], "checkpoints", "20", method="DELETE")
+    assert code == 200
+    assert not (store.run_dir(ids["completed"]) / "checkpoint-20").exists()
+    assert (store.run_dir(ids["completed"]) / "checkpoint-10").exists()
+    _, run = await api("runs", ids["completed"])
+    assert [c["step"] for c in run["checkpoints"]] == [10, 30]
+
+
+async def test_unknown_run_and_checkpoint_are_json_404s(api, store_with_runs):
+    _, ids = store_with_runs
+    code, error = await api("runs", "20990101-000000-abcdef")
+    assert code == 404 and error["code"] == "run_not_found"
+    code, error = await api("runs", ids["completed"], "checkpoints", "999", method="DELETE")
+    assert code == 404 and error["code"] == "checkpoint_not_found"
+
+
+@pytest.mark.parametrize("verb", ["GET", "POST", "DELETE"])
+async def test_every_route_requires_the_token(api, store_with_runs, verb):
+    store, ids = store_with_runs
+    paths = {"GET": [("runs",), ("live",), ("runs", ids["completed"]), ("runs", ids["completed"], "config")],
+             "POST": [("runs", ids["running"], "stop")],
+             "DELETE": [("runs", ids["completed"]), ("runs", ids["completed"], "checkpoints", "10")]}[verb]
+    for parts in paths:
+        code, _ = await api(*parts, method=verb, headers={"Authorization": ""})
+        assert code == 403, parts
+    assert store.run_dir(ids["completed"]).exists() and not store.stop_requested(ids["running"])
+
+
+@pytest.fixture
+def outside_file(tmp_path) -> Path:
+    """A file next to the store that no request may read or delete."""
+    secret = tmp_path / "outside" / "run.json"
+    secret.parent.mkdir()
+    secret.write_text('{"id": "outside"}')
+    (tmp_path / "outside" / "config.yaml").write_text("secret: 1")
+    return secret
+
+
+@pytest.mark.parametrize("raw_path", [
+    "runs/../outside", "runs/..%2Foutside", "runs/%2E%2E%2Foutside", "runs/..%2F..%2Foutside/config",
+    "runs/%2Ftmp%2Foutside", "runs//tmp/outside", "runs/..", "runs/...", "runs/.%2E",
+    "runs/..%2Foutside/checkpoints/1", "runs/%252E%252E%252Foutside",
+])
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_path_traversal_is_refused_and_deletes_nothing_outside(
+    store_with_runs, outside_file, http_server_client, jp_base_url, jp_auth_header, raw_path, method
+):
+    # jp_fetch would escape the '%'; send the raw path exactly as an attacker would.
+    url = f"{jp_base_url}ftkit/api/{raw_path}"
+    response = await http_server_client.fetch(url, method=method, headers=jp_auth_header, raise_error=False)
+    assert response.code in (400, 404)
+    if response.body and response.headers.get("Content-Type", "").startswith("application/json"):
+        assert set(json.loads(response.body)) == {"code", "message"}
+    assert outside_file.exists() and (outside_file.parent / "config.yaml").exists()
+    store, ids = store_with_runs
+    assert all(store.run_dir(run_id).exists() for run_id in ids.values())
+
+
+async def test_an_absolute_checkpoint_path_in_the_index_cannot_delete_outside_the_run(api, store_with_runs, outside_file):
+    store, ids = store_with_runs
+    store.append_event(ids["completed"], {"type": "checkpoint", "step": 77, "path": str(outside_file.parent), "size": 1})
+    code, _ = await api("runs", ids["completed"], "checkpoints", "77", method="DELETE")
+    assert code == 200
+    assert outside_file.exists()  # only <run>/<folder name> is ever removed
+
+
+async def test_live_channel_answers_within_a_second_of_progress(api, store_with_runs):
+    import asyncio
+    import time
+
+    store, ids = store_with_runs
+    _, page = await api("runs")
+
+    async def train_a_step():
+        await asyncio.sleep(0.3)
+        store.append_event(ids["running"], {"type": "progress", "step": 41, "total_steps": 100})
+        return time.monotonic()
+
+    waiting = asyncio.ensure_future(api("live", params={"etag": page["etag"], "timeout": "10"}))
+    changed_at = await train_a_step()
+    code, fresh = await waiting
+    latency = time.monotonic() - changed_at
+    assert code == 200 and fresh["etag"] != page["etag"]
+    assert next(r for r in fresh["runs"] if r["id"] == ids["running"])["progress"]["step"] == 41
+    assert latency < 1.0
+
+
+async def test_live_channel_returns_the_same_etag_after_its_timeout_when_nothing_changed(api, store_with_runs):
+    _, page = await api("runs", params={"status": "completed"})
+    code, same = await api("live", params={"status": "completed", "etag": page["etag"], "timeout": "0.5"})
+    assert code == 200 and same["etag"] == page["etag"]
+
+
+async def test_errors_are_shaped_code_and_message(api):
+    code, error = await api("nothing-here")
+    assert code == 404 and set(error) == {"code", "message"}
