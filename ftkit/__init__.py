@@ -44,6 +44,19 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "ftkit"}]
 
 
+def _show_runs_as_monitors_in_a_kernel() -> None:
+    """In a notebook kernel, a `Run` (e.g. re-attached after a restart) displays as its live monitor."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        from .widgets import register_run_formatter
+
+        register_run_formatter()
+
+
+_show_runs_as_monitors_in_a_kernel()
+
+
 def __getattr__(name: str) -> Any:
     # `ftkit.runs`, `ftkit.data`, ... resolve on first use without importing them all up front.
     import importlib

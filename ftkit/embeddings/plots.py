@@ -154,16 +154,11 @@ def plot_comparison(comparison: "Comparison", n: int = 20, background: int = 200
     return column(note, plot)
 
 
-_bokeh_loaded = False
-
-
 def show_bokeh(obj: Any) -> None:
     """Display a bokeh object in the notebook, loading BokehJS from the installed package once."""
-    global _bokeh_loaded
-    from bokeh.io import output_notebook, show
-    from bokeh.resources import INLINE
+    from bokeh.io import show
 
-    if not _bokeh_loaded:
-        output_notebook(INLINE, hide_banner=True)
-        _bokeh_loaded = True
+    from ..display import ensure_bokehjs
+
+    ensure_bokehjs()
     show(obj)

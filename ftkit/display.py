@@ -1,0 +1,200 @@
+"""HTML and text renderings of runs shared by the magics and widgets.
+
+Plain functions from store dictionaries to strings, so the same table or summary looks the same
+whether it appears in a live widget, a static notebook export or a terminal. No widget imports.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import re
+from typing import Any, Iterable, Mapping
+
+STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a34a",
+                  "failed": "#dc2626", "stopped": "#d97706"}
+ENTITY_METRIC = re.compile(r"^(?P<kind>.+)_(?P<name>precision|recall|f1|support)$")
+OVERALL_METRICS = ("loss", "precision", "recall", "f1", "accuracy", "macro_f1", "weighted_f1")
+_TABLE_STYLE = "border-collapse:collapse;font-size:12px;font-family:var(--jp-code-font-family,monospace)"
+_CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #e5e7eb;text-align:right"
+
+
+_bokehjs_loaded = False
+
+
+def ensure_bokehjs() -> None:
+    """Load BokehJS into the notebook page once per kernel, from the installed package (offline).
+
+    jupyter_bokeh's widget renders with the page's BokehJS; without this its views fail to load.
+    """
+    global _bokehjs_loaded
+    if not _bokehjs_loaded:
+        from bokeh.io import output_notebook
+        from bokeh.resources import INLINE
+
+        output_notebook(INLINE, hide_banner=True)
+        _bokehjs_loaded = True
+
+
+def escape(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def format_duration(seconds: float | None) -> str:
+    """``3725`` -> ``1:02:05``; empty when unknown."""
+    if seconds is None:
+        return ""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits - 1}e}" if 0 < abs(value) < 1e-3 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_time(timestamp: float | None) -> str:
+    if not timestamp:
+        return ""
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+def status_badge_html(status: str) -> str:
+    colour = STATUS_COLOURS.get(status, "#6b7280")
+    return (f'<span class="ftkit-status ftkit-status-{escape(status)}" style="background:{colour};color:white;'
+            f'border-radius:9px;padding:1px 8px;font-size:11px;font-weight:600">{escape(status)}</span>')
+
+
+def progress_text(progress: Mapping[str, Any]) -> str:
+    """One line: ``step 120/500 · epoch 1.20 · 85.3 samples/s · ETA 1:10 · loss 0.1234``."""
+    step, total = progress.get("step") or 0, progress.get("total_steps")
+    parts = [f"step {step}/{total}" if total else f"step {step}"]
+    if progress.get("epoch") is not None:
+        parts.append(f"epoch {progress['epoch']:.2f}")
+    if progress.get("samples_per_second"):
+        parts.append(f"{progress['samples_per_second']:.1f} samples/s")
+    if progress.get("eta_seconds") is not None:
+        parts.append(f"ETA {format_duration(progress['eta_seconds'])}")
+    if progress.get("loss") is not None:
+        parts.append(f"loss {progress['loss']:.4f}")
+    return " · ".join(parts)
+
+
+def html_table(headers: Iterable[str], rows: Iterable[Iterable[Any]], raw_columns: Iterable[int] = ()) -> str:
+    """A compact table; cells are escaped except in ``raw_columns`` (already HTML)."""
+    raw = set(raw_columns)
+    head = "".join(f'<th style="{_CELL_STYLE};font-weight:600">{escape(h)}</th>' for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f'<td style="{_CELL_STYLE}">{cell if i in raw else escape(cell)}</td>'
+                         for i, cell in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f'<table class="ftkit-table" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def runs_table_html(runs: list[Mapping[str, Any]]) -> str:
+    """The `%ftkit runs` table (summaries from `RunStore.list_runs`)."""
+    if not runs:
+        return "<p>No runs yet: start one with <code>%finetune</code> or <code>ftkit.train(...)</code>.</p>"
+    headers = ["id", "name", "status", "task", "model", "adapter", "step", "best", "created", "duration"]
+    return html_table(headers, (_run_row(r, html=True) for r in runs), raw_columns=[2])
+
+
+def runs_table_text(runs: list[Mapping[str, Any]]) -> str:
+    if not runs:
+        return "No runs yet."
+    headers = ["id", "name", "status", "task", "model", "adapter", "step", "best", "created", "duration"]
+    rows = [headers] + [[str(c) for c in _run_row(r, html=False)] for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _run_row(run: Mapping[str, Any], html: bool) -> list[Any]:
+    progress = run.get("progress") or {}
+    total = progress.get("total_steps")
+    step = f"{progress.get('step') or 0}/{total}" if total else str(progress.get("step") or 0)
+    best = run.get("best_metric")
+    best_text = f"{best['name']} {format_number(best['value'])}" if best and best.get("value") is not None else ""
+    model = run.get("model") or ""
+    return [run["id"], run["name"], status_badge_html(run["status"]) if html else run["status"], run.get("task"),
+            model if len(model) < 40 else "…" + model[-38:], run.get("adapter"), step, best_text,
+            format_time(run.get("created")), format_duration(run.get("duration"))]
+
+
+def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Overall metrics and per-entity ``{"PER": {"precision", "recall", "f1"}}`` from a flat dict."""
+    overall: dict[str, Any] = {}
+    per_entity: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        match = ENTITY_METRIC.match(key)
+        if match and match["kind"] not in ("overall", "eval", "macro", "micro", "weighted"):
+            per_entity.setdefault(match["kind"], {})[match["name"]] = value
+        else:
+            overall[key] = value
+    return overall, dict(sorted(per_entity.items()))
+
+
+def eval_table_html(evaluations: list[Mapping[str, Any]]) -> str:
+    """One row per evaluation (epoch): loss, overall scores, then P/R/F1 for each entity type."""
+    if not evaluations:
+        return ""
+    entity_types: list[str] = []
+    present: set[str] = set()
+    for evaluation in evaluations:
+        overall, per_entity = split_metrics(evaluation.get("metrics") or {})
+        entity_types += [t for t in per_entity if t not in entity_types]
+        present.update(overall)
+    overall_names = [name for name in OVERALL_METRICS if name in present]
+    headers = ["split", "epoch", "step"] + overall_names + [f"{t} P/R/F1" for t in entity_types]
+    rows = []
+    for evaluation in evaluations:
+        overall, per_entity = split_metrics(evaluation.get("metrics") or {})
+        epoch = evaluation.get("epoch")
+        row = [evaluation.get("split", ""), f"{epoch:.2f}" if isinstance(epoch, (int, float)) else "",
+               evaluation.get("step", "")]
+        row += [format_number(overall.get(n)) for n in overall_names]
+        row += ["/".join(f"{per_entity[t].get(k, 0):.2f}" for k in ("precision", "recall", "f1")) if t in per_entity else ""
+                for t in entity_types]
+        rows.append(row)
+    return html_table(headers, rows)
+
+
+def run_summary_html(detail: Mapping[str, Any], log_tail: str = "") -> str:
+    """A static picture of a run (for front ends without widgets and for exported notebooks)."""
+    progress = detail.get("progress") or {}
+    total, step = progress.get("total_steps"), progress.get("step") or 0
+    percent = 100 * step / total if total else 0
+    bar = (f'<div style="background:#e5e7eb;border-radius:3px;height:8px;width:320px">'
+           f'<div style="background:#2563eb;height:8px;border-radius:3px;width:{percent:.1f}%"></div></div>')
+    parts = [
+        f'<div class="ftkit-run-summary"><b>{escape(detail["name"])}</b> <code>{escape(detail["id"])}</code> '
+        f'{status_badge_html(detail["status"])}',
+        f'{bar}<div style="font-size:12px">{escape(progress_text(progress))}</div>',
+    ]
+    metrics = detail.get("metrics") or {}
+    rows = [{"split": split, "metrics": values} for split, values in metrics.items()]
+    if rows:
+        parts.append(eval_table_html(rows))
+    if detail.get("error"):
+        parts.append(f'<pre style="color:#dc2626;white-space:pre-wrap">{escape(detail["error"])}</pre>')
+        if log_tail:
+            parts.append(f'<pre style="font-size:11px;max-height:200px;overflow:auto">{escape(log_tail)}</pre>')
+    return "\n".join(parts) + "</div>"
+
+
+def run_summary_text(detail: Mapping[str, Any], log_tail: str = "") -> str:
+    lines = [f"{detail['name']} ({detail['id']}): {detail['status']} — {progress_text(detail.get('progress') or {})}"]
+    for split, values in (detail.get("metrics") or {}).items():
+        overall, _ = split_metrics(values)
+        scores = ", ".join(f"{k} {format_number(overall[k])}" for k in OVERALL_METRICS if k in overall)
+        lines.append(f"  {split}: {scores}")
+    if detail.get("error"):
+        lines.append(f"  error: {detail['error']}")
+        if log_tail:
+            lines += ["  " + line for line in log_tail.splitlines()[-10:]]
+    return "\n".join(lines)

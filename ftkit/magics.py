@@ -1,0 +1,345 @@
+"""IPython magics: ``%finetune`` / ``%%finetune`` launch runs; ``%ftkit`` inspects and controls them.
+
+The ``%finetune`` flags are generated from the config schema (one flag per field, its help text
+and choices from the field metadata, a few short aliases such as ``--lr``), so the magic and
+the configuration form describe the same options. Magics parse and delegate: `ftkit.config.load_config`
+builds the Config, `ftkit.runs.start` launches the worker process; nothing trains in the kernel.
+A mistake the user can fix shows as one ``UsageError`` line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import functools
+import re
+import typing
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, argument_group, magic_arguments, parse_argstring
+from IPython.display import HTML, display
+
+from .config import TASKS, Config, load_config, parse_value, schema_fields
+from .errors import ConfigError, FtkitError
+
+# Short names for the flags people type most; every other field is --<field-name>.
+FLAG_ALIASES: dict[str, tuple[str, ...]] = {
+    "data.train": ("--data",),
+    "data.format": ("--data-format",),
+    "adapter.kind": ("--adapter",),
+    "adapter.r": ("--lora-r",),
+    "adapter.alpha": ("--lora-alpha",),
+    "adapter.dropout": ("--lora-dropout",),
+    "adapter.target_modules": ("--lora-target-modules",),
+    "training.learning_rate": ("--lr", "--learning-rate"),
+    "output.dir": ("--runs-dir",),
+}
+METAVARS = {"data.train": "PATH_OR_HUB_ID", "data.validation": "PATH", "data.test": "PATH", "output.dir": "DIR"}
+FTKIT_COMMANDS = ("runs", "show", "stop", "resume", "data", "predict", "neighbors", "moved")
+
+
+@functools.cache
+def config_flags() -> dict[str, tuple[str, ...]]:
+    """Dotted config key -> its option strings, in schema order."""
+    flags: dict[str, tuple[str, ...]] = {}
+    for key, _, _ in schema_fields():
+        flags[key] = FLAG_ALIASES.get(key) or (f"--{key.rsplit('.', 1)[-1].replace('_', '-')}",)
+    taken = [option for options in flags.values() for option in options]
+    assert len(taken) == len(set(taken)), "two config fields would share a flag: add an alias"
+    return flags
+
+
+def _schema_arguments(func: Callable) -> Callable:
+    """Decorator: one `magic_arguments.argument` per config field, grouped by section."""
+    decorators, section = [], None
+    for (key, hint, field), options in zip(schema_fields(), config_flags().values()):
+        key_section = key.rpartition(".")[0]
+        if key_section != section:
+            section = key_section
+            decorators.append(argument_group(f"{section or 'run'} options"))
+        decorators.append(argument(*options, **_argument_options(key, hint, field)))
+    for decorator in reversed(decorators):  # magic_arguments reads decorators bottom-up
+        func = decorator(func)
+    return func
+
+
+def _argument_options(key: str, hint: Any, field: Any) -> dict[str, Any]:
+    help_text = field.metadata.get("help", "").replace("%", "%%") + f" [{key}]"
+    options: dict[str, Any] = {"dest": key, "default": argparse.SUPPRESS, "help": help_text}
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+    choices = field.metadata.get("choices")
+    if kinds == [bool]:
+        options["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(kinds[0]) is list:
+        options["type"] = unquote
+        options["metavar"] = "A,B,..."
+    else:
+        options["type"] = parse_value  # read as YAML reads it, so flags and config files agree
+        options["metavar"] = "{" + ",".join(choices) + "}" if choices else METAVARS.get(key, key.rsplit(".", 1)[-1].upper())
+    return options
+
+
+def unquote(token: str) -> str:
+    """IPython splits magic lines keeping quotes (``"a b"`` stays one token, quotes included)."""
+    if len(token) > 1 and token[0] == token[-1] and token[0] in "'\"":
+        return token[1:-1]
+    return token
+
+
+@contextmanager
+def user_errors(prefix: str) -> Iterator[None]:
+    """Turn errors the user can fix into IPython's one-line UsageError (no traceback)."""
+    try:
+        yield
+    except FtkitError as exc:
+        raise UsageError(f"{prefix}: {_with_flag_names(str(exc))}") from None
+
+
+def _with_flag_names(message: str) -> str:
+    """``'training.epochs' must be...`` -> ``'training.epochs' (--epochs) must be...``."""
+    flags = config_flags()
+
+    def name_flag(match: re.Match) -> str:
+        options = flags.get(match.group(1))
+        return f"{match.group(0)} ({options[0]})" if options else match.group(0)
+
+    return re.sub(r"'([a-z_]+(?:\.[a-z_]+)?)'", name_flag, message, count=1)
+
+
+def parse_magic_line(magic: Callable, line: str, name: str) -> argparse.Namespace:
+    """`parse_argstring` with a did-you-mean for unknown flags and bad choices."""
+    try:
+        return parse_argstring(magic, line)
+    except ValueError as exc:  # unbalanced quotes
+        raise UsageError(f"{name}: cannot split the arguments ({exc}); check the quotes") from None
+    except UsageError as exc:
+        message = str(exc)
+        hint = ""
+        unknown = re.search(r"unrecognized arguments: (\S+)", message)
+        bad_choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if unknown:
+            token = unknown.group(1).split("=", 1)[0]
+            options = [o for action in magic.parser._actions for o in action.option_strings]
+            close = difflib.get_close_matches(token, options, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]}?" if close else ""
+        elif bad_choice:
+            choices = [c.strip(" '") for c in bad_choice.group(2).split(",")]
+            close = difflib.get_close_matches(bad_choice.group(1), choices, n=1, cutoff=0.5)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise UsageError(f"{name}: {message}.{hint} See {name}? for every option.") from None
+
+
+def build_config(args: argparse.Namespace, cell: str | None = None) -> Config:
+    """The Config for parsed ``%finetune`` flags: YAML body or --config, then flags, then --set."""
+    body = cell if cell and cell.strip() else None
+    if body is not None and args.config:
+        raise ConfigError("give the config either as the cell body or with --config, not both")
+    source: Any = _parse_yaml_body(body) if body is not None else args.config
+    flags = {key.replace(".", "__"): value for key, value in vars(args).items() if key in config_flags()}
+    return load_config(source, overrides=args.set, **flags)
+
+
+def _parse_yaml_body(text: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"the cell body is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("the cell body must be a YAML mapping, e.g.\ntask: ner\ndata:\n  train: train.txt")
+    return data
+
+
+def _guess_task(path: str) -> str:
+    return "classification" if Path(path).suffix.lower() in (".tsv", ".csv") else "ner"
+
+
+@magics_class
+class FtkitMagics(Magics):
+    """``%finetune``, ``%%finetune`` and ``%ftkit``."""
+
+    @magic_arguments()
+    @argument("-o", "--output", metavar="VAR",
+              help="Store the Run handle (with --dry-run: the Config) in this variable.")
+    @argument("--config", metavar="PATH", type=unquote, help="Start from this YAML/JSON config file; flags override it.")
+    @argument("--set", action="append", default=[], metavar="KEY=VALUE", type=unquote,
+              help="Set any config key by its dotted name, e.g. --set training.warmup=0.06 (applied last).")
+    @argument("--dry-run", action="store_true", help="Show the resolved config as YAML instead of launching.")
+    @_schema_arguments
+    @line_cell_magic
+    def finetune(self, line: str, cell: str | None = None) -> None:
+        """Fine-tune a model in a separate process and show its live monitor.
+
+        %finetune --data train.txt --task ner --adapter lora --lora-r 8 --epochs 3 --lr 5e-5 -o run
+
+        %%finetune [flags]
+        <YAML config>      (the same keys as a config file; flags on the first line override it)
+
+        Every config key has a flag below; --set key.path=value reaches any key by its dotted
+        name. The run trains in its own process: the kernel stays free, and the run outlives
+        it (re-attach with ftkit.runs.get(ID)).
+        """
+        with user_errors("%finetune"):
+            args = parse_magic_line(self.finetune, line, "%finetune")
+            config = build_config(args, cell)
+            if args.dry_run:
+                display({"text/plain": config.to_yaml(),
+                         "text/markdown": f"```yaml\n{config.to_yaml()}```"}, raw=True)
+                result: Any = config
+            else:
+                from . import runs
+
+                result = runs.start(config)
+                display(result)
+        if args.output:
+            self.shell.user_ns[args.output] = result
+
+    @magic_arguments()
+    @argument("command", choices=FTKIT_COMMANDS, metavar="COMMAND", help=f"one of {', '.join(FTKIT_COMMANDS)}")
+    @argument("target", nargs="*", type=unquote, help="the run, path or word the command acts on (predict: RUN then the text)")
+    @argument("--run", metavar="RUN", help="neighbors/moved: the fine-tuned run to compare with")
+    @argument("--k", type=int, metavar="K", help="neighbors/moved: how many words (default 10 / 20)")
+    @argument("--space", help="neighbors/moved: which embedding space (default: static / contextual)")
+    @argument("--task", choices=TASKS, help="data: how to read the file (default: ner, classification for .tsv/.csv)")
+    @argument("-n", type=int, default=5, metavar="N", help="data: sentences to preview (default 5)")
+    @argument("--status", help="runs: only runs with this status")
+    @argument("-o", "--output", metavar="VAR", help="store the command's result (Run, runs, predictions) in VAR")
+    @line_magic
+    def ftkit(self, line: str) -> None:
+        """Inspect and control fine-tuning runs.
+
+        %ftkit runs [--status running]       table of runs, newest first
+        %ftkit show RUN                      the run's live monitor (re-attaches after a restart)
+        %ftkit stop RUN                      checkpoint and stop
+        %ftkit resume RUN                    continue a stopped or failed run from its checkpoint
+        %ftkit data PATH [--task ner] [-n 5] statistics and a preview of a data set
+        %ftkit predict RUN "some text"       entities highlighted inline (or the label, for classification)
+        %ftkit neighbors WORD [--run RUN] [--k 10]   nearest words in the embedding space
+        %ftkit moved --run RUN [--k 20]      words whose embeddings moved most in fine-tuning
+
+        RUN is a run id, a unique id prefix, or a run name.
+        """
+        with user_errors("%ftkit"):
+            args = parse_magic_line(self.ftkit, line, "%ftkit")
+            result = getattr(self, f"_ftkit_{args.command}")(args)
+        if args.output:
+            self.shell.user_ns[args.output] = result
+
+    # ----- %ftkit commands -----------------------------------------------------------------------
+    @staticmethod
+    def _one_target(args: argparse.Namespace, what: str) -> str:
+        if len(args.target) != 1:
+            raise UsageError(f"%ftkit {args.command}: give exactly one {what}, e.g. %ftkit {args.command} {what}")
+        return args.target[0]
+
+    def _ftkit_runs(self, args: argparse.Namespace) -> list[dict[str, Any]]:
+        from .display import runs_table_html, runs_table_text
+        from .store import RunStore
+
+        runs, _ = RunStore().list_runs(status=args.status)
+        display({"text/html": runs_table_html(runs), "text/plain": runs_table_text(runs)}, raw=True)
+        return runs
+
+    def _ftkit_show(self, args: argparse.Namespace) -> Any:
+        from . import runs
+
+        run = runs.get(self._one_target(args, "RUN"))
+        display(run)
+        return run
+
+    def _ftkit_stop(self, args: argparse.Namespace) -> Any:
+        from . import runs
+
+        run = runs.get(self._one_target(args, "RUN"))
+        if run.done:
+            print(f"{run.name} ({run.id}) has already {run.status}.")
+        else:
+            run.stop()
+            print(f"Asked {run.name} ({run.id}) to stop: it saves a checkpoint after its current step.")
+        return run
+
+    def _ftkit_resume(self, args: argparse.Namespace) -> Any:
+        from . import runs
+
+        run = runs.get(self._one_target(args, "RUN")).resume()
+        display(run)
+        return run
+
+    def _ftkit_data(self, args: argparse.Namespace) -> Any:
+        from . import data
+
+        path = self._one_target(args, "PATH")
+        task = args.task or _guess_task(path)
+        display(data.stats(path, task))  # from the file as written: reports its own tag scheme
+        dataset = data.load(path, task=task)
+        split = "train" if "train" in dataset else next(iter(dataset))
+        display(HTML(data.preview_html(dataset[split], n=args.n, task=task)))
+        return dataset
+
+    def _ftkit_predict(self, args: argparse.Namespace) -> Any:
+        from . import runs
+
+        if len(args.target) < 2:
+            raise UsageError('%ftkit predict: give a run and a text, e.g. %ftkit predict RUN "John lives in Paris"')
+        run, text = runs.get(args.target[0]), " ".join(args.target[1:])
+        prediction = run.predict([text])[0]
+        if isinstance(prediction, dict):  # classification: {"label", "scores"}
+            display({"text/plain": f"{prediction['label']}  {prediction.get('scores', '')}",
+                     "text/html": _label_html(text, prediction)}, raw=True)
+        else:
+            from .inference import entities_html
+
+            display({"text/plain": "\n".join(f"{e['label']}: {e['text']} ({e['score']:.2f})" for e in prediction)
+                     or "(no entities)", "text/html": entities_html(text, prediction)}, raw=True)
+        return prediction
+
+    def _ftkit_neighbors(self, args: argparse.Namespace) -> Any:
+        from . import runs
+        from .embeddings import show_neighbors
+
+        run = runs.get(args.run) if args.run else None
+        result = show_neighbors(self._one_target(args, "WORD"), run=run, k=args.k or 10, space=args.space or "static")
+        if result is not None:
+            display(result)
+        return result
+
+    def _ftkit_moved(self, args: argparse.Namespace) -> Any:
+        from . import runs
+        from .embeddings import show_moved
+
+        if not args.run:
+            raise UsageError("%ftkit moved: name the fine-tuned run, e.g. %ftkit moved --run RUN")
+        options = {"space": args.space} if args.space else {}
+        result = show_moved(runs.get(args.run), k=args.k or 20, **options)
+        if result is not None:
+            display(result)
+        return result
+
+
+def _label_html(text: str, prediction: dict[str, Any]) -> str:
+    from .display import escape, format_number
+
+    scores = prediction.get("scores") or {}
+    bars = "".join(f"<div>{escape(label)}: {format_number(score)}</div>" for label, score in scores.items())
+    return (f"<div><b>{escape(prediction['label'])}</b> — <i>{escape(text)}</i>"
+            f"<div style='font-size:12px;color:#6b7280'>{bars}</div></div>")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext ftkit``: the magics, and runs that display as their live monitor."""
+    from .widgets import register_run_formatter
+
+    ipython.register_magics(FtkitMagics)
+    register_run_formatter(ipython)
+
+
+__all__ = ["FtkitMagics", "build_config", "config_flags", "load_ipython_extension"]

@@ -1,0 +1,238 @@
+"""ConfigForm: every config field as a form control, validated as you type, with a Launch button.
+
+Controls, labels and tooltips come from `ftkit.config.schema_fields()` metadata, and values are
+read the way a YAML file or a ``%finetune`` flag would be read (`ftkit.config.parse_value`), so
+the Config the form launches is the one the YAML or magic path builds for the same choices.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from typing import Any, Callable, Mapping
+
+import ipywidgets as widgets
+
+from ..config import Config, load_config, parse_value, schema_fields
+from ..display import escape
+from ..errors import ConfigError
+
+MAIN_SECTIONS = {
+    "Model and data": ["task", "model", "name", "data.train", "data.validation", "data.test"],
+    "Adapter": ["adapter.kind", "adapter.r", "adapter.alpha", "adapter.dropout", "adapter.target_modules"],
+    "Hyperparameters": ["training.epochs", "training.learning_rate", "training.batch_size", "training.max_seq_length",
+                        "training.warmup", "training.weight_decay", "training.lr_scheduler", "training.max_steps",
+                        "training.max_train_samples", "training.seed"],
+}
+LORA_FIELDS = ("adapter.r", "adapter.alpha", "adapter.dropout", "adapter.target_modules")
+TASK_FIELDS = {  # data options that only mean something for one task
+    "ner": ("data.tag_column", "data.tag_scheme", "data.tokens_column", "data.tags_column"),
+    "classification": ("data.text_column", "data.label_column"),
+}
+LABELS = {"data.train": "train data", "data.validation": "validation data", "data.test": "test data",
+          "adapter.kind": "adapter", "adapter.r": "LoRA rank (r)", "adapter.alpha": "LoRA alpha",
+          "adapter.dropout": "LoRA dropout", "adapter.target_modules": "LoRA target modules"}
+_QUOTED_KEY = re.compile(r"'([a-z_]+(?:\.[a-z_]+)?)'")
+
+
+class ConfigForm(widgets.VBox):
+    """A fine-tuning config as a form: ``form.config`` is the Config, ``form.run`` the launched Run."""
+
+    def __init__(self, config: Config | Mapping[str, Any] | str | None = None, **kwargs: Any):
+        self._defaults = _flatten(Config().to_dict())
+        self._hints = {key: (hint, field) for key, hint, field in schema_fields()}
+        initial = self._initial_values(config)
+        self.fields: dict[str, widgets.ValueWidget] = {}
+        self.field_errors: dict[str, widgets.HTML] = {}
+        self._rows: dict[str, widgets.Box] = {}
+        for key, (hint, field) in self._hints.items():
+            self.fields[key] = _control(key, hint, field, initial[key])
+            self.field_errors[key] = widgets.HTML(layout=widgets.Layout(display="none", margin="0 0 0 190px"))
+            self._rows[key] = widgets.VBox([self.fields[key], self.field_errors[key]])
+            self.fields[key].observe(self._changed, names="value")
+        self.run: Any = None
+        self._launch_callbacks: list[Callable[[Any], None]] = []
+
+        self.status = widgets.HTML()
+        self.launch_button = widgets.Button(description="Launch", icon="play", button_style="success",
+                                            tooltip="Start fine-tuning in a separate process")
+        self.copy_magic_button = widgets.Button(description="Copy as %%finetune", icon="copy",
+                                                layout=widgets.Layout(width="auto"))
+        self.copy_yaml_button = widgets.Button(description="Copy as YAML", icon="copy", layout=widgets.Layout(width="auto"))
+        self.export_box = widgets.Textarea(layout=widgets.Layout(width="100%", height="200px", display="none"))
+        self.output = widgets.Output()
+        self.launch_button.on_click(lambda _: self.launch())
+        self.copy_magic_button.on_click(lambda _: self._export(self.to_magic()))
+        self.copy_yaml_button.on_click(lambda _: self._export(self.to_yaml()))
+
+        shown = [key for keys in MAIN_SECTIONS.values() for key in keys]
+        advanced: dict[str, list[str]] = {}
+        for key in self.fields:
+            if key not in shown:
+                advanced.setdefault(key.rpartition(".")[0] or "run", []).append(key)
+        sections = [widgets.VBox([widgets.HTML(f"<b>{title}</b>"), *(self._rows[k] for k in keys)])
+                    for title, keys in MAIN_SECTIONS.items()]
+        more = widgets.Accordion([widgets.VBox([self._rows[k] for k in keys]) for keys in advanced.values()],
+                                 titles=[f"more {section} options" for section in advanced])
+        buttons = widgets.HBox([self.launch_button, self.copy_magic_button, self.copy_yaml_button])
+        super().__init__([*sections, more, buttons, self.status, self.export_box, self.output], **kwargs)
+        self._changed()
+
+    def _initial_values(self, config: Config | Mapping[str, Any] | str | None) -> dict[str, Any]:
+        if config is None:
+            return dict(self._defaults)
+        try:
+            return _flatten(load_config(config).to_dict())
+        except ConfigError:
+            if not isinstance(config, Mapping):
+                raise
+            values = {**self._defaults, **_flatten(config)}
+            if set(values) != set(self._defaults) or not all(self._fits_control(k, v) for k, v in values.items()):
+                raise  # an unknown key or choice has no control to show it in
+            return values  # a bad value shows at its field, as if it had been typed
+
+    def _fits_control(self, key: str, value: Any) -> bool:
+        hint, field = self._hints[key]
+        choices = field.metadata.get("choices")
+        return not choices or value in choices or (value is None and type(None) in typing.get_args(hint))
+
+    # ----- values --------------------------------------------------------------------------------
+    def values(self) -> dict[str, Any]:
+        """Every field as the config reads it (dotted keys)."""
+        return {key: _read(control, *self._hints[key]) for key, control in self.fields.items()}
+
+    def changes(self) -> dict[str, Any]:
+        """The fields that differ from the defaults: what the YAML and the magic need to say."""
+        return {key: value for key, value in self.values().items() if value != self._defaults[key]}
+
+    @property
+    def config(self) -> Config:
+        """The Config these choices make; raises ConfigError while a field is invalid."""
+        return load_config(None, overrides=self.changes())
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        nested: dict[str, Any] = {}
+        for key, value in self.changes().items():
+            *sections, leaf = key.split(".")
+            node = nested
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[leaf] = value
+        return yaml.safe_dump(nested, sort_keys=False) if nested else "{}\n"
+
+    def to_magic(self, variable: str = "run") -> str:
+        """A ``%%finetune`` cell that launches the same run."""
+        return f"%%finetune -o {variable}\n{self.to_yaml()}"
+
+    # ----- validation as you type -------------------------------------------------------------------
+    def _changed(self, change: Any = None) -> None:
+        task, adapter = self.fields["task"].value, self.fields["adapter.kind"].value
+        for key in LORA_FIELDS:
+            self._rows[key].layout.display = None if adapter == "lora" else "none"
+        for field_task, keys in TASK_FIELDS.items():
+            for key in keys:
+                self._rows[key].layout.display = None if task == field_task else "none"
+        self.validate()
+
+    def validate(self) -> str | None:
+        """Show the first problem next to its field; None when the config is valid."""
+        for box in self.field_errors.values():
+            box.layout.display = "none"
+        try:
+            config = self.config
+        except ConfigError as exc:
+            message = str(exc)
+            match = _QUOTED_KEY.search(message)
+            if match and match.group(1) in self.field_errors:
+                box = self.field_errors[match.group(1)]
+                box.value = f'<span style="color:#dc2626;font-size:12px">{escape(message)}</span>'
+                box.layout.display = None
+            self.status.value = f'<span style="color:#dc2626">{escape(message)}</span>'
+            self.launch_button.disabled = True
+            return message
+        self.status.value = f'<span style="color:#16a34a">ready: {escape(config.run_name)}</span>'
+        self.launch_button.disabled = False
+        return None
+
+    # ----- actions ----------------------------------------------------------------------------------
+    def on_launch(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(run)`` after each launch."""
+        self._launch_callbacks.append(callback)
+
+    def launch(self) -> Any:
+        """Start the run (in its own process) and show its monitor under the form."""
+        from IPython.display import display
+
+        from .. import runs
+
+        if self.validate() is not None:
+            return None
+        self.run = runs.start(self.config)
+        with self.output:
+            self.output.clear_output()
+            display(self.run)
+        for callback in self._launch_callbacks:
+            callback(self.run)
+        return self.run
+
+    def _export(self, text: str) -> None:
+        # The kernel cannot reach the browser's clipboard: show the text ready to select and copy.
+        self.export_box.value = text
+        self.export_box.layout.display = None
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _kinds(hint: Any) -> list[Any]:
+    if typing.get_origin(hint) is list or not typing.get_args(hint):
+        return [hint]
+    return [k for k in typing.get_args(hint) if k is not type(None)]
+
+
+def _control(key: str, hint: Any, field: Any, value: Any) -> widgets.ValueWidget:
+    """The control for one field: a dropdown for choices, a checkbox for flags, else a text box."""
+    label = LABELS.get(key) or key.rsplit(".", 1)[-1].replace("_", " ")
+    common = {"description": label, "tooltip": field.metadata.get("help", ""),
+              "style": {"description_width": "180px"}, "layout": widgets.Layout(width="520px")}
+    choices = field.metadata.get("choices")
+    optional = type(None) in typing.get_args(hint)
+    if choices:
+        options = [("(guess)", None)] + [(c, c) for c in choices] if optional else list(choices)
+        return widgets.Dropdown(options=options, value=value, **common)
+    if _kinds(hint) == [bool]:
+        return widgets.Checkbox(value=bool(value), indent=True, **common)
+    placeholder = "(default)" if optional else ""
+    return widgets.Text(value=_text(value), placeholder=placeholder, continuous_update=True, **common)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _read(control: widgets.ValueWidget, hint: Any, field: Any) -> Any:
+    """A control's value as the config reads it: text as YAML, except plain text fields."""
+    if not isinstance(control, widgets.Text):
+        return control.value
+    text = control.value.strip()
+    if not text:
+        return None
+    kinds = _kinds(hint)
+    if typing.get_origin(kinds[0]) is list:
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if kinds == [str]:
+        return text  # names and paths stay as typed
+    return parse_value(text)

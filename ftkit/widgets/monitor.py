@@ -1,0 +1,312 @@
+"""RunMonitor: a live view of one run, fed by the run's event stream.
+
+The monitor replays ``events.jsonl`` from the start, then follows it from a daemon thread, so
+other cells keep running while the worker trains and a monitor made after a kernel restart shows
+the whole history. All widget and plot changes go through :meth:`RunMonitor.apply_events` under a
+lock: the follower thread is the only writer of the plot data, comm messages leave through
+ipykernel's thread-safe IOPub channel, and the loss curves grow by ``ColumnDataSource.stream``
+(only the new points cross the wire; the figure is never re-rendered).
+
+Without a widget front end (a plain terminal, or ``FTKIT_MONITOR=html`` for exports) a run shows
+as a static summary instead; see :func:`show_run`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from typing import Any, Iterable
+
+import ipywidgets as widgets
+from bokeh.core.json_encoder import serialize_json
+from jupyter_bokeh import BokehModel
+
+from ..display import (ensure_bokehjs, escape, eval_table_html, progress_text, run_summary_html, run_summary_text,
+                       status_badge_html)
+from ..runs import Run
+from ..store import FINAL_STATUSES
+
+PROGRESS_KEYS = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
+BAR_STYLES = {"queued": "", "running": "info", "completed": "success", "failed": "danger", "stopped": "warning"}
+MONITOR_MODES = ("widget", "html", "text")
+
+
+class RunMonitor(widgets.VBox):
+    """Status badge, progress, live loss/metric curves, evaluation table, stop button, errors.
+
+    ``follow=False`` builds the monitor without the background thread; call :meth:`poll` to
+    apply whatever the run has written since the last call (what the tests do).
+    """
+
+    def __init__(self, run: Run | str, follow: bool = True, poll_interval: float = 0.5, **kwargs: Any):
+        self.run = run if isinstance(run, Run) else Run(run)
+        self.poll_interval = poll_interval
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._offset = 0
+        self._status = "queued"
+        self._error: str | None = None
+        self._progress: dict[str, Any] = {}
+        self._evaluations: list[dict[str, Any]] = []
+        self._last_checkpoint: int | None = None
+        self._last_loss_step = -1
+        self._last_liveness_check = 0.0
+        self._display_handle: Any = None
+        self._metric_name = _best_metric_name(self.run)
+
+        self.title = widgets.HTML(f"<b>{escape(self.run.name)}</b> <code>{escape(self.run.id)}</code>")
+        self.status_badge = widgets.HTML(status_badge_html(self._status))
+        self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="warning",
+                                          tooltip="Save a checkpoint and stop the run",
+                                          layout=widgets.Layout(width="90px"))
+        self.stop_button.on_click(lambda _: self.request_stop())
+        self.progress_bar = widgets.IntProgress(min=0, max=1, value=0, layout=widgets.Layout(width="320px"))
+        self.progress_label = widgets.HTML(progress_text({}))
+        self.figure, self.loss_source, self.eval_source = self._build_figure()
+        self.plot = _BokehPlot(self.figure)
+        self.eval_table = widgets.HTML()
+        self.error_box = widgets.HTML(layout=widgets.Layout(display="none"))
+        super().__init__(
+            [widgets.HBox([self.title, self.status_badge, self.stop_button],
+                          layout=widgets.Layout(align_items="center", gap="8px")),
+             widgets.HBox([self.progress_bar, self.progress_label], layout=widgets.Layout(align_items="center", gap="8px")),
+             self.plot, self.eval_table, self.error_box],
+            **kwargs,
+        )
+        self.poll()
+        if follow and not self.finished:
+            self._thread = threading.Thread(target=self._follow, name=f"ftkit-monitor-{self.run.id}", daemon=True)
+            self._thread.start()
+
+    # ----- the plot ----------------------------------------------------------------------------
+    def _build_figure(self) -> tuple[Any, Any, Any]:
+        from bokeh.models import ColumnDataSource, LinearAxis, Range1d
+        from bokeh.plotting import figure
+
+        loss_source = ColumnDataSource({"step": [], "loss": []})
+        eval_source = ColumnDataSource({"step": [], "metric": [], "eval_loss": []})
+        fig = figure(height=260, width=720, x_axis_label="step", y_axis_label="loss",
+                     tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="right")
+        fig.extra_y_ranges = {"metric": Range1d(0, 1.02)}
+        fig.add_layout(LinearAxis(y_range_name="metric", axis_label=f"validation {self._metric_name}"), "right")
+        train = fig.line("step", "loss", source=loss_source, color="#2563eb", line_width=2, legend_label="train loss")
+        valid = fig.line("step", "eval_loss", source=eval_source, color="#9333ea", line_dash="dashed",
+                         line_width=2, legend_label="validation loss")
+        fig.line("step", "metric", source=eval_source, color="#16a34a", line_width=2, y_range_name="metric",
+                 legend_label=f"validation {self._metric_name}")
+        fig.scatter("step", "metric", source=eval_source, color="#16a34a", size=6, y_range_name="metric")
+        fig.y_range.renderers = [train, valid]  # the loss axis scales to losses only
+        fig.legend.location = "top_right"
+        fig.legend.click_policy = "hide"
+        return fig, loss_source, eval_source
+
+    # ----- following ---------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        return self._status
+
+    @property
+    def finished(self) -> bool:
+        return self._status in FINAL_STATUSES
+
+    def poll(self) -> bool:
+        """Apply the events written since the last poll; True once the run has ended."""
+        with self._lock:
+            events, self._offset = self.run.events(self._offset)
+            self.apply_events(events)
+            if not self.finished and time.monotonic() - self._last_liveness_check > 2:
+                # a worker killed without a word is marked failed by this check; its event comes next
+                self._last_liveness_check = time.monotonic()
+                if self.run.status in FINAL_STATUSES:
+                    events, self._offset = self.run.events(self._offset)
+                    self.apply_events(events)
+            return self.finished
+
+    def _follow(self) -> None:
+        while not self._closed.is_set():
+            try:
+                if self.poll():
+                    self._refresh_static_fallback()
+                    return
+            except Exception as exc:  # the run folder was deleted, the disk vanished...
+                self._show_error(f"stopped following this run: {exc}")
+                return
+            self._closed.wait(self.poll_interval)
+
+    def apply_events(self, events: Iterable[dict[str, Any]]) -> None:
+        """Fold events into the monitor's state, then update each widget once."""
+        with self._lock:
+            self._apply_events(events)
+
+    def _apply_events(self, events: Iterable[dict[str, Any]]) -> None:
+        new_loss: dict[str, list] = {"step": [], "loss": []}
+        new_eval: dict[str, list] = {"step": [], "metric": [], "eval_loss": []}
+        evaluated = False
+        for event in events:
+            kind = event.get("type")
+            if kind == "status":
+                self._status = event["status"]
+                self._error = event.get("error") if self._status == "failed" else None
+            elif kind == "progress":
+                self._progress.update({k: event[k] for k in PROGRESS_KEYS if k in event})
+                step, loss = event.get("step"), event.get("loss")
+                if loss is not None and step is not None and step > self._last_loss_step:
+                    self._last_loss_step = step
+                    new_loss["step"].append(step)
+                    new_loss["loss"].append(loss)
+            elif kind == "eval":
+                self._evaluations.append(event)
+                evaluated = True
+                metrics = event.get("metrics") or {}
+                if event.get("split") == "validation" and event.get("step") is not None:
+                    name = event.get("best_metric_name") or self._metric_name
+                    new_eval["step"].append(event["step"])
+                    new_eval["metric"].append(_number(metrics.get(name)))
+                    new_eval["eval_loss"].append(_number(metrics.get("loss")))
+            elif kind == "checkpoint":
+                self._last_checkpoint = event.get("step")
+        if new_loss["step"]:
+            self.loss_source.stream(new_loss)
+        if new_eval["step"]:
+            self.eval_source.stream(new_eval)
+        if evaluated:
+            self.eval_table.value = eval_table_html(self._evaluations)
+        self._render_status()
+
+    def _render_status(self) -> None:
+        status, progress = self._status, self._progress
+        self.status_badge.value = status_badge_html(status)
+        total = progress.get("total_steps") or 0
+        with self.progress_bar.hold_sync():
+            self.progress_bar.max = max(total, progress.get("step") or 0, 1)
+            self.progress_bar.value = progress.get("step") or 0
+            self.progress_bar.bar_style = BAR_STYLES.get(status, "")
+        suffix = f" · checkpoint {self._last_checkpoint}" if self._last_checkpoint is not None else ""
+        self.progress_label.value = escape(progress_text(progress) + suffix)
+        if self.finished:
+            self.stop_button.disabled = True
+            self.stop_button.description = status.capitalize()
+        if status == "failed":
+            self._show_error(self._error or "the run failed", self.run.log_tail(30))
+
+    def _show_error(self, message: str, log_tail: str = "") -> None:
+        tail = (f'<details open><summary>last lines of train.log</summary><pre style="font-size:11px;max-height:240px;'
+                f'overflow:auto">{escape(log_tail)}</pre></details>') if log_tail else ""
+        self.error_box.value = f'<pre style="color:#dc2626;white-space:pre-wrap">{escape(message)}</pre>{tail}'
+        self.error_box.layout.display = None
+
+    # ----- control -----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """What the stop button does: the worker checkpoints and stops after its current step."""
+        self.run.stop()
+        with self._lock:  # the follower thread may be updating the same widgets
+            self.stop_button.disabled = True
+            self.stop_button.description = "Stopping…"
+
+    def close(self) -> None:
+        """Stop following and close every child widget (and the plot's comm)."""
+        self._closed.set()
+        for child in (self.title, self.status_badge, self.stop_button, self.progress_bar, self.progress_label,
+                      self.plot, self.eval_table, self.error_box, *self.children):
+            child.close()
+        super().close()
+
+    # ----- display -----------------------------------------------------------------------------
+    def show(self) -> "RunMonitor":
+        """Display with a handle, so the static fallback is refreshed once the run ends."""
+        from IPython.display import display
+
+        self._display_handle = display(self, display_id=True)
+        return self
+
+    def _refresh_static_fallback(self) -> None:
+        if self._display_handle is not None:
+            self._display_handle.update(self)
+
+    def summary_html(self) -> str:
+        return run_summary_html(self.run.info(), self.run.log_tail(30) if self._status == "failed" else "")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # Front ends without the widget manager (nbconvert, GitHub) fall back to this picture.
+        ensure_bokehjs()
+        self.plot.send_state("render_bundle")  # points streamed before this view existed
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle["text/html"] = self.summary_html()
+        return bundle
+
+
+class _BokehPlot(BokehModel):
+    """A BokehModel whose new views start from the points streamed so far, and that closes twice safely."""
+
+    def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
+        # The render bundle is a snapshot taken when the widget was made; a view made later (a
+        # reloaded page, a second display, the refreshed output) would otherwise start empty.
+        state = super().get_state(key, drop_defaults)
+        if "render_bundle" in state:
+            state["render_bundle"] = serialize_json(self._model_to_traits(self._model))
+        return state
+
+    def close(self) -> None:
+        if self.comm is not None:  # BokehModel.close fails the second time
+            super().close()
+
+
+def _best_metric_name(run: Run) -> str:
+    try:
+        return run.config.best_metric
+    except Exception:  # an unreadable config must not keep the monitor from showing
+        return "f1"
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+# ----- choosing a view --------------------------------------------------------------------------------
+
+
+def monitor_mode() -> str:
+    """``widget`` in a Jupyter kernel, ``text`` in a terminal; ``FTKIT_MONITOR`` overrides."""
+    forced = os.environ.get("FTKIT_MONITOR", "").strip().lower()
+    if forced in MONITOR_MODES:
+        return forced
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return "widget" if shell is not None and type(shell).__name__ == "ZMQInteractiveShell" else "text"
+
+
+def show_run(run: Run, mode: str | None = None) -> RunMonitor | None:
+    """Display ``run`` as a live monitor, a self-updating HTML summary, or a text summary."""
+    from IPython.display import HTML, display
+
+    mode = mode or monitor_mode()
+    if mode == "widget":
+        return RunMonitor(run).show()
+    if mode == "html":
+        handle = display(HTML(_summary_html(run)), display_id=True)
+        if not run.done:
+            threading.Thread(target=_follow_static, args=(run, handle), daemon=True,
+                             name=f"ftkit-summary-{run.id}").start()
+        return None
+    print(run_summary_text(run.info(), run.log_tail(10) if run.status == "failed" else ""))
+    return None
+
+
+def _summary_html(run: Run) -> str:
+    return run_summary_html(run.info(), run.log_tail(30) if run.status == "failed" else "")
+
+
+def _follow_static(run: Run, handle: Any, interval: float = 1.0) -> None:
+    """transformers-notebook style: redraw the same output in place until the run ends."""
+    from IPython.display import HTML
+
+    while True:
+        time.sleep(interval)
+        done = run.done
+        handle.update(HTML(_summary_html(run)))
+        if done:
+            return

@@ -1,0 +1,283 @@
+"""`%finetune`, `%%finetune` and `%ftkit`: flags map onto config keys, errors are one line, commands delegate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+import ftkit
+import ftkit.runs
+from ftkit.config import Config, load_config, schema_fields
+from ftkit.errors import DataError
+from ftkit.magics import FtkitMagics, config_flags
+from ftkit.runs import Run
+from ftkit.store import RunStore
+
+
+@pytest.fixture
+def shell(runs_dir, monkeypatch):
+    monkeypatch.setenv("FTKIT_MONITOR", "text")
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "ftkit")
+    yield ip
+    for name in ("cfg", "run", "rows", "result"):
+        ip.user_ns.pop(name, None)
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """Replace `ftkit.runs.start` with one that records the run but spawns no worker."""
+    configs: list[Config] = []
+
+    def start(config):
+        configs.append(config)
+        store = RunStore(config.runs_dir)
+        return Run(store.create_run(config), store)
+
+    monkeypatch.setattr(ftkit.runs, "start", start)
+    return configs
+
+
+def run_cell(ip, text):
+    with capture_output() as captured:
+        result = ip.run_cell(text)
+    return result, captured
+
+
+def dotted(config: Config, key: str):
+    value = config.to_dict()
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+@pytest.mark.parametrize("flags, key, expected", [
+    ("--lr 5e-5", "training.learning_rate", 5e-5),
+    ("--learning-rate 0.001", "training.learning_rate", 0.001),
+    ("--lora-r 8", "adapter.r", 8),
+    ("--adapter lora", "adapter.kind", "lora"),
+    ("--epochs 2", "training.epochs", 2.0),
+    ("--batch-size 16", "training.batch_size", 16),
+    ("--batch-size auto", "training.batch_size", "auto"),
+    ("--data train.txt", "data.train", "train.txt"),
+    ("--name my-run", "name", "my-run"),
+    ("--task classification", "task", "classification"),
+    ("--model /models/bert", "model", "/models/bert"),
+    ("--max-steps 30", "training.max_steps", 30),
+    ("--no-group-by-length", "training.group_by_length", False),
+    ("--lora-target-modules query,value", "adapter.target_modules", ["query", "value"]),
+    ("--set training.seed=7", "training.seed", 7),
+])
+def test_finetune_flags_set_the_config_key_they_name(shell, flags, key, expected):
+    result, _ = run_cell(shell, f"%finetune --dry-run -o cfg {flags}")
+    assert result.success
+    assert dotted(shell.user_ns["cfg"], key) == expected
+
+
+def test_every_config_field_has_a_flag_documented_with_its_help_text(shell):
+    help_text = FtkitMagics.finetune.__doc__
+    for (key, _, field), options in zip(schema_fields(), config_flags().values()):
+        assert options[0] in help_text
+        assert f"[{key}]" in help_text
+    assert "Fine-tune a model in a separate process" in help_text
+
+
+def test_finetune_builds_the_same_config_as_load_config(shell):
+    run_cell(shell, "%finetune --dry-run -o cfg --data /d/train.txt --task ner --adapter lora --lora-r 8 "
+                    "--epochs 3 --lr 5e-5 --batch-size 32 --name quick")
+    expected = load_config({"task": "ner", "name": "quick", "data": {"train": "/d/train.txt"},
+                            "adapter": {"kind": "lora", "r": 8},
+                            "training": {"epochs": 3, "learning_rate": 5e-5, "batch_size": 32}})
+    assert shell.user_ns["cfg"].to_dict() == expected.to_dict()
+
+
+def test_cell_magic_reads_a_yaml_body_and_first_line_flags_override_it(shell):
+    result, _ = run_cell(shell, "%%finetune --dry-run -o cfg --epochs 1\n"
+                                "task: classification\ndata:\n  train: /d/train.tsv\ntraining:\n  epochs: 5\n  seed: 3\n")
+    assert result.success
+    config = shell.user_ns["cfg"]
+    assert (config.task, config.data.train, config.training.epochs, config.training.seed) == \
+        ("classification", "/d/train.tsv", 1.0, 3)
+
+
+def test_finetune_starts_from_a_config_file(shell, tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("task: ner\ntraining:\n  epochs: 4\n")
+    run_cell(shell, f"%finetune --dry-run -o cfg --config {path} --lr 1e-4")
+    assert (shell.user_ns["cfg"].training.epochs, shell.user_ns["cfg"].training.learning_rate) == (4.0, 1e-4)
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("%finetune --lerning-rate 1", "Did you mean --learning-rate?"),
+    ("%finetune --epochs -1", "'training.epochs' (--epochs) must be a positive number"),
+    ("%finetune --task nr", "Did you mean 'ner'?"),
+    ("%finetune --set training.epochs", "key.path=value"),
+    ("%%finetune\ntask: [ner\n", "not valid YAML"),
+    ("%ftkit rnus", "Did you mean 'runs'?"),
+])
+def test_mistakes_show_one_short_message_and_no_traceback(shell, launched, line, expected):
+    result, captured = run_cell(shell, line)
+    assert isinstance(result.error_in_exec, UsageError)
+    assert expected in captured.stderr
+    assert "Traceback" not in captured.stderr + captured.stdout
+    assert len(captured.stderr.strip().splitlines()) <= 2  # the message (a YAML hint may wrap once)
+    assert launched == []
+
+
+def test_finetune_launches_a_run_shows_it_and_stores_the_handle(shell, launched):
+    result, captured = run_cell(shell, "%finetune --data /d/train.txt --adapter lora --name magic-run -o run")
+    assert result.success
+    run = shell.user_ns["run"]
+    assert isinstance(run, Run) and run.name == "magic-run"
+    assert launched[0].adapter.kind == "lora"
+    assert f"magic-run ({run.id}): queued" in captured.stdout  # the text monitor of a plain shell
+
+
+def make_run(store: RunStore, name: str, status: str | None = None) -> Run:
+    run_id = store.create_run(Config(name=name))
+    if status:
+        store.set_status(run_id, status, pid=os.getpid())
+    return Run(run_id, store)
+
+
+def test_ftkit_runs_shows_a_table_of_runs(shell):
+    store = RunStore()
+    make_run(store, "first")
+    make_run(store, "second", "running")
+    result, captured = run_cell(shell, "%ftkit runs -o rows")
+    assert result.success
+    assert [row["name"] for row in shell.user_ns["rows"]] == ["second", "first"]
+    html = captured.outputs[0].data["text/html"]
+    assert "first" in html and "second" in html and "running" in html
+
+
+def test_ftkit_show_displays_the_run_by_name(shell):
+    run = make_run(RunStore(), "shown")
+    _, captured = run_cell(shell, "%ftkit show shown")
+    assert f"shown ({run.id})" in captured.stdout
+
+
+def test_ftkit_stop_asks_the_worker_to_stop(shell):
+    run = make_run(RunStore(), "busy", "running")
+    _, captured = run_cell(shell, f"%ftkit stop {run.id}")
+    assert (run.dir / "STOP").exists()
+    assert "Asked busy" in captured.stdout
+
+
+def test_ftkit_resume_relaunches_a_stopped_run(shell, monkeypatch):
+    spawned = []
+    monkeypatch.setattr(ftkit.runs, "_spawn", lambda store, run_id, resume: spawned.append((run_id, resume)))
+    store = RunStore()
+    run = make_run(store, "paused", "running")
+    store.append_event(run.id, {"type": "checkpoint", "step": 10, "path": str(run.dir / "checkpoint-10")})
+    store.set_status(run.id, "stopped")
+    result, _ = run_cell(shell, "%ftkit resume paused")
+    assert result.success
+    assert spawned == [(run.id, True)]
+    assert run.status == "queued"
+
+
+def test_ftkit_with_an_unknown_run_says_so(shell):
+    result, captured = run_cell(shell, "%ftkit show nosuchrun")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "no run 'nosuchrun'" in captured.stderr
+
+
+@pytest.fixture
+def fake_module(monkeypatch):
+    """Install a stand-in for another helper's module (ftkit.data, ftkit.inference, ftkit.embeddings)."""
+
+    def install(name: str, **functions):
+        module = types.ModuleType(f"ftkit.{name}")
+        module.__dict__.update(functions)
+        monkeypatch.setitem(sys.modules, f"ftkit.{name}", module)
+        monkeypatch.setattr(ftkit, name, module, raising=False)
+        return module
+
+    return install
+
+
+class FakeStats:
+    def _repr_html_(self):
+        return "<table>STATS</table>"
+
+    def to_dict(self):
+        return {"splits": {"train": {"label_counts": {"PER": 2, "LOC": 1}}}}
+
+
+def test_ftkit_data_shows_statistics_and_a_preview(shell, fake_module):
+    calls = []
+    fake_module("data",
+                load=lambda path, task="ner": calls.append(("load", path, task)) or {"train": ["rows"]},
+                stats=lambda dataset, task: FakeStats(),
+                preview_html=lambda dataset, n=5, task="ner": f"<p>PREVIEW {n} {task}</p>")
+    result, captured = run_cell(shell, "%ftkit data /d/train.tsv -n 3")
+    assert result.success
+    assert calls == [("load", "/d/train.tsv", "classification")]  # guessed from the suffix
+    html = " ".join(output.data.get("text/html", "") for output in captured.outputs)
+    assert "STATS" in html and "PREVIEW 3 classification" in html
+
+
+def test_ftkit_data_error_names_file_and_line(shell, fake_module):
+    def read(path, task="ner"):
+        raise DataError("tag 'X-PER' is not IOB", path=path, line=7)
+
+    fake_module("data", load=read, stats=read)
+    result, captured = run_cell(shell, "%ftkit data /d/bad.conll")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "/d/bad.conll:7: tag 'X-PER' is not IOB" in captured.stderr
+    assert "Traceback" not in captured.stderr
+
+
+def test_ftkit_predict_highlights_entities_inline(shell, fake_module, monkeypatch):
+    make_run(RunStore(), "tagger")
+    entities = [{"text": "John", "label": "PER", "start": 0, "end": 4, "score": 0.98}]
+    monkeypatch.setattr(Run, "predict", lambda self, texts: [entities for _ in texts])
+    fake_module("inference", entities_html=lambda text, found: f"<mark>{found[0]['text']}</mark>{text[4:]}")
+    result, captured = run_cell(shell, '%ftkit predict tagger "John lives in Paris" -o result')
+    assert result.success
+    assert shell.user_ns["result"] == entities
+    assert captured.outputs[0].data["text/html"] == "<mark>John</mark> lives in Paris"
+
+
+def test_ftkit_predict_shows_the_label_for_classification(shell, monkeypatch):
+    make_run(RunStore(), "sentiment")
+    monkeypatch.setattr(Run, "predict", lambda self, texts: [{"label": "1", "scores": {"0": 0.1, "1": 0.9}}])
+    _, captured = run_cell(shell, "%ftkit predict sentiment a great movie")
+    assert "<b>1</b>" in captured.outputs[0].data["text/html"]
+    assert "a great movie" in captured.outputs[0].data["text/html"]
+
+
+def test_ftkit_neighbors_and_moved_delegate_to_the_embedding_explorer(shell, fake_module):
+    run = make_run(RunStore(), "tuned")
+    calls = []
+    fake_module("embeddings",
+                show_neighbors=lambda word, run=None, k=10, space="static": calls.append(("neighbors", word, run and run.id, k, space)),
+                show_moved=lambda run, k=20: calls.append(("moved", run.id, k)))
+    assert run_cell(shell, "%ftkit neighbors paris --run tuned --k 5")[0].success
+    assert run_cell(shell, "%ftkit neighbors paris")[0].success
+    assert run_cell(shell, "%ftkit moved --run tuned")[0].success
+    assert calls == [("neighbors", "paris", run.id, 5, "static"), ("neighbors", "paris", None, 10, "static"),
+                     ("moved", run.id, 20)]
+
+
+def test_ftkit_help_lists_every_command(shell):
+    help_text = FtkitMagics.ftkit.__doc__
+    for command in ("runs", "show", "stop", "resume", "data", "predict", "neighbors", "moved"):
+        assert f"%ftkit {command}" in help_text
+
+
+def test_loading_the_extension_imports_no_training_or_plotting_library():
+    code = ("from IPython.core.interactiveshell import InteractiveShell\n"
+            "InteractiveShell.instance().run_line_magic('load_ext', 'ftkit')\n"
+            "import sys\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'bokeh', 'ipywidgets') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr
