@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 REPORT_TAG = "report"
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.notebook)
     notebook = nbformat.read(path, as_version=4)
     print(f"executing {path} (FTKIT_SMOKE={os.environ.get('FTKIT_SMOKE', '0')}) ...", flush=True)
+    started = time.time()
     client = NotebookClient(notebook, timeout=args.timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     try:
@@ -49,7 +51,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"executed notebook saved to {out}")
     cells = [c for c in notebook.cells if REPORT_TAG in c.get("metadata", {}).get("tags", [])] or notebook.cells[-3:]
     print("\n\n".join(filter(None, (text_outputs(c) for c in cells))))
+    print_reports(since=started)
     return 0
+
+
+def print_reports(since: float) -> None:
+    """The test-split report of every run the notebook started."""
+    from .evaluate import report_table
+    from .store import RunStore
+
+    store = RunStore()
+    for summary in reversed(store.list_runs()[0]):
+        if (summary["created"] or 0) < since:
+            continue
+        detail = store.get(summary["id"])
+        test = detail["metrics"].get("test")
+        print(f"\n== {detail['name']} ({detail['id']}, {detail['status']}) ==")
+        print(report_table(test, detail["task"]) if test else f"no test metrics ({detail['error'] or 'no test split'})")
 
 
 if __name__ == "__main__":
