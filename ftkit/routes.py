@@ -78,7 +78,7 @@ class FtkitHandler(APIHandler):
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data, default=str))
+        self.finish(json_text(data))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error is ``{"code", "message"}``; unexpected ones are logged, not shown."""
@@ -94,7 +94,14 @@ class FtkitHandler(APIHandler):
         else:
             code, message = "internal_error", "the ftkit server extension failed; see the server log"
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"code": code, "message": message}))
+        self.finish(json_text({"code": code, "message": message}))
+
+
+def json_text(data: Any) -> str:
+    """JSON with ``<``, ``>`` and ``&`` as \\u escapes: the same value, and no text (a run name, a log
+    line, a rejected parameter) can ever read as HTML, whatever a browser guesses the type to be."""
+    text = json.dumps(data, default=str)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _list_params(handler: FtkitHandler) -> dict[str, Any]:

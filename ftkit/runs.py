@@ -46,7 +46,7 @@ class Run:
 
     @property
     def error(self) -> str | None:
-        return self.info()["error"]
+        return self.store.read_record(self.id).get("error")  # the same source as `status`
 
     @property
     def progress(self) -> dict[str, Any]:

@@ -106,9 +106,13 @@ class RunStore:
         self.root = resolve_runs_dir(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.index_path = self.root / INDEX_FILE
-        fresh = not self.index_path.exists()
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        try:
+            with self._connect() as db:
+                # Missing, emptied or cut before its first page: SQLite sees a new database.
+                fresh = db.execute("SELECT 1 FROM sqlite_master WHERE name='runs'").fetchone() is None
+                db.executescript(_SCHEMA)
+        except RunError:
+            return  # a damaged index: every query says so, and rebuild_index() (still callable) recreates it
         if fresh and any(self._run_folders()):
             self.rebuild_index()
 
@@ -123,14 +127,21 @@ class RunStore:
                 db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
-            raise RunError(
-                f"the run index {self.index_path} is damaged ({exc}). Runs are safe in their folders: "
-                f"rebuild the index with `ftkit runs --rebuild-index` or RunStore(...).rebuild_index()."
-            ) from None
+            raise self._damaged(exc) from None
         try:
             yield db
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, busy, read-only: not damage
+                raise
+            raise self._damaged(exc) from None  # a page torn or truncated past the schema
         finally:
             db.close()
+
+    def _damaged(self, exc: Exception) -> RunError:
+        return RunError(
+            f"the run index {self.index_path} is damaged ({exc}). Runs are safe in their folders: "
+            f"rebuild the index with `ftkit runs --rebuild-index` or RunStore(...).rebuild_index()."
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -190,7 +201,14 @@ class RunStore:
 
     # ----- reading ------------------------------------------------------------------------------
     def read_record(self, run_id: str) -> dict[str, Any]:
-        return json.loads((self.run_dir(run_id) / RUN_FILE).read_text(encoding="utf-8"))
+        path = self.run_dir(run_id) / RUN_FILE
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RunError(
+                f"{path} is damaged ({exc}); the run's config.yaml and events.jsonl are intact. Recreate it with "
+                f"`ftkit runs --rebuild-index` (RunStore(...).rebuild_index()), or delete the folder {path.parent}"
+            ) from None
 
     def list_runs(
         self,
@@ -266,8 +284,7 @@ class RunStore:
             f.seek(offset)
             chunk = f.read()
         end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next read
-        events = [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
-        return events, offset + end
+        return _decode_events(chunk[:end]), offset + end
 
     def log_tail(self, run_id: str, lines: int = 40) -> str:
         path = self.run_dir(run_id) / LOG_FILE
@@ -283,8 +300,14 @@ class RunStore:
         """Record one event: a flushed line in events.jsonl, then its effect on the index."""
         event = {"t": now(), **event}
         folder = self.run_dir(run_id)
-        with open(folder / EVENTS_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(event, default=str) + "\n")
+        line = json.dumps(event, default=str).encode("utf-8") + b"\n"
+        with open(folder / EVENTS_FILE, "ab+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":  # a writer killed mid-line (kill -9, full disk): start a fresh line
+                    line = b"\n" + line
+            f.write(line)
             f.flush()
         if event["type"] == "status":
             record = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
@@ -308,13 +331,19 @@ class RunStore:
             rows = db.execute(sql, (run_id,) if run_id else ()).fetchall()
         for row in rows:
             with self._run_lock(row["id"]):  # several readers may find the same dead run at once
-                record = self.read_record(row["id"])
+                try:
+                    record = self.read_record(row["id"])
+                except RunError:
+                    continue  # a damaged run.json: reading that run says so; the others stay listable
                 if record.get("status") != "running":
                     continue
                 pids = [record.get("pid"), record.get("supervisor_pid")]
                 if not any(process_alive(p) for p in pids if p):
-                    self.set_status(row["id"], "failed", error=record.get("exit_reason") or
-                                    "the training process died without reporting (killed, or out of memory)")
+                    try:
+                        self.set_status(row["id"], "failed", error=record.get("exit_reason") or
+                                        "the training process died without reporting (killed, or out of memory)")
+                    except (OSError, sqlite3.OperationalError):
+                        continue  # a full or read-only disk: a reader still reads; a later look records it
 
     @contextmanager
     def _run_lock(self, run_id: str) -> Iterator[None]:
@@ -384,14 +413,12 @@ class RunStore:
             db.executescript(_SCHEMA + "BEGIN; DELETE FROM runs; DELETE FROM metrics; DELETE FROM checkpoints; COMMIT;")
         count = 0
         for folder in self._run_folders():
-            record = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
-            events = []
-            with open(folder / EVENTS_FILE, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    try:
-                        events.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        continue  # a torn last line from a crash
+            events = _decode_events((folder / EVENTS_FILE).read_bytes()) if (folder / EVENTS_FILE).exists() else []
+            try:
+                record = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                record = _record_from_events(folder, events)  # run.json torn: the folder still knows the run
+                write_json_atomic(folder / RUN_FILE, record)
             with self._transaction() as db:
                 _insert_run(db, {**record, "status": "queued", "pid": None, "error": None})
                 for event in events:
@@ -403,6 +430,35 @@ class RunStore:
 
 
 # ----- index projection ---------------------------------------------------------------------------
+
+
+def _decode_events(data: bytes) -> list[dict[str, Any]]:
+    """Events from complete lines; a line torn by a crash (half an object) is skipped, not fatal."""
+    events = []
+    for line in data.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "type" in event:
+            events.append(event)
+    return events
+
+
+def _record_from_events(folder: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run.json recreated from config.yaml and the event stream (rebuild_index's repair of a torn one).
+
+    A run still marked running keeps its worker's pid, so the liveness check decides whether it is.
+    """
+    import yaml
+
+    config = Config.from_dict(yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8")) or {})
+    last = next((e for e in reversed(events) if e["type"] == "status"), {})
+    status = last.get("status", "queued")
+    return {"id": folder.name, "name": config.run_name, "status": status, "task": config.task,
+            "model": config.model, "adapter": config.adapter.kind,
+            "created": events[0].get("t") if events else (folder / CONFIG_FILE).stat().st_mtime,
+            "pid": last.get("pid") if status == "running" else None, "error": last.get("error")}
 
 
 def _insert_run(db: sqlite3.Connection, record: dict[str, Any]) -> None:

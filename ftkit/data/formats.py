@@ -19,6 +19,7 @@ from ..errors import DataError
 CONLL_SUFFIXES = (".conll", ".conllu", ".txt", ".iob", ".bio", ".iob2", ".bioes")
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 DOCSTART = "-DOCSTART-"
+MAX_FIELD_SIZE = 64 * 1024 * 1024  # characters in one CSV/TSV cell
 
 
 @dataclass
@@ -176,6 +177,8 @@ def read_delimited(path: str | Path, delimiter: str) -> Table:
     path = Path(path)
     text = read_text(path)
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    # csv refuses fields over 128 KiB by default; a long document is data, not an error.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_SIZE))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     kind = "TSV" if delimiter == "\t" else "CSV"
     try:

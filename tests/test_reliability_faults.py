@@ -1,0 +1,282 @@
+"""Faults during training lose nothing: kill -9, a kernel restart, a crash mid-save, a full disk, four runs at once.
+
+Faults are injected into the real worker process: a ``sitecustomize`` module (written to a temp
+folder and put on PYTHONPATH) patches the Trainer inside ``python -m ftkit.worker train`` only,
+to slow steps down or to SIGKILL the worker half way through writing a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import ftkit
+from ftkit.adapters import load_for_inference
+from ftkit.runs import start  # = ftkit.train, which importing the ftkit.train module hides
+from ftkit.store import RunStore, process_alive
+
+from .test_runs import tiny_config, wait_for  # noqa: F401 - tiny_config is a fixture
+
+pytestmark = pytest.mark.slow
+
+FAULT_HOOK = '''
+"""Fault injection for ftkit's reliability tests; active only in `python -m ftkit.worker train`."""
+import os, signal, sys, time
+
+faults = dict(item.split("=", 1) for item in os.environ.get("FTKIT_TEST_FAULTS", "").split(",") if item)
+if faults and "ftkit.worker" in sys.orig_argv and "train" in sys.orig_argv:
+    import transformers
+
+    if "step_delay" in faults:
+        step = transformers.Trainer.training_step
+
+        def slow_step(self, *args, **kwargs):
+            time.sleep(float(faults["step_delay"]))
+            return step(self, *args, **kwargs)
+
+        transformers.Trainer.training_step = slow_step
+    if "kill_in_save" in faults:  # SIGKILL during the n-th checkpoint save, after the weights are written
+        save_optimizer = transformers.Trainer._save_optimizer_and_scheduler
+        saves = []
+
+        def dying_save(self, output_dir):
+            saves.append(output_dir)
+            if len(saves) == int(faults["kill_in_save"]):
+                with open(faults["mark"], "w") as mark:
+                    mark.write(output_dir)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return save_optimizer(self, output_dir)
+
+        transformers.Trainer._save_optimizer_and_scheduler = dying_save
+    if "enospc_in_save" in faults:  # where no tmpfs can be mounted: the n-th save finds the disk full
+        import errno
+
+        save_optimizer = transformers.Trainer._save_optimizer_and_scheduler
+        saves = []
+
+        def full_disk_save(self, output_dir):
+            saves.append(output_dir)
+            if len(saves) >= int(faults["enospc_in_save"]):
+                raise OSError(errno.ENOSPC, "No space left on device", output_dir)
+            return save_optimizer(self, output_dir)
+
+        transformers.Trainer._save_optimizer_and_scheduler = full_disk_save
+'''
+
+
+@pytest.fixture
+def inject(tmp_path, monkeypatch):
+    """inject(step_delay=0.05, kill_in_save=2): faults for the next worker started from this test."""
+    hook = tmp_path / "fault-hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAULT_HOOK)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+    def set_faults(**faults):
+        if faults:
+            monkeypatch.setenv("FTKIT_TEST_FAULTS", ",".join(f"{k}={v}" for k, v in faults.items()))
+        else:
+            monkeypatch.delenv("FTKIT_TEST_FAULTS", raising=False)
+
+    return set_faults
+
+
+def assert_store_readable_and_index_matches_events(store: RunStore, run_id: str, tmp_path: Path) -> None:
+    """The index says what the run's folder says: a rebuild from the folder alone gives the same detail."""
+    runs, _ = store.list_runs()
+    assert run_id in [r["id"] for r in runs]
+    live = store.get(run_id)
+    copy = Path(tempfile.mkdtemp(prefix="rebuilt-", dir=tmp_path))
+    shutil.copytree(store.root / run_id, copy / run_id, ignore=shutil.ignore_patterns("checkpoint-*", ".cache"))
+    rebuilt = RunStore(copy).get(run_id)
+    for key in ("status", "error", "progress", "metrics", "best_metric", "config"):
+        assert rebuilt[key] == live[key], key
+    assert [c["step"] for c in rebuilt["checkpoints"]] == [c["step"] for c in live["checkpoints"]]
+
+
+def checkpoint_folders(run_dir: Path) -> list[str]:
+    """Checkpoint folders on disk, whole or partial, by step."""
+    found = [p.name for p in run_dir.iterdir() if p.is_dir() and "checkpoint-" in p.name]
+    return sorted(found, key=lambda name: int(name.rsplit("-", 1)[1]))
+
+
+def test_resume_after_kill_9_continues_from_the_last_checkpoint_to_the_same_final_step(tiny_config, inject, tmp_path):
+    inject(step_delay=0.05)
+    tiny_config["training"].update(epochs=1, max_steps=60, batch_size=2, save_steps=10, eval_steps=1000)
+    run = start(tiny_config)
+    wait_for(lambda: run.checkpoints and run.progress["step"] >= run.checkpoints[-1]["step"] + 3, timeout=180)
+    last_checkpoint = run.checkpoints[-1]["step"]
+    os.kill(run.info()["pid"], signal.SIGKILL)
+    killed = time.monotonic()
+    # Run.status reads run.json and Run.error the index, which follows it by a moment: wait for both.
+    wait_for(lambda: run.status == "failed" and "killed by signal 9" in (run.error or ""), timeout=5, poll=0.05)
+    assert time.monotonic() - killed < 5
+    assert_store_readable_and_index_matches_events(run.store, run.id, tmp_path)
+
+    inject()  # the resumed worker runs at full speed
+    run.resume().wait(timeout=240)
+    assert run.status == "completed", run.log_tail()
+    assert run.progress["step"] == 60
+    events, _ = run.events()
+    resumed = [e["message"] for e in events if "resuming from" in (e.get("message") or "")]
+    assert resumed == [f"resuming from {run.dir / f'checkpoint-{last_checkpoint}'}"]
+    assert [e["status"] for e in events if e["type"] == "status"] == ["running", "failed", "queued", "running", "completed"]
+    assert_store_readable_and_index_matches_events(run.store, run.id, tmp_path)
+
+
+def test_a_crash_while_writing_a_checkpoint_never_leaves_a_half_checkpoint(tiny_config, inject, tmp_path):
+    mark = tmp_path / "killed-while-writing"
+    inject(kill_in_save=2, mark=mark)
+    tiny_config["training"].update(epochs=1, max_steps=30, batch_size=2, save_steps=10, eval_steps=1000)
+    run = start(tiny_config)
+    wait_for(lambda: run.status == "failed" and "killed by signal 9" in (run.error or ""), timeout=180)
+    half_written = Path(mark.read_text())
+    assert half_written.name == ".tmp-checkpoint-20"  # weights written, optimizer state not yet
+    assert (half_written / "model.safetensors").exists() and not (half_written / "optimizer.pt").exists()
+    assert not (run.dir / "checkpoint-20").exists()  # only a whole checkpoint ever gets its name
+    assert [c["step"] for c in run.checkpoints] == [10]
+    model, _ = load_for_inference(run.checkpoints[-1]["path"])  # the previous one still loads
+    assert model.config.id2label[0] == "O"
+    assert [c["step"] for c in RunStore(run.store.root).checkpoints(run.id)] == [10]
+
+    inject()
+    run.resume().wait(timeout=240)
+    assert run.status == "completed", run.log_tail()
+    assert run.progress["step"] == 30
+    assert checkpoint_folders(run.dir) == ["checkpoint-20", "checkpoint-30"]  # the stale partial is gone
+
+
+def _mount_tmpfs(folder: Path, size: str) -> bool:
+    folder.mkdir(parents=True)
+    try:
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    except OSError:  # no mount command
+        return False
+    return result.returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path, inject):
+    """A 2 MiB tmpfs for the run store; where mounting is not allowed, the third save gets ENOSPC instead."""
+    folder = tmp_path / "small-disk"
+    mounted = _mount_tmpfs(folder, "2m")
+    if mounted:
+        inject()
+    else:
+        inject(enospc_in_save=3)
+    yield folder
+    if mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_fails_the_run_with_a_clear_error_and_keeps_earlier_checkpoints(tiny_config, small_disk):
+    tiny_config["output"]["dir"] = str(small_disk)
+    tiny_config["training"].update(epochs=1, max_steps=400, batch_size=2, save_steps=4, eval_steps=1000,
+                                   save_total_limit=None)
+    run = start(tiny_config)
+    run.wait(timeout=240)
+    assert run.status == "failed", run.log_tail()
+    assert "no space left" in run.error.lower(), run.error
+    checkpoints = run.checkpoints
+    assert checkpoints, "some checkpoints fit before the disk filled up"
+    assert checkpoint_folders(run.dir) == [f"checkpoint-{c['step']}" for c in checkpoints]  # no partial left
+    for checkpoint in checkpoints:
+        load_for_inference(checkpoint["path"])
+        assert (Path(checkpoint["path"]) / "optimizer.pt").exists()
+    events, _ = run.events()
+    assert events[-1]["type"] == "status" and events[-1]["status"] == "failed"
+
+
+def test_four_runs_at_once_with_a_reader_lose_no_events_and_never_lock_the_database(tiny_config, inject, tmp_path):
+    inject()
+    tiny_config["training"].update(epochs=1, max_steps=12, batch_size=4, save_steps=4, eval_steps=6,
+                                   logging_steps=1)
+    store = RunStore(tiny_config["output"]["dir"])
+    reader_errors: list[BaseException] = []
+    finished = threading.Event()
+
+    def server_reading_the_store() -> None:
+        offsets: dict[str, int] = {}
+        while not finished.is_set():
+            try:
+                for summary in store.list_runs()[0]:
+                    store.get(summary["id"])
+                    _, offsets[summary["id"]] = store.read_events(summary["id"], offsets.get(summary["id"], 0))
+                store.change_token()
+            except BaseException as exc:  # noqa: BLE001 - any reader failure is the test's finding
+                reader_errors.append(exc)
+            time.sleep(0.02)
+
+    reader = threading.Thread(target=server_reading_the_store)
+    reader.start()
+    try:
+        runs = [start({**tiny_config, "name": f"parallel-{i}"}) for i in range(4)]
+        for run in runs:
+            run.wait(timeout=300)
+    finally:
+        finished.set()
+        reader.join()
+    assert reader_errors == []
+    for run in runs:
+        assert run.status == "completed", run.log_tail()
+        assert "database is locked" not in (run.dir / "train.log").read_text()
+        events, _ = run.events()
+        assert [e["status"] for e in events if e["type"] == "status"] == ["running", "completed"]
+        steps = [e["step"] for e in events if e["type"] == "log" and "loss" in e]
+        assert steps == list(range(1, 13))  # logging_steps=1: every step's loss, none lost
+        assert [e["step"] for e in events if e["type"] == "checkpoint"] == [4, 8, 12]
+        assert [e["split"] for e in events if e["type"] == "eval"] == ["validation", "validation", "test"]
+        assert_store_readable_and_index_matches_events(store, run.id, tmp_path)
+
+
+def test_a_kernel_restart_leaves_the_run_training_and_the_new_kernel_reattaches(tiny_config, inject, runs_dir):
+    from jupyter_client.manager import KernelManager
+
+    inject(step_delay=0.1)
+    tiny_config["training"].update(epochs=1, max_steps=40, batch_size=2, save_steps=1000, eval_steps=1000)
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env={**os.environ})
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        run_id = kernel_value(client, f"import ftkit\nrun = ftkit.train({tiny_config!r})", "run.id")
+        run = ftkit.runs.get(run_id)
+        wait_for(lambda: run.status == "running" and run.progress["step"] >= 2, timeout=120)
+        worker = run.info()["pid"]
+
+        manager.restart_kernel(now=True)
+        client.wait_for_ready(timeout=60)
+        assert process_alive(worker), "the worker must outlive the kernel"
+        status, step = kernel_value(client, f"import ftkit\nagain = ftkit.runs.get({run_id!r})",
+                                    "[again.status, again.progress['step']]")
+        assert status == "running" and step >= 2
+        final = kernel_value(client, "again.wait(240)", "[again.status, again.progress['step']]", timeout=300)
+        assert final == ["completed", 40]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def kernel_value(client, code: str, expression: str, timeout: float = 120):
+    """Run ``code`` in the kernel and return ``expression``'s value (printed as JSON)."""
+    printed: list[str] = []
+
+    def collect(message):
+        if message["msg_type"] == "stream":
+            printed.append(message["content"]["text"])
+
+    reply = client.execute_interactive(f"{code}\nimport json as _json\nprint('FTKIT-VALUE' + _json.dumps({expression}))",
+                                       timeout=timeout, store_history=False, output_hook=collect)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return json.loads("".join(printed).split("FTKIT-VALUE", 1)[1])
