@@ -62,7 +62,7 @@ def plain_trainer(prepared, batch_size: int, steps: int, out: str) -> float:
 
 
 def ftkit_trainer(prepared, out: str) -> float:
-    from ftkit.train import build_trainer
+    from ftkit.training import build_trainer
 
     return build_trainer(prepared, Path(out)).train().metrics["train_runtime"]
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     from ftkit.config import load_config
-    from ftkit.train import prepare
+    from ftkit.training import prepare
 
     samples = args.steps * args.batch_size
     config = load_config({

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set training.epochs=1 (repeatable)")
     train.add_argument("--follow", action="store_true", help="show a progress bar until the run ends")
+    train.add_argument("--nodes", type=int, help="machines taking part (resources.nodes); node 0 starts the run "
+                       "and prints the command each other node runs")
+    train.add_argument("--node-rank", type=int, help="this machine's index (resources.node_rank; 0 = the main node)")
+    train.add_argument("--main-address", help="host name or IP of node 0 (resources.main_address)")
 
     runs = command("runs", cmd_runs, "list runs")
     runs.add_argument("--status", choices=("queued", "running", "completed", "failed", "stopped"))
@@ -80,18 +84,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .launch import node_commands
     from .runs import start
 
     config = load_config(args.config, overrides=args.overrides)
+    layout = {"nodes": args.nodes, "node_rank": args.node_rank, "main_address": args.main_address}
+    config = config.replace({f"resources.{key}": value for key, value in layout.items() if value is not None})
     if args.runs_dir:
         config = config.replace({"output.dir": args.runs_dir})
+    if config.resources.node_rank > 0:
+        return _print_join_command(config, args.json)
     run = start(config)
+    commands = node_commands(config, run.dir)
     if args.json:
-        _print_json({"id": run.id, "name": run.name, "dir": str(run.dir)})
+        _print_json({"id": run.id, "name": run.name, "dir": str(run.dir), "node_commands": commands})
     else:
         print(f"started run {run.id} ({run.name}) in {run.dir}")
+        for rank, command in commands.items():
+            print(f"on node {rank} run:  {command}")
     if args.follow:
         return _follow(run, quiet=args.json)
+    return 0
+
+
+def _print_join_command(config: Any, as_json: bool) -> int:
+    """Nodes other than 0 start nothing here: node 0 creates the run in the shared run store."""
+    from .launch import join_command
+
+    rank = config.resources.node_rank
+    command = join_command("RUN_DIR", rank)
+    if as_json:
+        _print_json({"node_rank": rank, "command": command})
+    else:
+        print(f"node {rank} joins the run node 0 starts (`ftkit train` there prints its folder, RUN_DIR, which "
+              f"must be shared):\n  {command}")
     return 0
 
 
@@ -166,7 +192,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import report_table
-    from .train import evaluate_run
+    from .training import evaluate_run
 
     run = _run(args)
     metrics = evaluate_run(run.store, run.id, split=args.split, checkpoint=args.checkpoint)

@@ -127,17 +127,22 @@ def build_model(source: str, task: str, labels: list[str]) -> "PreTrainedModel":
 
     The expected "newly initialized" report about the head is silenced; encoder weights the
     checkpoint lacks are still reported (they would start random), and real errors still raise.
+    Attention runs on the fastest kernel the architecture supports (see `preferred_attention`).
     """
     if not labels:
         raise FtkitError("a model needs at least one label; the training data gave none")
     auto_class = model_class(task)
     id2label = dict(enumerate(labels))
+    kwargs = dict(num_labels=len(labels), id2label=id2label, label2id={label: i for i, label in id2label.items()},
+                  output_loading_info=True)
     with quiet_loading():
         try:
-            model, info = auto_class.from_pretrained(
-                source, num_labels=len(labels), id2label=id2label,
-                label2id={label: i for i, label in id2label.items()}, output_loading_info=True,
-            )
+            try:
+                model, info = auto_class.from_pretrained(source, attn_implementation=preferred_attention(), **kwargs)
+            except ValueError as exc:
+                if "attn_implementation" not in str(exc):
+                    raise
+                model, info = auto_class.from_pretrained(source, attn_implementation="eager", **kwargs)
         except (OSError, ValueError) as exc:
             raise _load_error("model", source, exc) from None
     heads = head_module_names(model)
@@ -146,6 +151,18 @@ def build_model(source: str, task: str, labels: list[str]) -> "PreTrainedModel":
         _logger.warning("%s lacks %d encoder weights (they start random): %s", source, len(missing),
                         ", ".join(sorted(missing)[:5]) + (" ..." if len(missing) > 5 else ""))
     return model
+
+
+def preferred_attention() -> str:
+    """flash_attention_2 where the flash-attn package and an Ampere-or-newer GPU are present, else
+    PyTorch's fused SDPA. Architectures without either fall back to "eager" in `build_model`.
+    """
+    import torch
+
+    if (torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+            and importlib.util.find_spec("flash_attn") is not None):
+        return "flash_attention_2"
+    return "sdpa"
 
 
 @contextmanager

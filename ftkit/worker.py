@@ -16,6 +16,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from . import launch
+from .config import load_config
 from .errors import FtkitError
 from .store import FINAL_STATUSES, RunStore
 
@@ -23,7 +25,13 @@ from .store import FINAL_STATUSES, RunStore
 def supervise(run_dir: Path, resume: bool) -> int:
     store, run_id = RunStore(run_dir.parent), run_dir.name
     _, start_offset = store.read_events(run_id)  # what this attempt's worker reports comes after here
-    command = [sys.executable, "-m", "ftkit.worker", "train", str(run_dir)] + (["--resume"] if resume else [])
+    config = load_config(run_dir / "config.yaml")
+    distributed = launch.is_distributed(config)
+    if distributed:  # torchrun starts one worker per device; they report through rank 0 and rank-<i>.err
+        launch.clear_rank_errors(run_dir)
+        command = launch.torchrun_command(config, run_dir, resume)
+    else:
+        command = [sys.executable, "-m", "ftkit.worker", "train", str(run_dir)] + (["--resume"] if resume else [])
     worker = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     store.set_record_fields(run_id, supervisor_pid=os.getpid(), pid=worker.pid, exit_reason=None)
 
@@ -42,6 +50,9 @@ def supervise(run_dir: Path, resume: bool) -> int:
                 reason += ": kill -9, or the system ran out of memory"
         else:
             reason = f"the training process exited with code {code} without reporting; see train.log"
+        rank_error = launch.rank_failure(run_dir, store.log_tail(run_id, 200)) if distributed else None
+        if rank_error:
+            reason = f"{rank_error} (the distributed launch exited with code {code}; see train.log and rank-*.err)"
         store.set_record_fields(run_id, exit_reason=reason)
         store.set_status(run_id, "failed", error=reason)
     return 0
@@ -52,7 +63,7 @@ def train(run_dir: Path, resume: bool) -> int:
     # SIGTERM straight to the worker also means: checkpoint, then stop.
     signal.signal(signal.SIGTERM, lambda signum, frame: store.request_stop(run_id))
     try:
-        from .train import run_training
+        from .training import run_training
 
         status = run_training(store, run_id, resume=resume)
     except FtkitError as exc:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 import string
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +70,65 @@ def conll_sample(tmp_path) -> Path:
         "in IN I-PP O\nNew NNP I-NP I-LOC\nYork NNP I-NP I-LOC\n. . O O\n\n"
     )
     return path
+
+
+@pytest.fixture
+def sleeper():
+    """A live process whose pid stands in for a training worker."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+# ----- runs on synthetic CoNLL data with the tiny model ------------------------------------------
+
+PEOPLE = ["John", "Mary", "Peter", "Xylophonist", "Anna"]
+PLACES = ["Paris", "London", "Brussels", "Germany"]
+FILLER = ["the", "movie", "was", "good", "and", "said", "on", "thursday", "it"]
+
+
+def write_conll(path: Path, sentences: int, seed: int) -> Path:
+    """Synthetic IOB1 CoNLL with learnable PER/LOC entities and some long sentences."""
+    rng = random.Random(seed)
+    lines = ["-DOCSTART- -X- O O", ""]
+    for i in range(sentences):
+        words = []
+        for _ in range(rng.randint(3, 12 if i % 10 else 40)):
+            choice = rng.random()
+            if choice < 0.15:
+                words += [(w, "I-PER") for w in rng.choice(PEOPLE).split()] + [(rng.choice(["Smith", "Blackburn"]), "I-PER")]
+            elif choice < 0.3:
+                words.append((rng.choice(PLACES), "I-LOC"))
+            else:
+                words.append((rng.choice(FILLER), "O"))
+        lines += [f"{w} NNP I-NP {t}" for w, t in words] + [""]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def tiny_config(tiny_model_dir, tmp_path, runs_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    return {
+        "name": "tiny",
+        "task": "ner",
+        "model": str(tiny_model_dir),
+        "data": {"train": str(write_conll(data / "train.txt", 64, 1)),
+                 "validation": str(write_conll(data / "valid.txt", 16, 2)),
+                 "test": str(write_conll(data / "test.txt", 24, 3))},
+        "training": {"epochs": 2, "batch_size": 8, "logging_steps": 2, "max_seq_length": 32,
+                     "learning_rate": 5e-3},
+        "output": {"dir": str(runs_dir)},
+    }
+
+
+def wait_for(condition, timeout: float = 120, poll: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError("condition not met in time")

@@ -17,14 +17,10 @@ from hypothesis import strategies as st
 
 from transformers import set_seed
 
-import ftkit
 from ftkit.config import Config, load_config, schema_fields
 from ftkit.errors import ConfigError, FtkitError
 
-_public_train = ftkit.train
-from ftkit.train import training_arguments  # noqa: E402 - rebinds `ftkit.train` to the module...
-
-ftkit.train = _public_train  # ...so the public function is put back for the tests that call it
+from ftkit.training import training_arguments
 
 FIELDS = schema_fields()
 KEYS = [key for key, _, _ in FIELDS]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ftkit.store import STOP_FILE, RunStore
-from .test_routes import add_run, sleeper  # noqa: F401 (sleeper is a fixture)
+from .test_routes import add_run
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]

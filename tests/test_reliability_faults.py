@@ -21,10 +21,10 @@ import pytest
 
 import ftkit
 from ftkit.adapters import load_for_inference
-from ftkit.runs import start  # = ftkit.train, which importing the ftkit.train module hides
+from ftkit.runs import start
 from ftkit.store import RunStore, process_alive
 
-from .test_runs import tiny_config, wait_for  # noqa: F401 - tiny_config is a fixture
+from .conftest import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -38,15 +36,6 @@ def add_run(store: RunStore, name: str, status: str, *, pid: int | None = None, 
     if status != "running":
         store.set_status(run_id, status, **({"error": "CUDA out of memory"} if status == "failed" else {}))
     return run_id
-
-
-@pytest.fixture
-def sleeper():
-    """A live process whose pid stands in for a training worker."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    yield process
-    process.kill()
-    process.wait()
 
 
 @pytest.fixture

@@ -1,0 +1,169 @@
+"""GPU efficiency options reach TrainingArguments and the model as intended, and fall back on CPU.
+
+The hardware is passed in (`hardware_arguments`), so the GPU choices are checked on any machine;
+where CUDA is present, the real `training_arguments` is checked too.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ftkit.config import load_config, schema_fields
+from ftkit.errors import ConfigError, FtkitError
+from ftkit.training import collator, hardware_arguments, label_weighted_loss, padding_free, training_arguments
+
+
+def test_an_ampere_gpu_trains_in_bf16_with_tf32_fused_adamw_and_pinned_memory():
+    options = hardware_arguments(load_config(), cuda=True, bf16_supported=True, compute_capability=8)
+    assert options["bf16"] and not options["fp16"] and options["tf32"] is True
+    assert options["optim"] == "adamw_torch_fused" and options["dataloader_pin_memory"] and not options["use_cpu"]
+
+
+def test_an_older_gpu_falls_back_to_fp16_with_loss_scaling_and_no_tf32():
+    options = hardware_arguments(load_config(), cuda=True, bf16_supported=False, compute_capability=7)
+    assert options["fp16"] and not options["bf16"] and options["tf32"] is None
+
+
+def test_cpu_training_is_fp32_with_plain_adamw_whatever_precision_was_asked():
+    for precision in ("auto", "bf16", "fp16"):
+        options = hardware_arguments(load_config(resources={"mixed_precision": precision}), cuda=False)
+        assert not options["bf16"] and not options["fp16"] and options["use_cpu"]
+        assert options["optim"] == "adamw_torch" and not options["dataloader_pin_memory"]
+    args = training_arguments(load_config(training={"device": "cpu"}), "/tmp/ftkit-test-args")
+    assert args.use_cpu and not args.bf16 and not args.fp16 and args.optim == "adamw_torch"
+
+
+def test_mixed_precision_no_keeps_a_gpu_in_fp32():
+    options = hardware_arguments(load_config(resources={"mixed_precision": "no"}), cuda=True, bf16_supported=True,
+                                 compute_capability=9)
+    assert not options["bf16"] and not options["fp16"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_this_gpu_training_arguments_choose_its_precision_and_fused_adamw():
+    args = training_arguments(load_config(), "/tmp/ftkit-test-args")
+    assert args.bf16 == torch.cuda.is_bf16_supported() and args.fp16 != args.bf16
+    assert args.optim == "adamw_torch_fused" and args.dataloader_pin_memory
+
+
+def test_the_compile_flag_reaches_the_trainer():
+    assert training_arguments(load_config(resources={"compile": True}), "/tmp/ftkit-test-args").torch_compile
+    assert not training_arguments(load_config(), "/tmp/ftkit-test-args").torch_compile
+
+
+def test_several_cpu_processes_use_gloo_and_one_process_no_process_group():
+    assert hardware_arguments(load_config(), cuda=False, processes=2)["ddp_backend"] == "gloo"
+    assert hardware_arguments(load_config(), cuda=False, processes=1)["ddp_backend"] is None
+    assert hardware_arguments(load_config(), cuda=True, processes=8)["ddp_backend"] is None  # the Trainer's NCCL
+
+
+def test_sharding_strategies_map_to_the_trainers_fsdp_and_need_a_gpu():
+    fsdp = hardware_arguments(load_config(resources={"strategy": "fsdp"}), cuda=True, bf16_supported=True)
+    assert fsdp["fsdp"] == "full_shard auto_wrap"
+    with pytest.raises(FtkitError, match="needs CUDA GPUs"):
+        hardware_arguments(load_config(resources={"strategy": "fsdp"}), cuda=False)
+
+
+def test_bert_is_built_with_sdpa_attention(tiny_model_dir):
+    from ftkit.models import build_model
+
+    model = build_model(str(tiny_model_dir), "ner", ["O", "B-PER", "I-PER"])
+    assert model.config._attn_implementation == "sdpa"
+
+
+def _model(attention: str) -> SimpleNamespace:
+    return SimpleNamespace(config=SimpleNamespace(_attn_implementation=attention))
+
+
+def test_padding_free_batches_are_chosen_only_for_ner_with_flash_attention_on_a_gpu():
+    ner, classification = load_config(task="ner"), load_config(task="classification")
+    assert padding_free(ner, _model("flash_attention_2"), cuda=True)
+    assert not padding_free(ner, _model("sdpa"), cuda=True)  # BERT's SDPA mask ignores packed boundaries
+    assert not padding_free(ner, _model("flash_attention_2"), cuda=False)
+    assert not padding_free(classification, _model("flash_attention_2"), cuda=True)  # one pooled vector per row
+    assert not padding_free(ner.replace({"training.padding_free": "never"}), _model("flash_attention_2"), cuda=True)
+    with pytest.raises(FtkitError, match="flash-attention"):
+        padding_free(ner.replace({"training.padding_free": "always"}), _model("sdpa"), cuda=True)
+
+
+def test_bert_with_sdpa_lets_packed_sentences_attend_to_each_other_which_is_why_packing_stays_off(tiny_model_dir):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(tiny_model_dir), attn_implementation="sdpa").eval()
+    first, second = [2, 10, 11, 12, 3], [2, 20, 21, 3]
+    with torch.no_grad():
+        alone = model(input_ids=torch.tensor([first])).last_hidden_state[0]
+        packed = model(input_ids=torch.tensor([first + second]),
+                       position_ids=torch.tensor([list(range(len(first))) + list(range(len(second)))])).last_hidden_state[0]
+    assert not torch.allclose(alone, packed[: len(first)], atol=1e-4)
+
+
+def test_the_packed_collator_makes_one_row_with_sequence_boundaries():
+    batch = collator("ner", None, cuda=True, packed=True)([
+        {"input_ids": [2, 10, 3], "labels": [-100, 1, -100]}, {"input_ids": [2, 11, 12, 3], "labels": [-100, 0, 2, -100]}])
+    assert batch["input_ids"].shape == (1, 7)
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2, 3]]
+    assert batch["cu_seq_lens_q"].tolist() == [0, 3, 7]
+
+
+def test_build_trainer_pads_on_cpu(tiny_model_dir, tmp_path, conll_sample):
+    from ftkit.training import build_trainer, prepare
+
+    config = load_config(task="ner", model=str(tiny_model_dir), data={"train": str(conll_sample)},
+                         training={"max_seq_length": 32}, output={"dir": str(tmp_path)})
+    trainer = build_trainer(prepare(config), tmp_path / "run")
+    assert trainer.train_data_collator is None
+    assert type(trainer.data_collator).__name__ == "DataCollatorForTokenClassification"
+
+
+def test_the_loss_is_divided_by_the_labelled_items_of_the_whole_step():
+    logits = torch.randn(2, 3, 4)
+    labels = torch.tensor([[-100, 1, 2], [3, -100, -100]])
+    mean = torch.nn.functional.cross_entropy(logits.view(-1, 4), labels.view(-1), ignore_index=-100)
+    assert torch.allclose(label_weighted_loss({"logits": logits}, labels), mean)
+    # Two processes (or accumulation steps) with 3 labelled tokens each: each divides by all 6.
+    assert torch.allclose(label_weighted_loss({"logits": logits}, labels, num_items_in_batch=torch.tensor(6)), mean / 2)
+
+
+# ----- the resources section of the config -------------------------------------------------------
+
+
+def test_every_resources_field_has_help_and_enums_have_choices():
+    fields = {key: field for key, _, field in schema_fields() if key.startswith("resources.")}
+    assert set(fields) == {"resources.devices", "resources.nodes", "resources.node_rank", "resources.main_address",
+                           "resources.main_port", "resources.strategy", "resources.mixed_precision", "resources.compile"}
+    assert all(field.metadata["help"] for field in fields.values())
+    assert fields["resources.strategy"].metadata["choices"] == ("ddp", "fsdp", "deepspeed")
+    assert fields["resources.mixed_precision"].metadata["choices"] == ("auto", "bf16", "fp16", "no")
+
+
+def test_mixed_precision_lives_in_resources_only():
+    keys = [key for key, _, _ in schema_fields()]
+    assert "resources.mixed_precision" in keys and "training.mixed_precision" not in keys
+    with pytest.raises(ConfigError, match="unknown key 'training.mixed_precision'"):
+        load_config(training={"mixed_precision": "bf16"})
+
+
+def test_resources_defaults_are_one_process_ddp_without_compile():
+    r = load_config().resources
+    assert (r.devices, r.nodes, r.node_rank, r.strategy, r.mixed_precision, r.compile) == (1, 1, 0, "ddp", "auto", False)
+    assert load_config(overrides=["resources.devices=auto"]).resources.devices == "auto"
+    assert load_config(overrides=["resources.devices=4"]).resources.devices == 4
+
+
+def test_the_resources_section_rejects_impossible_layouts():
+    with pytest.raises(ConfigError, match="main_address"):
+        load_config(resources={"nodes": 2})
+    with pytest.raises(ConfigError, match="node_rank"):
+        load_config(resources={"nodes": 2, "node_rank": 2, "main_address": "h"})
+    with pytest.raises(ConfigError, match="'resources.devices' must be a positive integer or 'auto'"):
+        load_config(resources={"devices": 0})
+    with pytest.raises(ConfigError, match="'resources.devices' must be a positive integer or 'auto'"):
+        load_config(resources={"devices": "all"})
+    with pytest.raises(ConfigError, match="Did you mean 'fsdp'"):
+        load_config(resources={"strategy": "fsdb"})
+    with pytest.raises(ConfigError, match="resources.main_port"):
+        load_config(resources={"main_port": 70000})
