@@ -95,7 +95,6 @@ def test_exact_index_excludes_ids_per_query_row():
 
 
 def test_approximate_index_agrees_with_exact_search():
-    pytest.importorskip("hnswlib")
     vectors = torch.randn(2000, 32, generator=torch.Generator().manual_seed(0))
     exact, approximate = build_index(vectors, approximate=False), build_index(vectors, approximate=True)
     queries = vectors[:50]
@@ -190,7 +189,6 @@ def test_projection_rejects_unknown_methods():
 
 @pytest.mark.slow
 def test_umap_projection_repeats_with_a_seed():
-    pytest.importorskip("umap")
     vectors = torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
     first = project(vectors, method="umap", seed=7)
     assert first.shape == (60, 2)

@@ -8,11 +8,12 @@ import ftkit
 
 from .conftest import CONLL_DIR
 
-# Floor for entity F1 after 60 steps on 960 sentences. An untrained token classifier scores ~0
-# entity F1 (random tags rarely form exact spans), and predicting all-O scores exactly 0. The
-# pretrained MiniLM reached 0.55-0.65 here on 300 validation sentences (seeded); 0.35 leaves room
-# for thread-count and library-version noise while still proving that real learning happened.
-F1_FLOOR = 0.35
+# Floor for entity F1 after 100 steps on 1,600 sentences with ftkit's defaults (full, lr 2e-4,
+# batch 16). Predicting all-O scores exactly 0 and an untrained head ~0 (random tags rarely form
+# exact spans). The pretrained MiniLM reached 0.595 here on 300 validation sentences (seeded; 0.44
+# at 60 steps and lr 3e-4); 0.45 leaves room for thread-count and library-version noise while
+# still proving that real learning happened. About 45 s on 2 CPU cores.
+F1_FLOOR = 0.45
 
 
 @pytest.mark.slow
@@ -21,8 +22,8 @@ def test_fine_tuning_the_default_model_lowers_the_loss_and_reaches_an_entity_f1_
         "name": "integration", "task": "ner", "model": "default",
         "data": {"train": str(CONLL_DIR / "train.txt"), "validation": str(CONLL_DIR / "valid.txt")},
         "adapter": {"kind": "full"},
-        "training": {"epochs": 1, "batch_size": 16, "max_train_samples": 960, "max_eval_samples": 300,
-                     "learning_rate": 1e-4, "logging_steps": 5, "warmup": 0.1, "save_total_limit": 1},
+        "training": {"epochs": 1, "max_train_samples": 1600, "max_eval_samples": 300,
+                     "logging_steps": 5, "save_total_limit": 1},
     })
     run.wait(timeout=900)
     assert run.status == "completed", run.log_tail()
