@@ -25,7 +25,7 @@ def tutorial_loop(prepared, batch_size: int, steps: int) -> float:
 
     raw, tokenizer = prepared.raw["train"], prepared.tokenizer
     label2id = {label: i for i, label in enumerate(prepared.labels)}
-    encoded = tokenizer(raw["tokens"], is_split_into_words=True, padding="max_length", truncation=True,
+    encoded = tokenizer(list(raw["tokens"]), is_split_into_words=True, padding="max_length", truncation=True,
                         max_length=128, return_tensors="pt")
     labels = torch.tensor([([label2id[t] for t in tags] + [0] * 128)[:128] for tags in raw["tags"]])
     dataset = torch.utils.data.TensorDataset(encoded["input_ids"], encoded["attention_mask"], labels)

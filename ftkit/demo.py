@@ -19,7 +19,7 @@ def text_outputs(cell: dict) -> str:
     for output in cell.get("outputs", []):
         if output.get("output_type") == "stream":
             parts.append(output.get("text", ""))
-        elif "text/plain" in output.get("data", {}):
+        elif output.get("output_type") == "execute_result" and "text/plain" in output.get("data", {}):
             parts.append(output["data"]["text/plain"])
     return "".join(parts).rstrip()
 
