@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, FtkitError
 from .models import build_model, default_lora_targets, head_module_names, load_tokenizer, model_class, quiet_loading
+
+# peft 0.21 still calls transformers' deprecated `is_gradient_checkpointing`; users can do nothing about it.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
