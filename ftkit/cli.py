@@ -67,13 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--follow", action="store_true")
     evaluate = command("eval", cmd_eval, "evaluate a run's best checkpoint on a split", run=True)
     evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--checkpoint", help="checkpoint folder (default: the best)")
+    evaluate.add_argument("--checkpoint", help="checkpoint folder or step (default: the best)")
     predict = command("predict", cmd_predict, "tag or classify texts with a run's best checkpoint", run=True)
     predict.add_argument("texts", nargs="+", help="text(s) to predict")
-    predict.add_argument("--checkpoint", help="checkpoint folder (default: the best)")
+    predict.add_argument("--checkpoint", help="checkpoint folder or step (default: the best)")
     merge = command("merge", cmd_merge, "write a standalone model (LoRA merged into the base)", run=True)
     merge.add_argument("--output", help="folder (default: RUN_DIR/merged)")
-    merge.add_argument("--checkpoint", help="checkpoint folder (default: the best)")
+    merge.add_argument("--checkpoint", help="checkpoint folder or step (default: the best)")
     delete = command("delete", cmd_delete, "delete a run and its checkpoints", run=True)
     delete.add_argument("--yes", action="store_true", help="do not ask")
     return parser
@@ -192,10 +192,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import report_table
+    from .inference import checkpoint_path
     from .training import evaluate_run
 
     run = _run(args)
-    metrics = evaluate_run(run.store, run.id, split=args.split, checkpoint=args.checkpoint)
+    metrics = evaluate_run(run.store, run.id, split=args.split, checkpoint=str(checkpoint_path(run, args.checkpoint)))
     if args.json:
         _print_json(metrics)
     else:
@@ -221,11 +222,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from .adapters import merge_checkpoint
-    from .store import best_checkpoint
+    from .inference import checkpoint_path
 
     run = _run(args)
-    checkpoint = args.checkpoint or best_checkpoint(run.checkpoints, run.config.best_metric)["path"]
-    out = merge_checkpoint(checkpoint, args.output or run.dir / "merged")
+    out = merge_checkpoint(checkpoint_path(run, args.checkpoint), args.output or run.dir / "merged")
     if args.json:
         _print_json({"id": run.id, "path": str(out)})
     else:
