@@ -38,7 +38,7 @@ PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L
 def model_config(name: str, num_labels: int, tiny: bool) -> Any:
     from transformers import AutoConfig, BertConfig
 
-    from ftkit.models import default_model_dir
+    from ftkit.engine.models import default_model_dir
 
     if tiny:
         return BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
@@ -95,7 +95,7 @@ def tutorial_loop(prepared: Any, model: Any, batch_size: int, steps: int, device
 
 def ftkit_run(prepared: Any, model: Any, out: str, tweak: Callable[[Any], None] | None = None) -> float:
     """Seconds of training with ftkit's Trainer setup (``tweak`` may switch one option off first)."""
-    from ftkit.training import build_trainer
+    from ftkit.engine.training import build_trainer
 
     prepared.model = model
     trainer = build_trainer(prepared, Path(out))
@@ -119,7 +119,7 @@ def tf32_off():
 
 def throughput_table(name: str, args: argparse.Namespace, device: str, out: str) -> list[dict[str, Any]]:
     from ftkit.config import load_config
-    from ftkit.training import prepare
+    from ftkit.engine.training import prepare
 
     samples = args.steps * args.batch_size
     base = {
@@ -138,7 +138,7 @@ def throughput_table(name: str, args: argparse.Namespace, device: str, out: str)
     config = model_config(name, len(prepared.labels), args.tiny)
     tokens = sum(prepared.features["train"]["length"])  # one pass over the subset = `steps` batches
     mean_len = tokens / len(prepared.features["train"])
-    from ftkit.models import preferred_attention
+    from ftkit.engine.models import preferred_attention
 
     fast = preferred_attention() if device == "cuda" else "sdpa"
     ftkit_run(prepared, build(config, fast), out)  # warm-up: CUDA context, kernels, allocator
@@ -188,7 +188,7 @@ def mfu_at_128(args: argparse.Namespace, device: str, out: str) -> dict[str, Any
     import datasets
 
     from ftkit.config import load_config
-    from ftkit.training import Prepared
+    from ftkit.engine.training import Prepared
 
     seq_len, rows = 128, args.mfu_batch_size * args.mfu_steps
     config = model_config("bert-base", 9, args.tiny)
@@ -200,7 +200,7 @@ def mfu_at_128(args: argparse.Namespace, device: str, out: str) -> dict[str, Any
     ftkit_config = load_config({"task": "ner", "training": {
         "batch_size": args.mfu_batch_size, "max_steps": args.mfu_steps, "eval_steps": 10**6, "save_steps": 10**6,
         "logging_steps": 10**6, "device": device, "max_seq_length": seq_len}, "output": {"dir": out}})
-    from ftkit.models import load_tokenizer, preferred_attention, resolve_model_source
+    from ftkit.engine.models import load_tokenizer, preferred_attention, resolve_model_source
 
     tokenizer = load_tokenizer(resolve_model_source("default"))
     results = {}

@@ -27,7 +27,7 @@ def measure(adapter: str, batch_size: int, seq_len: int, steps: int, device: str
     """Train ``steps`` steps with ``adapter`` and report what memory went where."""
     from transformers import AutoModelForTokenClassification, BertConfig
 
-    from ftkit.adapters import apply_adapter, parameter_counts
+    from ftkit.engine.adapters import apply_adapter, parameter_counts
     from ftkit.config import AdapterConfig
 
     torch.manual_seed(0)

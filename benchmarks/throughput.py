@@ -21,7 +21,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
 
 def tutorial_loop(prepared, batch_size: int, steps: int) -> float:
     """The classic notebook recipe: pad every sentence to 128, naive labels, a plain AdamW loop, fp32."""
-    from ftkit.models import build_model, resolve_model_source
+    from ftkit.engine.models import build_model, resolve_model_source
 
     raw, tokenizer = prepared.raw["train"], prepared.tokenizer
     label2id = {label: i for i, label in enumerate(prepared.labels)}
@@ -49,7 +49,7 @@ def plain_trainer(prepared, batch_size: int, steps: int, out: str) -> float:
     """A plain Trainer: aligned labels, the token-classification collator, random order (no grouping)."""
     from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
 
-    from ftkit.models import build_model, resolve_model_source
+    from ftkit.engine.models import build_model, resolve_model_source
 
     torch.manual_seed(0)
     model = build_model(resolve_model_source("default"), "ner", prepared.labels)
@@ -62,7 +62,7 @@ def plain_trainer(prepared, batch_size: int, steps: int, out: str) -> float:
 
 
 def ftkit_trainer(prepared, out: str) -> float:
-    from ftkit.training import build_trainer
+    from ftkit.engine.training import build_trainer
 
     return build_trainer(prepared, Path(out)).train().metrics["train_runtime"]
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     from ftkit.config import load_config
-    from ftkit.training import prepare
+    from ftkit.engine.training import prepare
 
     samples = args.steps * args.batch_size
     config = load_config({

@@ -31,13 +31,13 @@ def load_config(*args: Any, **kwargs: Any) -> "Config":
 
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext ftkit`: registers `%finetune`, `%%finetune` and `%ftkit`."""
-    from .magics import load_ipython_extension as _load
+    from .notebook.magics import load_ipython_extension as _load
 
     _load(ipython)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "ftkit.server"}]
+    return [{"module": "ftkit.server.app"}]
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
@@ -49,7 +49,7 @@ def _show_runs_as_monitors_in_a_kernel() -> None:
     import sys
 
     if "ipykernel" in sys.modules:
-        from .widgets import register_run_formatter
+        from .notebook.widgets import register_run_formatter
 
         register_run_formatter()
 
@@ -61,7 +61,7 @@ def __getattr__(name: str) -> Any:
     # `ftkit.runs`, `ftkit.data`, ... resolve on first use without importing them all up front.
     import importlib
 
-    if name in {"config", "data", "runs", "store", "models", "adapters", "evaluate", "inference",
-                "embeddings", "widgets", "magics", "errors"}:
+    if name in {"config", "data", "runs", "store", "layout", "events", "tasks", "engine", "embeddings", "notebook",
+                "errors"}:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'ftkit' has no attribute {name!r}")

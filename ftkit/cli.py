@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .launch import node_commands
+    from .engine.launch import node_commands
     from .runs import start
 
     config = load_config(args.config, overrides=args.overrides)
@@ -109,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_join_command(config: Any, as_json: bool) -> int:
     """Nodes other than 0 start nothing here: node 0 creates the run in the shared run store."""
-    from .launch import join_command
+    from .engine.launch import join_command
 
     rank = config.resources.node_rank
     command = join_command("RUN_DIR", rank)
@@ -191,9 +191,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import report_table
-    from .inference import checkpoint_path
-    from .training import evaluate_run
+    from .engine.evaluate import report_table
+    from .engine.inference import checkpoint_path
+    from .engine.training import evaluate_run
 
     run = _run(args)
     metrics = evaluate_run(run.store, run.id, split=args.split, checkpoint=str(checkpoint_path(run, args.checkpoint)))
@@ -221,8 +221,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .adapters import merge_checkpoint
-    from .inference import checkpoint_path
+    from .engine.adapters import merge_checkpoint
+    from .engine.inference import checkpoint_path
 
     run = _run(args)
     out = merge_checkpoint(checkpoint_path(run, args.checkpoint), args.output or run.dir / "merged")

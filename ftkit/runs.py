@@ -133,7 +133,7 @@ class Run:
 
     def predict(self, texts: str | list[str], checkpoint: str | None = None) -> Any:
         """Entities with character offsets (NER) or labels with probabilities, per text."""
-        from .inference import Predictor
+        from .engine.inference import Predictor
 
         return Predictor.from_run(self, checkpoint).predict(texts)
 
@@ -159,7 +159,7 @@ def list(status: str | None = None, runs_dir: str | os.PathLike | None = None) -
 
 def _spawn(store: RunStore, run_id: str, resume: bool) -> None:
     folder = store.run_dir(run_id)
-    command = [sys.executable, "-m", "ftkit.worker", "supervise", str(folder)] + (["--resume"] if resume else [])
+    command = [sys.executable, "-m", "ftkit.engine.worker", "supervise", str(folder)] + (["--resume"] if resume else [])
     with open(folder / LOG_FILE, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, cwd=os.getcwd())

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ftkit.adapters import (
+from ftkit.engine.adapters import (
     adapter_only,
     apply_adapter,
     describe_parameters,
@@ -19,7 +19,7 @@ from ftkit.adapters import (
 )
 from ftkit.config import AdapterConfig
 from ftkit.errors import ConfigError, FtkitError
-from ftkit.models import build_model, load_tokenizer
+from ftkit.engine.models import build_model, load_tokenizer
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SENTENCES = [["john", "smith", "lives", "in", "new", "york"], ["peter", "blackburn", "said", "xylophonist"]]

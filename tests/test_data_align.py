@@ -146,7 +146,7 @@ def test_cache_dir_writes_memory_mapped_splits_and_reuses_them(conll_sample, tin
 def test_conll_train_tokenizes_in_seconds_with_the_default_model():
     from transformers import AutoTokenizer
 
-    from ftkit.models import default_model_dir
+    from ftkit.engine.models import default_model_dir
 
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir())
     splits = load(CONLL_DIR / "train.txt")

@@ -13,7 +13,9 @@ import torch
 
 from ftkit.config import load_config, schema_fields
 from ftkit.errors import ConfigError, FtkitError
-from ftkit.training import collator, hardware_arguments, label_weighted_loss, padding_free, training_arguments
+from ftkit.engine.arguments import hardware_arguments, padding_free, training_arguments
+from ftkit.engine.trainer import label_weighted_loss
+from ftkit.engine.training import collator
 
 
 def test_an_ampere_gpu_trains_in_bf16_with_tf32_fused_adamw_and_pinned_memory():
@@ -68,7 +70,7 @@ def test_sharding_strategies_map_to_the_trainers_fsdp_and_need_a_gpu():
 
 
 def test_bert_is_built_with_sdpa_attention(tiny_model_dir):
-    from ftkit.models import build_model
+    from ftkit.engine.models import build_model
 
     model = build_model(str(tiny_model_dir), "ner", ["O", "B-PER", "I-PER"])
     assert model.config._attn_implementation == "sdpa"
@@ -110,7 +112,7 @@ def test_the_packed_collator_makes_one_row_with_sequence_boundaries():
 
 
 def test_build_trainer_pads_on_cpu(tiny_model_dir, tmp_path, conll_sample):
-    from ftkit.training import build_trainer, prepare
+    from ftkit.engine.training import build_trainer, prepare
 
     config = load_config(task="ner", model=str(tiny_model_dir), data={"train": str(conll_sample)},
                          training={"max_seq_length": 32}, output={"dir": str(tmp_path)})

@@ -188,7 +188,7 @@ def test_default_model_knows_that_paris_is_near_france_and_the_royal_analogy():
 
 
 def test_a_lora_checkpoint_keeps_the_static_space_and_gives_contextual_vectors(tiny_model_dir, tmp_path):
-    from ftkit.adapters import apply_adapter, save_checkpoint
+    from ftkit.engine.adapters import apply_adapter, save_checkpoint
     from ftkit.config import AdapterConfig
 
     model = BertForTokenClassification.from_pretrained(tiny_model_dir, num_labels=len(LABELS),

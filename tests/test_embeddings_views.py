@@ -11,7 +11,7 @@ from bokeh.models import Arrow, GlyphRenderer, HoverTool, LabelSet, Plot, Scatte
 from bokeh.resources import INLINE
 
 from ftkit.embeddings import EmbeddingSpace, compare, plot_projection
-from ftkit.widgets.neighbors import NeighborBrowser
+from ftkit.notebook.widgets.neighbors import NeighborBrowser
 
 CITIES = ["paris", "london", "berlin", "rome"]
 PEOPLE = ["peter", "john", "mary", "anna"]

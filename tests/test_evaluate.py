@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import EvalPrediction
 
-from ftkit.evaluate import (
+from ftkit.engine.evaluate import (
     classification_report_dict,
     make_compute_metrics,
     ner_report,

@@ -20,7 +20,7 @@ from transformers import set_seed
 from ftkit.config import Config, load_config, schema_fields
 from ftkit.errors import ConfigError, FtkitError
 
-from ftkit.training import training_arguments
+from ftkit.engine.arguments import training_arguments
 
 FIELDS = schema_fields()
 KEYS = [key for key, _, _ in FIELDS]

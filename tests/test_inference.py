@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ftkit.adapters import save_checkpoint
+from ftkit.engine.adapters import save_checkpoint
 from ftkit.errors import FtkitError
-from ftkit.inference import WORD_PATTERN, Predictor, checkpoint_path, entities_html, group_entities
-from ftkit.models import build_model, load_tokenizer
+from ftkit.engine.inference import WORD_PATTERN, Predictor, checkpoint_path, entities_html, group_entities
+from ftkit.engine.models import build_model, load_tokenizer
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 TRICKY_TEXTS = [

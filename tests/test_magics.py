@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import ftkit
 import ftkit.runs
 from ftkit.config import Config, load_config, schema_fields
 from ftkit.errors import DataError
-from ftkit.magics import FtkitMagics, config_flags
+from ftkit.notebook.magics import FtkitMagics, config_flags
 from ftkit.runs import Run
 from ftkit.store import RunStore
 
@@ -192,13 +193,14 @@ def test_ftkit_with_an_unknown_run_says_so(shell):
 
 @pytest.fixture
 def fake_module(monkeypatch):
-    """Install a stand-in for another helper's module (ftkit.data, ftkit.inference, ftkit.embeddings)."""
+    """Install a stand-in for another helper's module (ftkit.data, ftkit.engine.inference, ftkit.embeddings)."""
 
     def install(name: str, **functions):
         module = types.ModuleType(f"ftkit.{name}")
         module.__dict__.update(functions)
         monkeypatch.setitem(sys.modules, f"ftkit.{name}", module)
-        monkeypatch.setattr(ftkit, name, module, raising=False)
+        parent_name, _, leaf = f"ftkit.{name}".rpartition(".")
+        monkeypatch.setattr(importlib.import_module(parent_name), leaf, module, raising=False)
         return module
 
     return install
@@ -240,7 +242,7 @@ def test_ftkit_predict_highlights_entities_inline(shell, fake_module, monkeypatc
     make_run(RunStore(), "tagger")
     entities = [{"text": "John", "label": "PER", "start": 0, "end": 4, "score": 0.98}]
     monkeypatch.setattr(Run, "predict", lambda self, texts: [entities for _ in texts])
-    fake_module("inference", entities_html=lambda text, found: f"<mark>{found[0]['text']}</mark>{text[4:]}")
+    fake_module("engine.inference", entities_html=lambda text, found: f"<mark>{found[0]['text']}</mark>{text[4:]}")
     result, captured = run_cell(shell, '%ftkit predict tagger "John lives in Paris" -o result')
     assert result.success
     assert shell.user_ns["result"] == entities

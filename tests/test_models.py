@@ -10,7 +10,7 @@ from transformers import BertConfig
 
 from ftkit.config import Config
 from ftkit.errors import FtkitError
-from ftkit.models import (
+from ftkit.engine.models import (
     build_model,
     default_model_dir,
     describe_memory,

@@ -1,7 +1,7 @@
 """Faults during training lose nothing: kill -9, a kernel restart, a crash mid-save, a full disk, four runs at once.
 
 Faults are injected into the real worker process: a ``sitecustomize`` module (written to a temp
-folder and put on PYTHONPATH) patches the Trainer inside ``python -m ftkit.worker train`` only,
+folder and put on PYTHONPATH) patches the Trainer inside ``python -m ftkit.engine.worker train`` only,
 to slow steps down or to SIGKILL the worker half way through writing a checkpoint.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import ftkit
-from ftkit.adapters import load_for_inference
+from ftkit.engine.adapters import load_for_inference
 from ftkit.runs import start
 from ftkit.store import RunStore, process_alive
 
@@ -29,11 +29,11 @@ from .conftest import wait_for
 pytestmark = pytest.mark.slow
 
 FAULT_HOOK = '''
-"""Fault injection for ftkit's reliability tests; active only in `python -m ftkit.worker train`."""
+"""Fault injection for ftkit's reliability tests; active only in `python -m ftkit.engine.worker train`."""
 import os, signal, sys, time
 
 faults = dict(item.split("=", 1) for item in os.environ.get("FTKIT_TEST_FAULTS", "").split(",") if item)
-if faults and "ftkit.worker" in sys.orig_argv and "train" in sys.orig_argv:
+if faults and "ftkit.engine.worker" in sys.orig_argv and "train" in sys.orig_argv:
     import transformers
 
     if "step_delay" in faults:

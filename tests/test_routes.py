@@ -1,4 +1,4 @@
-"""The side panel's REST API (ftkit.routes) against a real Jupyter server and a store with every status."""
+"""The side panel's REST API (ftkit.server.routes) against a real Jupyter server and a store with every status."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import ftkit.runs
 from ftkit.config import load_config, schema_fields
 from ftkit.errors import ConfigError
-from ftkit.widgets import ConfigForm
+from ftkit.notebook.widgets import ConfigForm
 
 
 def choose(form: ConfigForm, **values: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 import ftkit
 from ftkit.errors import DataError
-from ftkit.widgets import DataPicker
+from ftkit.notebook.widgets import DataPicker
 
 
 class FakeStats:

@@ -9,13 +9,13 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-import ftkit.display
+import ftkit.rendering
 import ftkit.runs
 from ftkit.config import Config
 from ftkit.runs import Run
 from ftkit.store import RunStore
-from ftkit.widgets import register_run_formatter
-from ftkit.widgets.monitor import RunMonitor, show_run
+from ftkit.notebook.widgets import register_run_formatter
+from ftkit.notebook.widgets.monitor import RunMonitor, show_run
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_monitor_marks_a_run_whose_worker_died_as_failed(store, runs_dir):
 
 def test_displaying_a_run_shows_its_live_monitor(run, monkeypatch):
     monkeypatch.setenv("FTKIT_MONITOR", "widget")
-    monkeypatch.setattr(ftkit.display, "_bokehjs_loaded", False)
+    monkeypatch.setattr(ftkit.rendering, "_bokehjs_loaded", False)
     shell = InteractiveShell.instance()
     assert register_run_formatter(shell)
     with capture_output() as captured:

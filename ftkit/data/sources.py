@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..config import TAG_SCHEMES, TASKS, DataConfig
 from ..errors import ConfigError, DataError
-from ..models import is_offline
+from ..engine.models import is_offline
 from . import formats
 from .formats import Table
 from .tags import detect_scheme, split_tag, to_iob2

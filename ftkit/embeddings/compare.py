@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..display import escape, html_table
+from ..rendering import escape, html_table
 from ..errors import FtkitError
 from .index import all_neighbors, normalize_rows
 from .space import EmbeddingSpace

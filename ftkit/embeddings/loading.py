@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import FtkitError, RunError
-from ..models import DEFAULT_MODEL, load_tokenizer, quiet_loading, resolve_model_source
+from ..engine.models import DEFAULT_MODEL, load_tokenizer, quiet_loading, resolve_model_source
 from .contextual import Corpus, entity_type, pool_word_vectors, read_corpus
 from .space import SPACES, EmbeddingSpace
 
@@ -114,7 +114,7 @@ def load_pair(run: Any, space: str = "static", corpus: Any = None,
 def resolve_source(source: Any) -> ModelRef:
     """Which weights ``source`` names; raises a FtkitError that says what was expected."""
     if _is_run(source):
-        from ..inference import checkpoint_path
+        from ..engine.inference import checkpoint_path
 
         checkpoint = checkpoint_path(source)
         return ModelRef(str(checkpoint), f"{source.name} ({checkpoint.name})", source)
@@ -202,7 +202,7 @@ def load_model(ref: ModelRef, device: str | None = None) -> tuple[Any, Any]:
     """
     folder = Path(ref.path)
     if ref.run is not None or (folder / "adapter_config.json").is_file():
-        from ..adapters import load_for_inference
+        from ..engine.adapters import load_for_inference
 
         model, tokenizer = load_for_inference(folder)
     else:

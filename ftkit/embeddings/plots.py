@@ -158,7 +158,7 @@ def show_bokeh(obj: Any) -> None:
     """Display a bokeh object in the notebook, loading BokehJS from the installed package once."""
     from bokeh.io import show
 
-    from ..display import ensure_bokehjs
+    from ..rendering import ensure_bokehjs
 
     ensure_bokehjs()
     show(obj)

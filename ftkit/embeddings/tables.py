@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from ..display import escape, html_table
+from ..rendering import escape, html_table
 
 if TYPE_CHECKING:
     import pandas as pd

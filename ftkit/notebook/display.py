@@ -7,37 +7,15 @@ whether it appears in a live widget, a static notebook export or a terminal. No 
 from __future__ import annotations
 
 import datetime
-import html
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
+
+from ..rendering import escape, format_number, html_table
 
 STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a34a",
                   "failed": "#dc2626", "stopped": "#d97706"}
 ENTITY_METRIC = re.compile(r"^(?P<kind>.+)_(?P<name>precision|recall|f1|support)$")
 OVERALL_METRICS = ("loss", "precision", "recall", "f1", "accuracy", "macro_f1", "weighted_f1")
-_TABLE_STYLE = "border-collapse:collapse;font-size:12px;font-family:var(--jp-code-font-family,monospace)"
-_CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #e5e7eb;text-align:right"
-
-
-_bokehjs_loaded = False
-
-
-def ensure_bokehjs() -> None:
-    """Load BokehJS into the notebook page once per kernel, from the installed package (offline).
-
-    jupyter_bokeh's widget renders with the page's BokehJS; without this its views fail to load.
-    """
-    global _bokehjs_loaded
-    if not _bokehjs_loaded:
-        from bokeh.io import output_notebook
-        from bokeh.resources import INLINE
-
-        output_notebook(INLINE, hide_banner=True)
-        _bokehjs_loaded = True
-
-
-def escape(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -48,14 +26,6 @@ def format_duration(seconds: float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def format_number(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits - 1}e}" if 0 < abs(value) < 1e-3 else f"{value:.{digits}f}"
-    return str(value)
 
 
 def format_time(timestamp: float | None) -> str:
@@ -83,18 +53,6 @@ def progress_text(progress: Mapping[str, Any]) -> str:
     if progress.get("loss") is not None:
         parts.append(f"loss {progress['loss']:.4f}")
     return " · ".join(parts)
-
-
-def html_table(headers: Iterable[str], rows: Iterable[Iterable[Any]], raw_columns: Iterable[int] = ()) -> str:
-    """A compact table; cells are escaped except in ``raw_columns`` (already HTML)."""
-    raw = set(raw_columns)
-    head = "".join(f'<th style="{_CELL_STYLE};font-weight:600">{escape(h)}</th>' for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f'<td style="{_CELL_STYLE}">{cell if i in raw else escape(cell)}</td>'
-                         for i, cell in enumerate(row)) + "</tr>"
-        for row in rows
-    )
-    return f'<table class="ftkit-table" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def runs_table_html(runs: list[Mapping[str, Any]]) -> str:

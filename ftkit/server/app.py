@@ -9,7 +9,7 @@ from __future__ import annotations
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode
 
-from .store import RunStore
+from ..store import RunStore
 
 
 class FtkitApp(ExtensionApp):

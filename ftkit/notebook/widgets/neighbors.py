@@ -13,9 +13,9 @@ from typing import Any, Callable, Mapping
 
 import ipywidgets as widgets
 
-from ..embeddings import EmbeddingSpace, NeighborTable, load
-from ..embeddings.tables import message_html
-from ..errors import FtkitError
+from ...embeddings import EmbeddingSpace, NeighborTable, load
+from ...embeddings.tables import message_html
+from ...errors import FtkitError
 
 SpaceOrLoader = EmbeddingSpace | Callable[[], EmbeddingSpace]
 
@@ -46,7 +46,7 @@ class NeighborBrowser(widgets.VBox):
     def for_run(cls, run: Any, corpus: Any = None, max_sentences: int | None = 2000, word: str = "",
                 k: int = 10) -> "NeighborBrowser":
         """The run's base model and its checkpoint, static and contextual (over the run's training data)."""
-        from ..embeddings.loading import resolve_source
+        from ...embeddings.loading import resolve_source
 
         base = resolve_source(run).base
         if base is None:

@@ -12,7 +12,7 @@ checkpoint records and the status. A process that fails writes its traceback to
 ``<run>/rank-<i>.err``; when the launcher exits without a final status, the supervisor turns the
 first of those files into the run's error (:func:`rank_failure`).
 
-``python -m ftkit.launch node RUN_DIR --node-rank R`` is what each further node of a multi-node
+``python -m ftkit.engine.launch node RUN_DIR --node-rank R`` is what each further node of a multi-node
 run executes (``ftkit train ... --nodes M`` prints it; see examples/slurm/).
 """
 
@@ -27,29 +27,16 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .distributed import process_rank
+
 if TYPE_CHECKING:
-    from .config import Config
+    from ..config import Config
 
 RANK_ERROR_GLOB = "rank-*.err"
 
 
 def rank_error_file(run_dir: Path, rank: int) -> Path:
     return Path(run_dir) / f"rank-{rank}.err"
-
-
-def process_rank() -> int:
-    """This process's global rank (0 outside a torchrun launch)."""
-    return int(os.environ.get("RANK", "0"))
-
-
-def world_size() -> int:
-    """How many processes train together (1 outside a torchrun launch)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    """True in the one process that writes to the run store."""
-    return process_rank() == 0
 
 
 def devices_per_node(config: "Config") -> int:
@@ -83,13 +70,13 @@ def torchrun_command(config: "Config", run_dir: Path, resume: bool = False, node
         rank = r.node_rank if node_rank is None else node_rank
         command += [f"--nnodes={r.nodes}", f"--node-rank={rank}", f"--master-addr={r.main_address}",
                     f"--master-port={r.main_port}"]
-    command += ["-m", "ftkit.launch", "rank", str(Path(run_dir).resolve())]
+    command += ["-m", "ftkit.engine.launch", "rank", str(Path(run_dir).resolve())]
     return command + (["--resume"] if resume else [])
 
 
 def join_command(run_dir: Path | str, node_rank: int) -> str:
     """The shell command node ``node_rank`` runs to start its processes of the run in ``run_dir``."""
-    return f"python -m ftkit.launch node {shlex.quote(str(run_dir))} --node-rank {node_rank}"
+    return f"python -m ftkit.engine.launch node {shlex.quote(str(run_dir))} --node-rank {node_rank}"
 
 
 def node_commands(config: "Config", run_dir: Path) -> dict[int, str]:
@@ -131,7 +118,7 @@ def clear_rank_errors(run_dir: Path) -> None:
 
 def failure_summary(exc: BaseException) -> str:
     """One line for the run's error: our own messages as they are, else the exception's type and first line."""
-    from .errors import FtkitError
+    from ..errors import FtkitError
 
     if isinstance(exc, FtkitError):
         return str(exc)
@@ -142,7 +129,7 @@ def failure_summary(exc: BaseException) -> str:
 def train_rank(run_dir: Path, resume: bool) -> int:
     """One process of a distributed run. Failures go to ``rank-<i>.err`` (summary line, then traceback);
     the supervisor reports the first one, so no rank writes a failed status itself."""
-    from .store import RunStore
+    from ..store import RunStore
 
     run_dir = Path(run_dir).resolve()
     rank = process_rank()
@@ -158,7 +145,7 @@ def train_rank(run_dir: Path, resume: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ftkit.launch", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ftkit.engine.launch", description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=("rank", "node"), help="rank: one training process (torchrun runs it); "
                         "node: start this node's processes of a multi-node run")
     parser.add_argument("run_dir", type=Path)
@@ -167,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mode == "rank":
         return train_rank(args.run_dir, args.resume)
-    from .config import load_config
+    from ..config import load_config
 
     config = load_config(args.run_dir / "config.yaml")
     command = torchrun_command(config, args.run_dir, args.resume, node_rank=args.node_rank)

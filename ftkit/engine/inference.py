@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .adapters import load_for_inference, task_of
-from .errors import FtkitError
+from ..errors import FtkitError
 
 if TYPE_CHECKING:
-    from .runs import Run
+    from ..runs import Run
 
 WORD_PATTERN = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
 BEST_FOLDERS = ("best", "final")

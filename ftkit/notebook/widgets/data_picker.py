@@ -10,9 +10,9 @@ from typing import Any, Callable
 
 import ipywidgets as widgets
 
-from ..config import TASKS
-from ..display import escape, format_number
-from ..errors import DataError, FtkitError
+from ...config import TASKS
+from ...rendering import escape, format_number
+from ...errors import DataError, FtkitError
 
 _BAR_COLOUR = "#60a5fa"
 
@@ -53,7 +53,7 @@ class DataPicker(widgets.VBox):
 
     def load(self) -> bool:
         """Read the data and show statistics, label distribution and preview; False on a data error."""
-        from .. import data
+        from ... import data
 
         source, task = self.value, self.task.value
         if not source:

@@ -23,8 +23,8 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, argument_group, magic_arguments, parse_argstring
 from IPython.display import HTML, display
 
-from .config import TASKS, Config, load_config, parse_value, schema_fields
-from .errors import ConfigError, FtkitError
+from ..config import TASKS, Config, load_config, parse_value, schema_fields
+from ..errors import ConfigError, FtkitError
 
 # Short names for the flags people type most; every other field is --<field-name>.
 FLAG_ALIASES: dict[str, tuple[str, ...]] = {
@@ -196,7 +196,7 @@ class FtkitMagics(Magics):
                          "text/markdown": f"```yaml\n{config.to_yaml()}```"}, raw=True)
                 result: Any = config
             else:
-                from . import runs
+                from .. import runs
 
                 result = runs.start(config)
                 display(result)
@@ -243,21 +243,21 @@ class FtkitMagics(Magics):
 
     def _ftkit_runs(self, args: argparse.Namespace) -> list[dict[str, Any]]:
         from .display import runs_table_html, runs_table_text
-        from .store import RunStore
+        from ..store import RunStore
 
         runs, _ = RunStore().list_runs(status=args.status)
         display({"text/html": runs_table_html(runs), "text/plain": runs_table_text(runs)}, raw=True)
         return runs
 
     def _ftkit_show(self, args: argparse.Namespace) -> Any:
-        from . import runs
+        from .. import runs
 
         run = runs.get(self._one_target(args, "RUN"))
         display(run)
         return run
 
     def _ftkit_stop(self, args: argparse.Namespace) -> Any:
-        from . import runs
+        from .. import runs
 
         run = runs.get(self._one_target(args, "RUN"))
         if run.done:
@@ -268,14 +268,14 @@ class FtkitMagics(Magics):
         return run
 
     def _ftkit_resume(self, args: argparse.Namespace) -> Any:
-        from . import runs
+        from .. import runs
 
         run = runs.get(self._one_target(args, "RUN")).resume()
         display(run)
         return run
 
     def _ftkit_data(self, args: argparse.Namespace) -> Any:
-        from . import data
+        from .. import data
 
         path = self._one_target(args, "PATH")
         task = args.task or _guess_task(path)
@@ -286,7 +286,7 @@ class FtkitMagics(Magics):
         return dataset
 
     def _ftkit_predict(self, args: argparse.Namespace) -> Any:
-        from . import runs
+        from .. import runs
 
         if len(args.target) < 2:
             raise UsageError('%ftkit predict: give a run and a text, e.g. %ftkit predict RUN "John lives in Paris"')
@@ -296,15 +296,15 @@ class FtkitMagics(Magics):
             display({"text/plain": f"{prediction['label']}  {prediction.get('scores', '')}",
                      "text/html": _label_html(text, prediction)}, raw=True)
         else:
-            from .inference import entities_html
+            from ..engine.inference import entities_html
 
             display({"text/plain": "\n".join(f"{e['label']}: {e['text']} ({e['score']:.2f})" for e in prediction)
                      or "(no entities)", "text/html": entities_html(text, prediction)}, raw=True)
         return prediction
 
     def _ftkit_neighbors(self, args: argparse.Namespace) -> Any:
-        from . import runs
-        from .embeddings import show_neighbors
+        from .. import runs
+        from ..embeddings import show_neighbors
 
         run = runs.get(args.run) if args.run else None
         result = show_neighbors(self._one_target(args, "WORD"), run=run, k=args.k or 10, space=args.space or "static")
@@ -313,8 +313,8 @@ class FtkitMagics(Magics):
         return result
 
     def _ftkit_moved(self, args: argparse.Namespace) -> Any:
-        from . import runs
-        from .embeddings import show_moved
+        from .. import runs
+        from ..embeddings import show_moved
 
         if not args.run:
             raise UsageError("%ftkit moved: name the fine-tuned run, e.g. %ftkit moved --run RUN")
@@ -326,7 +326,7 @@ class FtkitMagics(Magics):
 
 
 def _label_html(text: str, prediction: dict[str, Any]) -> str:
-    from .display import escape, format_number
+    from ..rendering import escape, format_number
 
     scores = prediction.get("scores") or {}
     bars = "".join(f"<div>{escape(label)}: {format_number(score)}</div>" for label, score in scores.items())

@@ -1,7 +1,7 @@
 """The processes behind a run: a light supervisor, and the training worker it watches.
 
-`python -m ftkit.worker supervise RUN_DIR` runs in its own session (it survives the kernel or
-terminal that started it), starts `python -m ftkit.worker train RUN_DIR`, and when the worker
+`python -m ftkit.engine.worker supervise RUN_DIR` runs in its own session (it survives the kernel or
+terminal that started it), starts `python -m ftkit.engine.worker train RUN_DIR`, and when the worker
 ends without reporting (kill -9, the OOM killer, a crash in native code) marks the run failed
 with the cause. The worker is the only process that imports the training stack.
 """
@@ -17,9 +17,9 @@ import traceback
 from pathlib import Path
 
 from . import launch
-from .config import load_config
-from .errors import FtkitError
-from .store import FINAL_STATUSES, RunStore
+from ..config import load_config
+from ..errors import FtkitError
+from ..store import FINAL_STATUSES, RunStore
 
 
 def supervise(run_dir: Path, resume: bool) -> int:
@@ -31,7 +31,7 @@ def supervise(run_dir: Path, resume: bool) -> int:
         launch.clear_rank_errors(run_dir)
         command = launch.torchrun_command(config, run_dir, resume)
     else:
-        command = [sys.executable, "-m", "ftkit.worker", "train", str(run_dir)] + (["--resume"] if resume else [])
+        command = [sys.executable, "-m", "ftkit.engine.worker", "train", str(run_dir)] + (["--resume"] if resume else [])
     worker = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     store.set_record_fields(run_id, supervisor_pid=os.getpid(), pid=worker.pid, exit_reason=None)
 
@@ -80,7 +80,7 @@ def train(run_dir: Path, resume: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ftkit.worker")
+    parser = argparse.ArgumentParser(prog="python -m ftkit.engine.worker")
     parser.add_argument("mode", choices=("supervise", "train"))
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true")

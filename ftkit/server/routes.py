@@ -34,8 +34,8 @@ from typing import Any, Callable, TypeVar
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
-from .errors import FtkitError, RunError
-from .store import CONFIG_FILE, SORT_KEYS, STATUSES, RunStore
+from ..errors import FtkitError, RunError
+from ..store import CONFIG_FILE, SORT_KEYS, STATUSES, RunStore
 
 T = TypeVar("T")
 

@@ -23,10 +23,10 @@ import ipywidgets as widgets
 from bokeh.core.json_encoder import serialize_json
 from jupyter_bokeh import BokehModel
 
-from ..display import (ensure_bokehjs, escape, eval_table_html, progress_text, run_summary_html, run_summary_text,
-                       status_badge_html)
-from ..runs import Run
-from ..store import FINAL_STATUSES
+from ...rendering import ensure_bokehjs, escape
+from ..display import eval_table_html, progress_text, run_summary_html, run_summary_text, status_badge_html
+from ...runs import Run
+from ...store import FINAL_STATUSES
 
 PROGRESS_KEYS = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
 BAR_STYLES = {"queued": "", "running": "info", "completed": "success", "failed": "danger", "stopped": "warning"}

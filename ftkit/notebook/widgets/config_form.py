@@ -13,9 +13,9 @@ from typing import Any, Callable, Mapping
 
 import ipywidgets as widgets
 
-from ..config import Config, load_config, parse_value, schema_fields
-from ..display import escape
-from ..errors import ConfigError
+from ...config import Config, load_config, parse_value, schema_fields
+from ...rendering import escape
+from ...errors import ConfigError
 
 MAIN_SECTIONS = {
     "Model and data": ["task", "model", "name", "data.train", "data.validation", "data.test"],
@@ -165,7 +165,7 @@ class ConfigForm(widgets.VBox):
         """Start the run (in its own process) and show its monitor under the form."""
         from IPython.display import display
 
-        from .. import runs
+        from ... import runs
 
         if self.validate() is not None:
             return None

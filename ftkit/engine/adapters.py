@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, FtkitError
+from ..errors import ConfigError, FtkitError
 from .models import build_model, default_lora_targets, head_module_names, load_tokenizer, model_class, quiet_loading
 
 # peft 0.21 still calls transformers' deprecated `is_gradient_checkpointing`; users can do nothing about it.
@@ -22,7 +22,7 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-    from .config import AdapterConfig
+    from ..config import AdapterConfig
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"

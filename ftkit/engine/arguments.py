@@ -1,0 +1,131 @@
+"""From ftkit's config to transformers' TrainingArguments: hyperparameters, hardware and sharding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+
+from ..config import Config
+from ..errors import FtkitError
+from .distributed import world_size
+
+
+def hardware_arguments(config: Config, cuda: bool, bf16_supported: bool = False, compute_capability: int = 0,
+                       processes: int = 1) -> dict[str, Any]:
+    """The TrainingArguments that follow from the hardware and ``resources``.
+
+    On a GPU: bf16 autocast on Ampere or newer (fp16 with loss scaling before), TF32 matmuls, fused
+    AdamW, pinned memory. On CPU: fp32 and plain AdamW. Under torchrun the Trainer joins the
+    process group itself (NCCL on GPUs, gloo on CPU); ``resources.strategy`` picks DDP, FSDP or
+    DeepSpeed ZeRO-2, and ``resources.compile`` torch.compile.
+    """
+    r = config.resources
+    precision = r.mixed_precision
+    if precision == "auto":
+        precision = ("bf16" if bf16_supported else "fp16") if cuda else "no"
+    if not cuda:
+        precision = "no"  # mixed precision is a GPU feature; fp32 on CPU
+    if r.strategy != "ddp" and not cuda:
+        raise FtkitError(f"resources.strategy '{r.strategy}' needs CUDA GPUs; use strategy: ddp on CPU")
+    return {
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "tf32": True if cuda and compute_capability >= 8 else None,
+        "use_cpu": not cuda,
+        "optim": "adamw_torch_fused" if cuda else "adamw_torch",
+        "torch_compile": r.compile,
+        "ddp_backend": "gloo" if not cuda and processes > 1 else None,
+        "dataloader_pin_memory": cuda,
+        **_sharding_arguments(r.strategy),
+    }
+
+
+def training_arguments(config: Config, output_dir: Path) -> TrainingArguments:
+    """Translate the ftkit schema into Trainer arguments (Trainer's names where they exist)."""
+    t = config.training
+    cuda = torch.cuda.is_available() and t.device != "cpu"
+    if t.device == "cuda" and not torch.cuda.is_available():
+        raise FtkitError("training.device is 'cuda' but no CUDA GPU is visible; use device: auto or cpu")
+    hardware = hardware_arguments(config, cuda, cuda and torch.cuda.is_bf16_supported(),
+                                  torch.cuda.get_device_capability()[0] if cuda else 0, world_size())
+    eval_strategy = "steps" if t.eval_steps else "epoch"
+    save_steps = t.save_steps or t.eval_steps
+    save_strategy = "steps" if save_steps else "epoch"
+    load_best = eval_strategy == save_strategy and (not save_steps or save_steps % (t.eval_steps or save_steps) == 0)
+    auto_batch = t.batch_size == "auto"
+    batch_size = 64 if auto_batch else int(t.batch_size)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=float(t.epochs),
+        max_steps=t.max_steps or -1,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or batch_size * 2,
+        auto_find_batch_size=auto_batch,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        warmup_steps=float(t.warmup),
+        weight_decay=t.weight_decay,
+        lr_scheduler_type=t.lr_scheduler,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=save_strategy,
+        save_steps=save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=load_best,
+        metric_for_best_model=config.best_metric,
+        greater_is_better=not config.best_metric.endswith("loss"),
+        logging_steps=t.logging_steps,
+        logging_strategy="steps",
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        seed=t.seed,
+        data_seed=t.seed,
+        dataloader_num_workers=t.dataloader_num_workers,
+        dataloader_persistent_workers=t.dataloader_num_workers > 0,
+        **hardware,
+        report_to="none",
+        disable_tqdm=True,
+        save_only_model=False,
+    )
+
+
+# ZeRO-2 with every size left to the Trainer ("auto"), so it follows the ftkit config.
+DEEPSPEED_ZERO2 = {
+    "zero_optimization": {"stage": 2, "overlap_comm": True, "contiguous_gradients": True},
+    "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"}, "gradient_clipping": "auto",
+    "train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+}
+
+
+def _sharding_arguments(strategy: str) -> dict[str, Any]:
+    if strategy == "fsdp":  # wraps each transformer layer (the model's _no_split_modules)
+        return {"fsdp": "full_shard auto_wrap"}
+    if strategy == "deepspeed":
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise FtkitError("resources.strategy 'deepspeed' needs the deepspeed package: pip install deepspeed")
+        return {"deepspeed": DEEPSPEED_ZERO2}
+    return {}
+
+
+def padding_free(config: Config, model: Any, cuda: bool) -> bool:
+    """Whether to train on packed rows without padding (``training.padding_free``).
+
+    Packing puts several sentences in one row and tells attention where each starts. In
+    transformers 5.24 an encoder like BERT honours those boundaries only through flash-attention's
+    variable-length kernels: its SDPA and eager masks ignore ``position_ids``, so packed sentences
+    would attend to each other. Classification heads pool one vector per row, so they never pack.
+    """
+    choice = config.training.padding_free
+    attention = getattr(getattr(model, "config", None), "_attn_implementation", None) or ""
+    supported = config.task == "ner" and attention.startswith("flash_attention")
+    if choice == "always" and not supported:
+        raise FtkitError(
+            f"training.padding_free is 'always', but {type(model).__name__} uses {attention or 'unknown'} attention"
+            f"{' for classification' if config.task != 'ner' else ''}: packed batches need a token-level task and "
+            "flash-attention (pip install flash-attn, on an Ampere or newer GPU). Use padding_free: auto")
+    return supported and (choice == "always" or cuda) and choice != "never"
+

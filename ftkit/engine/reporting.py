@@ -1,0 +1,101 @@
+"""Reporting to the run store from inside the Trainer: progress, logs, evaluations, checkpoints, stop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from ..store import CHECKPOINT_PREFIX, RunStore, folder_size
+
+PROGRESS_INTERVAL_S = 0.5  # a follower sees progress well within a second
+
+
+class EventCallback(TrainerCallback):
+    """Writes progress, evaluation and checkpoint events; turns a stop request into save-and-stop.
+
+    Every process of a distributed run has one, but only the first (``state.is_world_process_zero``)
+    writes: one writer per run. It also reads the stop request and tells the others, so that all
+    processes stop after the same step (one that trained on alone would wait forever for its peers).
+    """
+
+    def __init__(self, store: RunStore, run_id: str, best_metric: str, adapter_only: bool):
+        self.store, self.run_id, self.best_metric, self.adapter_only = store, run_id, best_metric, adapter_only
+        self.started = time.monotonic()
+        self.start_step = 0
+        self.last_progress = 0.0
+        self.last_loss: float | None = None
+        self.stop_requested = False
+        self.samples_per_step = 1
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.start_step = time.monotonic(), state.global_step
+        self.samples_per_step = args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+        self._progress(state, force=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._progress(state)
+        if not self.stop_requested and self._stop_agreed(args, state):
+            self.stop_requested = True
+            self._write(state, {"type": "log", "message": f"stop requested: saving a checkpoint at step {state.global_step}"})
+            control.should_save = True
+            control.should_training_stop = True
+
+    def _stop_agreed(self, args, state) -> bool:
+        requested = state.is_world_process_zero and self.store.stop_requested(self.run_id)
+        if args.world_size > 1:
+            flag = torch.tensor([int(requested)], device=args.device)
+            torch.distributed.broadcast(flag, src=0)
+            requested = bool(flag.item())
+        return requested
+
+    def _write(self, state, event: dict[str, Any]) -> None:
+        if state.is_world_process_zero:
+            self.store.append_event(self.run_id, event)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs:
+            self.last_loss = float(logs["loss"])
+            self._write(state, {"type": "log", "step": state.global_step, "epoch": state.epoch,
+                                "loss": self.last_loss, "learning_rate": logs.get("learning_rate"),
+                                "grad_norm": logs.get("grad_norm")})
+            self._progress(state, force=True)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items()}
+        self._write(state, {"type": "eval", "split": "validation", "step": state.global_step,
+                            "epoch": state.epoch, "metrics": metrics, "best_metric_name": self.best_metric})
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
+        if not state.is_world_process_zero or not folder.is_dir():
+            return
+        metrics = next((h for h in reversed(state.log_history) if h.get("step") == state.global_step
+                        and any(k.startswith("eval_") for k in h)), {})
+        kept = sorted(int(p.name.removeprefix(CHECKPOINT_PREFIX)) for p in Path(args.output_dir).glob(f"{CHECKPOINT_PREFIX}*")
+                      if p.name.removeprefix(CHECKPOINT_PREFIX).isdigit())
+        self._write(state, {
+            "type": "checkpoint", "step": state.global_step, "path": str(folder), "size": folder_size(folder),
+            "adapter_only": self.adapter_only, "kept": kept,
+            "metrics": {k.removeprefix("eval_"): v for k, v in metrics.items() if k.startswith("eval_")},
+        })
+
+    def _progress(self, state, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_progress < PROGRESS_INTERVAL_S and state.global_step < state.max_steps:
+            return
+        self.last_progress = now
+        done = state.global_step - self.start_step
+        elapsed = now - self.started
+        rate = done / elapsed if elapsed > 0 and done > 0 else None
+        self._write(state, {
+            "type": "progress", "step": state.global_step, "total_steps": state.max_steps,
+            "epoch": state.epoch or 0.0, "loss": self.last_loss,
+            "samples_per_second": rate * self.samples_per_step if rate else None,
+            "eta_seconds": (state.max_steps - state.global_step) / rate if rate else None,
+        })
+

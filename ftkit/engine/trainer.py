@@ -1,0 +1,149 @@
+"""ftkit's Trainer: evaluation in dataset order, our length grouping, an atomic checkpoint save, and
+a loss that stays right under gradient accumulation and several processes.
+
+The Trainer does what it already does well (accumulation, mixed precision, schedules, early
+stopping, checkpoint rotation, best-model selection, resume); this subclass changes only what
+ftkit needs changed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from ..errors import FtkitError
+from ..store import CHECKPOINT_PREFIX
+
+
+class FtkitTrainer(Trainer):
+    """Trainer whose evaluation keeps dataset order and whose length grouping reuses our lengths.
+
+    In transformers 5, `train_sampling_strategy="group_by_length"` also length-groups evaluation,
+    which shuffles predictions away from their sentences. We pre-sort evaluation sets by length
+    instead and read them sequentially: as little padding, and predictions stay aligned.
+    """
+
+    train_data_collator: Any = None  # padding-free training batches (see build_trainer); evaluation stays padded
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
+        # Also when distributed: accelerate deals consecutive batches to the processes and gathers
+        # them back in the same order, so predictions still line up with the sentences.
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
+    def get_train_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.train_data_collator is None:
+            return super().get_train_dataloader()
+        padded, self.data_collator = self.data_collator, self.train_data_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = padded
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        source = self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and "length" in source.column_names:
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=source["length"])
+        return super()._get_train_sampler(train_dataset)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """Trainer's checkpoint, written as ``.tmp-checkpoint-<step>`` and renamed into place once whole.
+
+        transformers writes ``checkpoint-<step>`` in place, so a crash mid-save (kill -9, a full
+        disk) would leave a folder that looks like a checkpoint but lacks weights or optimizer
+        state, and resume or inference could pick it. Here the folder appears complete or not at
+        all; a failed save removes its partial files, which also frees the space a full disk needs
+        to record the failure. The steps are Trainer's own (model, optimizer, scaler, RNG, state).
+        """
+        from transformers.trainer import TRAINER_STATE_NAME
+        from transformers.trainer_callback import ExportableState
+        from transformers.trainer_utils import rotate_checkpoints
+
+        run_dir = Path(self._get_output_dir(trial=trial))
+        final = run_dir / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
+        partial = run_dir / f".tmp-{final.name}"
+        if self.args.should_save:
+            shutil.rmtree(partial, ignore_errors=True)  # left by an earlier crash
+        self.accelerator.wait_for_everyone()
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        best = self.state.best_global_step
+        if best:  # named by its final path: it is what trainer_state.json and rotation must refer to
+            best_dir = run_dir / f"{CHECKPOINT_PREFIX}{best}"
+            if best == self.state.global_step or best_dir.exists():
+                self.state.best_model_checkpoint = str(best_dir)
+        try:
+            self.save_model(str(partial), _internal_call=True)
+            if not self.args.save_only_model:
+                self._save_optimizer_and_scheduler(str(partial))
+                self._save_scaler(str(partial))
+                self._save_rng_state(str(partial))
+            if self.args.should_save:
+                for callback in [*self.callback_handler.callbacks, self.control]:
+                    if isinstance(callback, ExportableState):
+                        name, exported = type(callback).__name__, callback.state()
+                        if isinstance(self.state.stateful_callbacks[name], list):
+                            self.state.stateful_callbacks[name].append(exported)
+                        else:
+                            self.state.stateful_callbacks[name] = exported
+                self.state.save_to_json(str(partial / TRAINER_STATE_NAME))
+            self.accelerator.wait_for_everyone()  # every rank's files are in before the rename
+        except BaseException as exc:
+            if not self.args.should_save:
+                raise
+            full = disk_full(run_dir, exc)  # looked at before the partial files give the space back
+            shutil.rmtree(partial, ignore_errors=True)
+            if full:
+                raise FtkitError(
+                    f"no space left on device while writing {final.name} in {run_dir} ({_first_line(exc)}). "
+                    "Free some space there (or set output.dir to a bigger disk) and resume the run; "
+                    "its earlier checkpoints are intact"
+                ) from None
+            raise
+        if self.args.should_save:
+            if final.exists():  # killed after the rename but before its event: a resume saves this step again
+                shutil.rmtree(final)
+            os.replace(partial, final)
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
+
+
+def disk_full(folder: Path, exc: BaseException) -> bool:
+    """Whether a failed write ran out of disk: ENOSPC, or (torch and safetensors hide the errno) no room left."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left" in str(exc):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 1024 * 1024
+    except OSError:
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def label_weighted_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+    """Cross-entropy summed over the labelled tokens (or texts), divided by their count in the whole
+    optimiser step: across accumulation steps and processes, exactly as one big batch would be.
+
+    transformers 5.24 assumes that a model whose forward takes ``**kwargs`` divides its loss by
+    ``num_items_in_batch`` itself, and scales it up by the accumulation steps and the process count
+    accordingly. BERT's classification heads take ``**kwargs`` but average per batch, so without
+    this the gradient would grow with gradient_accumulation_steps and with the number of processes.
+    """
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    labels = labels.to(logits.device)
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1),
+                                             ignore_index=-100, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum().clamp(min=1)
+    return loss / count
+

@@ -1,0 +1,237 @@
+"""The training job a worker runs: prepare data and model, train, evaluate, record.
+
+Imported only by the worker process (and `ftkit eval`'s worker). The Trainer subclass lives in
+trainer.py, the reporting callback in reporting.py and the argument translation in arguments.py.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    DataCollatorForTokenClassification,
+    DataCollatorWithFlattening,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+)
+
+from .. import data
+from ..config import Config
+from ..errors import FtkitError
+from ..store import PREDICTIONS_DIR, RunStore, best_checkpoint
+from . import adapters, evaluate, models
+from .arguments import padding_free, training_arguments
+from .distributed import is_main_process
+from .reporting import EventCallback
+from .trainer import FtkitTrainer, label_weighted_loss
+
+
+@dataclass
+class Prepared:
+    """Everything a Trainer needs, built from a Config."""
+
+    config: Config
+    raw: Any  # datasets.DatasetDict with tokens/tags or text/label
+    features: Any  # the tokenized DatasetDict
+    labels: list[str]
+    tokenizer: Any
+    model: Any
+
+
+def prepare(config: Config) -> Prepared:
+    """Load data and model, align labels, apply the adapter."""
+    seed = config.training.seed
+    raw = data.load_splits(config.data, config.task, seed=seed)
+    if config.training.max_train_samples:
+        raw["train"] = data.subset(raw["train"], config.training.max_train_samples, seed)
+    if config.training.max_eval_samples:
+        for split in ("validation", "test"):
+            if split in raw:
+                raw[split] = data.subset(raw[split], config.training.max_eval_samples, seed)
+    labels = data.label_list(raw, config.task, given=config.data.labels)
+    source = models.resolve_model_source(config.model)
+    tokenizer = models.load_tokenizer(source)
+    max_length = min(config.training.max_seq_length, _model_max_length(tokenizer))
+    features = data.tokenize_dataset(raw, tokenizer, {label: i for i, label in enumerate(labels)},
+                                     config.task, max_length, cache_dir=config.runs_dir / ".cache" / "tokenized")
+    for split in ("validation", "test"):
+        if split in features:
+            # Longest first, evaluated in this order (see FtkitTrainer): little padding, and the
+            # predictions line up with these rows, which carry their sentence ids.
+            features[split] = features[split].sort("length", reverse=True)
+    torch.manual_seed(seed)
+    model = models.build_model(source, config.task, labels)
+    model = adapters.apply_adapter(model, config.adapter, config.task)
+    return Prepared(config, raw, features, labels, tokenizer, model)
+
+
+def _model_max_length(tokenizer: Any) -> int:
+    limit = getattr(tokenizer, "model_max_length", 512) or 512
+    return 512 if limit > 100_000 else int(limit)
+
+
+def collator(task: str, tokenizer: Any, cuda: bool, packed: bool = False) -> Any:
+    """Dynamic padding: each batch is padded to its own longest sequence (to a multiple of 8 on GPU);
+    ``packed``: one padding-free row per batch with flash-attention's sequence boundaries."""
+    if packed:
+        return DataCollatorWithFlattening(return_flash_attn_kwargs=True, separator_id=-100)
+    multiple = 8 if cuda else None
+    if task == "ner":
+        return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=multiple)
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
+
+
+def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerCallback] = ()) -> FtkitTrainer:
+    config = prepared.config
+    args = training_arguments(config, output_dir)
+    # Label names go into LoRA checkpoints before anyone is told the checkpoint exists.
+    callbacks = [adapters.label_config_callback(), *callbacks]
+    if config.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
+    id2label = dict(enumerate(prepared.labels))
+    cuda = not args.use_cpu
+    trainer = FtkitTrainer(
+        model=prepared.model,
+        args=args,
+        train_dataset=prepared.features["train"],
+        eval_dataset=prepared.features.get("validation"),
+        processing_class=prepared.tokenizer,
+        data_collator=collator(config.task, prepared.tokenizer, cuda),
+        compute_loss_func=label_weighted_loss,
+        compute_metrics=evaluate.make_compute_metrics(config.task, id2label),
+        preprocess_logits_for_metrics=evaluate.preprocess_logits_for_metrics,
+        callbacks=callbacks,
+    )
+    if padding_free(config, prepared.model, cuda):
+        # Training batches only: evaluation keeps one padded row per sentence, which predictions map back to.
+        trainer.train_data_collator = collator(config.task, prepared.tokenizer, cuda, packed=True)
+    return trainer
+
+
+def evaluate_split(trainer: Trainer, prepared: Prepared, split: str) -> tuple[dict[str, Any], Any]:
+    """Metrics for one split plus predictions mapped back to its sentences, in dataset order."""
+    features = prepared.features[split]
+    output = trainer.predict(features, metric_key_prefix=split)
+    metrics = {k.removeprefix(f"{split}_"): v for k, v in output.metrics.items()}
+    return metrics, output.predictions
+
+
+def save_split_predictions(prepared: Prepared, split: str, predictions: Any, path: Path) -> None:
+    raw, features = prepared.raw[split], prepared.features[split]
+    id2label = dict(enumerate(prepared.labels))
+    if prepared.config.task == "ner":
+        by_sentence = evaluate.word_predictions(features, predictions, id2label)
+        predicted = [by_sentence.get(i, ["O"] * len(tokens)) for i, tokens in enumerate(raw["tokens"])]
+        evaluate.save_predictions(path, raw["tokens"], raw["tags"], predicted)
+    else:
+        order = features["sentence_id"] if "sentence_id" in features.column_names else range(len(features))
+        predicted = [None] * len(raw)
+        for row, sentence in zip(predictions, order):
+            predicted[sentence] = id2label[int(row)]
+        evaluate.save_predictions(path, raw["text"], raw["label"], predicted)
+
+
+def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
+    """The body of a worker: train, evaluate, record; returns the final status.
+
+    In a distributed run every process runs this; only rank 0 writes to the store.
+    """
+    from ..config import load_config
+
+    main = is_main_process()
+    folder = store.run_dir(run_id)
+    config = load_config(folder / "config.yaml")
+    if main:
+        store.set_status(run_id, "running", pid=os.getpid())
+    prepared = prepare(config)
+
+    def log(message: str) -> None:
+        if main:
+            store.append_event(run_id, {"type": "log", "message": message})
+
+    if main:
+        log(f"model {config.model} ({models.resolve_model_source(config.model)}), adapter {config.adapter.kind}: "
+            f"{adapters.describe_parameters(prepared.model)}")
+        log(f"data: {', '.join(f'{s} {len(prepared.raw[s])}' for s in prepared.raw)} examples; labels {prepared.labels}")
+        batch_size = 64 if config.training.batch_size == "auto" else int(config.training.batch_size)
+        longest = max(prepared.features["train"]["length"], default=config.training.max_seq_length)
+        estimate = models.estimate_peak_memory(models.resolve_model_source(config.model), config.task,
+                                               config.adapter.kind, batch_size, longest)
+        log(f"estimated peak memory: {models.describe_memory(estimate)}")
+        trainable, total = adapters.parameter_counts(prepared.model)
+        store.set_record_fields(run_id, parameters={"trainable": trainable, "total": total}, memory_estimate=estimate)
+    callback = EventCallback(store, run_id, config.best_metric, adapter_only=config.adapter.kind == "lora")
+    trainer = build_trainer(prepared, folder, [callback])
+    if trainer.args.world_size > 1:
+        log(f"distributed: {trainer.args.world_size} processes ({config.resources.strategy}, "
+            f"{trainer.args.ddp_backend or 'nccl'}), each trains on its share of every global batch")
+    checkpoint = None
+    if resume:
+        checkpoints = store.checkpoints(run_id)
+        checkpoint = checkpoints[-1]["path"] if checkpoints else None
+        log(f"resuming from {checkpoint}")
+    try:
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+    except torch.OutOfMemoryError as exc:
+        raise FtkitError(f"out of memory: {str(exc).splitlines()[0]}. {models.oom_advice(config)}") from None
+    if main:
+        store.set_record_fields(run_id, resources=resource_usage(prepared, output.metrics))
+    if callback.stop_requested:
+        if main:
+            store.set_status(run_id, "stopped")
+        return "stopped"
+    if "test" in prepared.features:
+        metrics, predictions = evaluate_split(trainer, prepared, "test")  # every process takes part
+        if main:
+            store.append_event(run_id, {"type": "eval", "split": "test", "step": trainer.state.global_step,
+                                        "epoch": trainer.state.epoch, "metrics": metrics,
+                                        "best_metric_name": config.best_metric})
+            log("test report\n" + evaluate.report_table(metrics, config.task))
+            if config.output.save_predictions:
+                save_split_predictions(prepared, "test", predictions, folder / PREDICTIONS_DIR / "test.jsonl")
+    if main:
+        store.set_status(run_id, "completed")
+    return "completed"
+
+
+def evaluate_run(store: RunStore, run_id: str, split: str = "test", checkpoint: str | None = None) -> dict[str, Any]:
+    """Evaluate a saved checkpoint of a run on one split (for `ftkit eval`)."""
+    from ..config import load_config
+
+    folder = store.run_dir(run_id)
+    config = load_config(folder / "config.yaml")
+    checkpoints = store.checkpoints(run_id)
+    if checkpoint is None:
+        if not checkpoints:
+            raise FtkitError(f"run {run_id} has no checkpoint to evaluate")
+        checkpoint = best_checkpoint(checkpoints, config.best_metric)["path"]
+    prepared = prepare(config)
+    if split not in prepared.features:
+        raise FtkitError(f"run {run_id} has no '{split}' split; its splits: {', '.join(prepared.features)}")
+    prepared.model, prepared.tokenizer = adapters.load_for_inference(checkpoint)
+    trainer = build_trainer(prepared, folder / "eval-tmp")
+    metrics, _ = evaluate_split(trainer, prepared, split)
+    return metrics
+
+
+def resource_usage(prepared: Prepared, train_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Time, throughput (non-padding tokens) and peak memory of the training just finished."""
+    import resource
+
+    runtime = train_metrics.get("train_runtime") or 0.0
+    lengths = prepared.features["train"]["length"]
+    samples_seen = (train_metrics.get("train_samples_per_second") or 0.0) * runtime
+    tokens = samples_seen * sum(lengths) / max(1, len(lengths))
+    usage = {
+        "train_runtime_seconds": runtime,
+        "train_tokens_per_second": tokens / runtime if runtime else None,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+    if torch.cuda.is_available():
+        usage["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
