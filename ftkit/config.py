@@ -151,6 +151,10 @@ class Config:
         return Config.from_dict(merged)
 
     # ----- derived values ------------------------------------------------------------
+    def with_absolute_paths(self, base_dir: str | os.PathLike | None = None) -> "Config":
+        """This config with its local paths made absolute against ``base_dir`` (default: the working folder)."""
+        return Config.from_dict(absolute_paths(self.to_dict(), base_dir or os.getcwd()))
+
     @property
     def run_name(self) -> str:
         return self.name or f"{self.task}-{Path(self.model).name or self.model}-{self.adapter.kind}"
@@ -192,9 +196,9 @@ def load_config(
 
     ``overrides`` are ``"training.epochs=1"`` strings (values parsed as YAML) or a dotted-key dict;
     keyword arguments are dotted keys with ``__`` or nested dicts (``training={"epochs": 1}``).
-    Relative data, model and output paths in a file resolve against the file's folder.
+    Relative data, model and output paths written in a file resolve against the file's folder;
+    those given any other way stay as given until launch (`Config.with_absolute_paths`).
     """
-    base_dir: Path | None = None
     if source is None:
         data: dict[str, Any] = {}
     elif isinstance(source, Config):
@@ -203,16 +207,12 @@ def load_config(
         data = _deep_copy(source)
     else:
         path = Path(source)
-        data = _read_config_file(path)
-        base_dir = path.resolve().parent
+        data = absolute_paths(_read_config_file(path), path.resolve().parent)
     for key, value in kwargs.items():
         _set_dotted(data, key.replace("__", "."), value)
     for key, value in _parse_overrides(overrides).items():
         _set_dotted(data, key, value)
-    config = Config.from_dict(data)
-    if base_dir is not None:
-        _resolve_relative_paths(config, base_dir)
-    return config
+    return Config.from_dict(data)
 
 
 def parse_value(text: str) -> Any:
@@ -265,17 +265,40 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _resolve_relative_paths(config: Config, base_dir: Path) -> None:
-    for split in ("train", "validation", "test"):
-        value = getattr(config.data, split)
-        if value and not Path(value).is_absolute() and config.data.format != "hub":
-            candidate = base_dir / value
-            if candidate.exists() or value.startswith(".") or config.data.format not in (None, "hub"):
-                setattr(config.data, split, str(candidate.resolve()))
-    if config.model != "default" and not Path(config.model).is_absolute() and (base_dir / config.model).exists():
-        config.model = str((base_dir / config.model).resolve())
-    if config.output.dir and not Path(config.output.dir).expanduser().is_absolute():
-        config.output.dir = str((base_dir / config.output.dir).resolve())
+# Config keys that may hold a local path. Data keys may also hold a hub id, model a hub id or a
+# built-in name ("default"), so a value becomes a path only when it looks like one.
+PATH_KEYS = ("data.train", "data.validation", "data.test", "model", "output.dir")
+_DATA_FILE_SUFFIXES = (".txt", ".conll", ".conll03", ".iob", ".bio", ".jsonl", ".json", ".ndjson", ".csv", ".tsv",
+                       ".parquet", ".arrow")
+
+
+def absolute_paths(data: Mapping[str, Any], base_dir: str | os.PathLike) -> dict[str, Any]:
+    """A copy of config ``data`` whose local paths are absolute, read against ``base_dir``.
+
+    A run's folder is not where its paths were written, so every path is fixed before the run's
+    config.yaml is written; the worker then reads that file as it is. A value counts as a local
+    path when it exists under ``base_dir``, starts with ``.``, ``/`` or ``~``, or (for data) has a
+    data file's suffix or a file format is set; hub ids and built-in model names stay as given.
+    """
+    base = Path(base_dir)
+    data = _deep_copy(data)
+    sections = {"data": data.get("data") or {}, "output": data.get("output") or {}}
+    file_format = (sections["data"].get("format") if isinstance(sections["data"], Mapping) else None)
+    for key in PATH_KEYS:
+        section, _, name = key.rpartition(".")
+        holder = sections[section] if section else data
+        if not isinstance(holder, dict) or not isinstance(holder.get(name), str) or not holder[name].strip():
+            continue
+        value = holder[name]
+        if section == "data" and file_format == "hub":
+            continue
+        path = Path(value).expanduser()
+        candidate = path if path.is_absolute() else base / path
+        looks_local = (value.startswith((".", "/", "~")) or candidate.exists() or section == "output"
+                       or (section == "data" and (file_format is not None or path.suffix.lower() in _DATA_FILE_SUFFIXES)))
+        if looks_local:
+            holder[name] = str(candidate.resolve())
+    return data
 
 
 # ----- validation --------------------------------------------------------------------------

@@ -139,8 +139,12 @@ class Run:
 
 
 def start(config: Config | Mapping[str, Any] | str | os.PathLike, **overrides: Any) -> Run:
-    """Validate ``config``, record a queued run and launch its worker; returns at once."""
-    config = load_config(config, **overrides)
+    """Validate ``config``, record a queued run and launch its worker; returns at once.
+
+    Paths are made absolute here, against this process's working folder (a file's own paths
+    against its folder), so the run's config.yaml says exactly what ran wherever its folder is.
+    """
+    config = load_config(config, **overrides).with_absolute_paths()
     store = RunStore(config.runs_dir)
     run_id = store.create_run(config)
     _spawn(store, run_id, resume=False)
