@@ -25,7 +25,8 @@ import urllib.request
 from pathlib import Path
 
 from ftkit.config import Config
-from ftkit.store import EVENTS_FILE, RunStore
+from ftkit.layout import EVENTS_FILE
+from ftkit.store import RunStore
 
 CHROMIUM = "/usr/bin/chromium"
 PAGE_SIZE = 50

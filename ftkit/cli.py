@@ -2,6 +2,9 @@
 
 Every command that prints for people also takes `--json` for scripts. Errors that are the
 user's to fix print one line (`ftkit: ...`) and exit 2; a followed run that fails exits 1.
+
+This process never imports the training stack: `eval`, `predict` and `merge` run as jobs of
+`python -m ftkit.engine.worker` (their JSON result read back here), as training does.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from .errors import FtkitError
+from .errors import FtkitError, RunError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,22 +195,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine.evaluate import report_table
-    from .engine.inference import checkpoint_path
-    from .engine.training import evaluate_run
-
     run = _run(args)
-    metrics = evaluate_run(run.store, run.id, split=args.split, checkpoint=str(checkpoint_path(run, args.checkpoint)))
+    result = _worker_job(run, "evaluate", "--split", args.split, *_checkpoint_option(args))
     if args.json:
-        _print_json(metrics)
+        _print_json(result["metrics"])
     else:
-        print(report_table(metrics, run.config.task))
+        print(result["report"])
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     run = _run(args)
-    results = run.predict(list(args.texts), checkpoint=args.checkpoint)
+    results = _worker_job(run, "predict", *_checkpoint_option(args), texts=list(args.texts))
     if args.json:
         _print_json(results[0] if len(args.texts) == 1 else results)
         return 0
@@ -221,11 +221,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .engine.adapters import merge_checkpoint
-    from .engine.inference import checkpoint_path
-
     run = _run(args)
-    out = merge_checkpoint(checkpoint_path(run, args.checkpoint), args.output or run.dir / "merged")
+    output = ["--merged-dir", str(Path(args.output).resolve())] if args.output else []
+    out = _worker_job(run, "merge", *output, *_checkpoint_option(args))["path"]
     if args.json:
         _print_json({"id": run.id, "path": str(out)})
     else:
@@ -260,29 +258,77 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def _checkpoint_option(args: argparse.Namespace) -> list[str]:
+    if args.checkpoint is None:
+        return []
+    given = Path(args.checkpoint).expanduser()  # a folder is named from here; a step or name from the run
+    return ["--checkpoint", str(given.resolve()) if given.is_dir() else args.checkpoint]
+
+
+def _worker_job(run: Any, job: str, *options: str, texts: list[str] | None = None) -> Any:
+    """Run ``python -m ftkit.engine.worker JOB RUN_DIR ...`` and return its JSON result.
+
+    The worker's own output (model loading, warnings) goes to stderr, so stdout stays ours: ``--json``
+    output is JSON only. An error the user can fix comes back as its message.
+    """
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ftkit-job-") as folder:
+        result_file = Path(folder) / "result.json"
+        command = [sys.executable, "-m", "ftkit.engine.worker", job, str(run.dir), "--output", str(result_file), *options]
+        if texts is not None:
+            texts_file = Path(folder) / "texts.json"
+            texts_file.write_text(json.dumps(texts), encoding="utf-8")
+            command += ["--texts-file", str(texts_file)]
+        code = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=_stderr_fd()).returncode
+        try:
+            reply = json.loads(result_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise RunError(f"`ftkit {job}` failed in its worker process (exit code {code}); see the messages above") from None
+    if "error" in reply:
+        raise FtkitError(reply["error"])
+    return reply["result"]
+
+
+def _stderr_fd() -> Any:
+    """Where a job's own output goes: our stderr, or nowhere when stderr is a stream without a file."""
+    import subprocess
+
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return subprocess.DEVNULL
+
+
 def _follow(run: Any, quiet: bool) -> int:
-    """A terminal progress bar fed by the run's events; exit 1 if the run does not complete."""
+    """A terminal progress bar fed by the run's events (folded by `ftkit.events.RunState`);
+    exit 1 if the run does not complete."""
     from tqdm.auto import tqdm
 
+    from .events import RunState
+
+    state = RunState()
     bar = None if quiet else tqdm(total=None, unit="step", dynamic_ncols=True, desc=run.name)
     for event in run.follow(poll=0.5):
+        update = state.apply(event)
         if bar is None:
             continue
-        kind = event["type"]
-        if kind == "progress":
-            if event.get("total_steps") and bar.total != event["total_steps"]:
-                bar.total = event["total_steps"]
-            bar.n = event["step"]
-            postfix = {"epoch": f"{event.get('epoch') or 0:.2f}"}
-            if event.get("loss") is not None:
-                postfix["loss"] = f"{event['loss']:.4f}"
+        if update.kind == "progress":
+            progress = state.progress
+            if progress.get("total_steps") and bar.total != progress["total_steps"]:
+                bar.total = progress["total_steps"]
+            bar.n = progress.get("step") or 0
+            postfix = {"epoch": f"{progress.get('epoch') or 0:.2f}"}
+            if progress.get("loss") is not None:
+                postfix["loss"] = f"{progress['loss']:.4f}"
             bar.set_postfix(postfix, refresh=True)
-        elif kind == "eval":
-            metrics = event["metrics"]
+        elif update.evaluation is not None:
+            metrics = update.evaluation["metrics"]
             shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("f1", "precision", "recall", "accuracy") if k in metrics)
-            bar.write(f"{event['split']} @ step {event.get('step')}: {shown}")
-        elif kind == "log" and event.get("message"):
-            bar.write(event["message"])
+            bar.write(f"{update.evaluation['split']} @ step {update.evaluation.get('step')}: {shown}")
+        elif update.kind in ("log", "phase") and update.message:
+            bar.write(update.message)
     if bar is not None:
         bar.close()
     status = run.status

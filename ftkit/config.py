@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
+from .tasks import DEFAULT_TASK, TASK_NAMES, get_task, task_help
 
-TASKS = ("ner", "classification")
 ADAPTERS = ("full", "head", "lora")
 DATA_FORMATS = ("conll", "jsonl", "csv", "tsv", "hf-disk", "hub")
 TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")
@@ -83,7 +83,7 @@ class TrainingConfig:
     save_total_limit: int | None = _field(2, "Keep at most this many checkpoints (the best one is always kept).")
     logging_steps: int = _field(10, "Log the training loss every N steps.")
     early_stopping_patience: int | None = _field(None, "Stop when the metric has not improved for N evaluations.")
-    metric_for_best_model: str | None = _field(None, "Metric that picks the best checkpoint (default: f1 for NER, accuracy for classification).")
+    metric_for_best_model: str | None = _field(None, "Metric that picks the best checkpoint (default: the task's: f1 for NER, accuracy for classification).")
     group_by_length: bool = _field(True, "Batch sentences of similar length together (less padding).")
     padding_free: str = _field("auto", "Pack NER batches into one row without padding: 'auto' where the model's attention "
                                "supports it (flash-attention on a GPU), 'always' (an error where unsupported), 'never'.",
@@ -116,7 +116,7 @@ class OutputConfig:
 
 @dataclass
 class Config:
-    task: str = _field("ner", "What to learn: ner (token classification) or classification (one label per text).", TASKS)
+    task: str = _field(DEFAULT_TASK, f"What to learn: {task_help()}.", TASK_NAMES)
     model: str = _field("default", "'default' (embedded MiniLM-L6), a local model folder, or a hub id.")
     name: str | None = _field(None, "A human name for the run (default: task-model-adapter).")
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Where the data comes from."})
@@ -167,7 +167,7 @@ class Config:
 
     @property
     def best_metric(self) -> str:
-        return self.training.metric_for_best_model or ("f1" if self.task == "ner" else "accuracy")
+        return self.training.metric_for_best_model or get_task(self.task).default_metric
 
     @property
     def runs_dir(self) -> Path:

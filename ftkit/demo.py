@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_reports(since: float) -> None:
     """The test-split report of every run the notebook started."""
-    from .engine.evaluate import report_table
+    from .tasks.scoring import report_table
     from .store import RunStore
 
     store = RunStore()

@@ -14,18 +14,30 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .config import Config, load_config
+from .config import Config, load_config, resolve_runs_dir
 from .errors import RunError
-from .store import FINAL_STATUSES, LOG_FILE, RunStore, process_alive
+from .events import FINAL_STATUSES
+from .layout import CONFIG_FILE, LOG_FILE, RUN_FILE, choose_checkpoint
+from .store import RunStore, process_alive
+
+# The run stores this process has opened runs in (newest last): `get` looks there after the default
+# store, so a run launched with output.dir / --runs-dir is found by its id without FTKIT_RUNS_DIR.
+_KNOWN_STORES: dict[Path, None] = {}
 
 
 class Run:
-    """A handle on one run; every property reads the store afresh, so it is never stale."""
+    """A handle on one run; every property reads the store afresh, so it is never stale.
+
+    ``run.store`` is the run's own store (``run.store.root`` its folder): everything that takes a
+    run (the magics, inference, ``ftkit.embeddings.load(run)``) reads it there.
+    """
 
     def __init__(self, run_id: str, store: RunStore | None = None):
         self.store = store or RunStore()
         self.id = self.store.resolve(run_id)
         self.dir: Path = self.store.run_dir(self.id)
+        _KNOWN_STORES.pop(self.store.root, None)
+        _KNOWN_STORES[self.store.root] = None
 
     def __repr__(self) -> str:
         return f"<Run {self.id} '{self.name}' {self.status}>"
@@ -41,12 +53,12 @@ class Run:
 
     @property
     def status(self) -> str:
-        self.store.check_liveness(self.id)
-        return self.store.read_record(self.id)["status"]
+        """As run.json says, or 'failed' when its processes are gone without a word (reported, not written)."""
+        return self.store.status(self.id)[0]
 
     @property
     def error(self) -> str | None:
-        return self.store.read_record(self.id).get("error")  # the same source as `status`
+        return self.store.status(self.id)[1]  # the same source as `status`
 
     @property
     def progress(self) -> dict[str, Any]:
@@ -62,7 +74,7 @@ class Run:
 
     @property
     def config(self) -> Config:
-        return load_config(self.dir / "config.yaml")
+        return load_config(self.dir / CONFIG_FILE)
 
     @property
     def done(self) -> bool:
@@ -110,16 +122,23 @@ class Run:
         return self
 
     def resume(self) -> "Run":
-        """Continue a stopped or failed run from its last checkpoint to the same final step."""
-        status = self.status
-        if status not in ("stopped", "failed"):
-            raise RunError(f"run {self.id} is {status}; only stopped or failed runs can be resumed")
-        if not self.checkpoints:
-            raise RunError(f"run {self.id} has no checkpoint to resume from; start it again with ftkit.train")
-        self._wait_for_supervisor_exit()
-        self.store.clear_stop(self.id)
-        self.store.set_status(self.id, "queued", error=None)
-        _spawn(self.store, self.id, resume=True)
+        """Continue a stopped or failed run from its last checkpoint to the same final step.
+
+        Compare-and-set under the run's lock: of two resumes at once, one starts a worker and the
+        other finds the run queued. A run found dead that no one recorded (its supervisor died too)
+        is recorded as failed first.
+        """
+        with self.store.run_lock(self.id):
+            self.store.record_if_dead(self.id)
+            status = self.status
+            if status not in ("stopped", "failed"):
+                raise RunError(f"run {self.id} is {status}; only stopped or failed runs can be resumed")
+            if not self.checkpoints:
+                raise RunError(f"run {self.id} has no checkpoint to resume from; start it again with ftkit.train")
+            self._wait_for_supervisor_exit()
+            self.store.clear_stop(self.id)
+            self.store.set_status(self.id, "queued", error=None)
+            _spawn(self.store, self.id, resume=True)
         return self
 
     def _wait_for_supervisor_exit(self, timeout: float = 30) -> None:
@@ -130,6 +149,10 @@ class Run:
             if time.monotonic() > deadline:
                 raise RunError(f"run {self.id}: its previous process {pid} has not exited yet; try again shortly")
             time.sleep(0.1)
+
+    def checkpoint_path(self, checkpoint: str | int | None = None) -> Path:
+        """The folder to load: ``checkpoint`` (a step, name or path), else the best (`ftkit.layout.choose_checkpoint`)."""
+        return choose_checkpoint(self.dir, self.checkpoints, self.config.best_metric, checkpoint, self.id)
 
     def predict(self, texts: str | list[str], checkpoint: str | None = None) -> Any:
         """Entities with character offsets (NER) or labels with probabilities, per text."""
@@ -151,9 +174,29 @@ def start(config: Config | Mapping[str, Any] | str | os.PathLike, **overrides: A
     return Run(run_id, store)
 
 
-def get(ref: str, runs_dir: str | os.PathLike | None = None) -> Run:
-    """A run by id, unique id prefix or name: also re-attaches after a kernel restart."""
-    return Run(ref, RunStore(runs_dir))
+def get(ref: "str | Run", runs_dir: str | os.PathLike | None = None) -> Run:
+    """A run by id, unique id prefix or name: also re-attaches after a kernel restart.
+
+    Looked up in ``runs_dir`` when given; else in the default store ($FTKIT_RUNS_DIR or
+    ./ftkit-runs), then in the other stores this process has opened runs in (a run launched with
+    ``output.dir``). A `Run` is returned as it is, and a run folder names its own store.
+    """
+    if isinstance(ref, Run):
+        return ref
+    if runs_dir is not None:
+        return Run(ref, RunStore(runs_dir))
+    folder = Path(str(ref)).expanduser()
+    if os.sep in str(ref) and (folder / RUN_FILE).is_file():
+        return Run(folder.name, RunStore(folder.resolve().parent))
+    default = resolve_runs_dir()
+    others = [root for root in reversed(_KNOWN_STORES) if root != default and root.is_dir()]
+    not_found = RunError(f"no run '{ref}' in {default}; `ftkit runs` lists them")
+    for root in ([default] if default.is_dir() else []) + others:  # looking never creates a store
+        try:
+            return Run(ref, RunStore(root))
+        except RunError as exc:
+            not_found = exc if root == default else not_found
+    raise not_found
 
 
 def list(status: str | None = None, runs_dir: str | os.PathLike | None = None) -> "list[dict[str, Any]]":  # noqa: A001

@@ -1,9 +1,15 @@
 """The run store: one folder per run (the truth) plus a SQLite index (a rebuildable projection).
 
 Plain Python and SQLite, shared by the training worker, the notebook kernel, the CLI and the
-Jupyter server. Each run has one writer (its worker); everyone else reads. Every change to a run
-is an event appended to ``events.jsonl``; the index is what those events say, so
-:meth:`RunStore.rebuild_index` can recreate it from the folders alone.
+Jupyter server. Each run has one writer (its worker; its supervisor records how the worker ended);
+everyone else reads, and reading never writes. Every change to a run is an event appended to
+``events.jsonl``; the index is what those events say (folded by `ftkit.events.RunState`), so
+:meth:`RunStore.rebuild_index` can recreate it from the folders alone. File names and the
+checkpoint policy come from `ftkit.layout`.
+
+A reader that finds a run marked running whose worker and supervisor are both gone (kill -9 of
+both, a machine reboot) reports it as failed in what it returns, without writing; the next
+``resume`` records it, holding the run's lock (:meth:`RunStore.record_if_dead`).
 """
 
 from __future__ import annotations
@@ -21,17 +27,10 @@ from typing import Any, Iterator
 
 from .config import Config, resolve_runs_dir
 from .errors import RunError
+from .events import FINAL_STATUSES, STATUSES, RunState
+from .layout import CONFIG_FILE, EVENTS_FILE, INDEX_FILE, LOCK_FILE, LOG_FILE, RUN_FILE, STOP_FILE, checkpoint_of_event
 
-STATUSES = ("queued", "running", "completed", "failed", "stopped")
-FINAL_STATUSES = ("completed", "failed", "stopped")
-INDEX_FILE = "index.sqlite"
-CONFIG_FILE = "config.yaml"
-RUN_FILE = "run.json"
-EVENTS_FILE = "events.jsonl"
-LOG_FILE = "train.log"
-STOP_FILE = "STOP"
-PREDICTIONS_DIR = "predictions"
-CHECKPOINT_PREFIX = "checkpoint-"
+DIED_WITHOUT_REPORTING = "the training process died without reporting (killed, or out of memory)"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 _SCHEMA = """
@@ -48,6 +47,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     value REAL, t REAL
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id);
+-- path: the checkpoint's folder name in its run (older stores: an absolute path; its last part is the name)
 CREATE TABLE IF NOT EXISTS checkpoints (
     run_id TEXT NOT NULL, step INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER,
     adapter_only INTEGER, metrics TEXT, t REAL, PRIMARY KEY (run_id, step)
@@ -69,17 +69,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def best_checkpoint(checkpoints: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """The checkpoint with the best validation ``metric`` (lowest for a loss), else the latest."""
-    if not checkpoints:
-        raise RunError("there is no checkpoint yet")
-    scored = [c for c in checkpoints if isinstance((c.get("metrics") or {}).get(metric), (int, float))]
-    if not scored:
-        return checkpoints[-1]
-    sign = -1 if metric.endswith("loss") else 1
-    return max(scored, key=lambda c: (sign * c["metrics"][metric], c["step"]))
 
 
 def process_alive(pid: int | None) -> bool:
@@ -219,46 +208,53 @@ class RunStore:
         limit: int | None = None,
         offset: int = 0,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Runs as summaries (newest first by default) and the total that matched."""
-        self.check_liveness()
+        """Runs as summaries (newest first by default) and the total that matched.
+
+        A run whose processes are all gone is listed (and filtered, and sorted) as failed.
+        """
+        dead = self.dead_runs()
+        # The status a reader reports: the index's, or 'failed' for a run found dead (nothing is written).
+        status_sql = (f"(CASE WHEN id IN ({','.join('?' * len(dead))}) THEN 'failed' ELSE status END)"
+                      if dead else "status")
         where, params = [], []
         statuses = [status] if isinstance(status, str) else list(status or [])
         for s in statuses:
             if s not in STATUSES:
                 raise RunError(f"unknown status '{s}'; one of {', '.join(STATUSES)}")
         if statuses:
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            params += statuses
+            where.append(f"{status_sql} IN ({','.join('?' * len(statuses))})")
+            params += [*dead, *statuses] if dead else statuses
         if query:
             where.append("(name LIKE ? OR id LIKE ? OR model LIKE ? OR task LIKE ?)")
             params += [f"%{query}%"] * 4
         if sort not in SORT_KEYS:
             raise RunError(f"cannot sort by '{sort}'; one of {', '.join(SORT_KEYS)}")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        order = f" ORDER BY {sort} IS NULL, {sort} {'DESC' if descending else 'ASC'}, id DESC"
+        key, key_params = (status_sql, list(dead)) if sort == "status" and dead else (sort, [])
+        order = f" ORDER BY {key} IS NULL, {key} {'DESC' if descending else 'ASC'}, id DESC"
         page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
         with self._connect() as db:
             total = db.execute(f"SELECT COUNT(*) FROM runs{clause}", params).fetchone()[0]
-            rows = db.execute(f"SELECT * FROM runs{clause}{order}{page}", params).fetchall()
+            rows = db.execute(f"SELECT * FROM runs{clause}{order}{page}", params + key_params * 2).fetchall()
             ids = [row["id"] for row in rows]
             counts = dict(db.execute(
                 f"SELECT run_id, COUNT(*) FROM checkpoints WHERE run_id IN ({','.join('?' * len(ids))}) GROUP BY run_id",
                 ids).fetchall()) if ids else {}
-        return [_summary(row, counts.get(row["id"], 0)) for row in rows], total
+        return [_summary(row, counts.get(row["id"], 0), dead.get(row["id"])) for row in rows], total
 
     def get(self, run_id: str) -> dict[str, Any]:
         """Everything about one run: summary, progress, latest metrics per split, checkpoints, config."""
         import yaml
 
         folder = self.run_dir(run_id)
-        self.check_liveness(run_id)
+        failure = self.dead_runs(run_id).get(run_id)
         with self._connect() as db:
             row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 raise RunError(f"run '{run_id}' has a folder but no index row; rebuild the index")
             metric_rows = db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
             ckpt_rows = db.execute("SELECT * FROM checkpoints WHERE run_id=? ORDER BY step", (run_id,)).fetchall()
-        detail = _summary(row, len(ckpt_rows))
+        detail = _summary(row, len(ckpt_rows), failure)
         latest: dict[str, dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
         for m in metric_rows:
@@ -266,16 +262,17 @@ class RunStore:
             history.append({"split": m["split"], "step": m["step"], "epoch": m["epoch"], "name": m["name"], "value": m["value"]})
         detail["metrics"] = latest
         detail["metric_history"] = history
-        detail["checkpoints"] = [_checkpoint(c) for c in ckpt_rows]
+        detail["checkpoints"] = [_checkpoint(c, folder) for c in ckpt_rows]
         detail["config"] = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         detail["dir"] = str(folder)
         return detail
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
-        self.run_dir(run_id)
+        """The run's checkpoints, oldest first: step, name, path (the folder in the run), size, metrics."""
+        folder = self.run_dir(run_id)
         with self._connect() as db:
             rows = db.execute("SELECT * FROM checkpoints WHERE run_id=? ORDER BY step", (run_id,)).fetchall()
-        return [_checkpoint(c) for c in rows]
+        return [_checkpoint(c, folder) for c in rows]
 
     def read_events(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """Complete event lines from byte ``offset`` on, and the offset to continue from."""
@@ -295,7 +292,7 @@ class RunStore:
             text = f.read().decode("utf-8", "replace")
         return "\n".join(text.splitlines()[-lines:])
 
-    # ----- writing (the run's worker, or whoever finds its worker dead) ----------------------------
+    # ----- writing (the run's worker; its supervisor; resume, under the run's lock) -----------------
     def append_event(self, run_id: str, event: dict[str, Any]) -> None:
         """Record one event: a flushed line in events.jsonl, then its effect on the index."""
         event = {"t": now(), **event}
@@ -324,32 +321,48 @@ class RunStore:
             raise RunError(f"unknown status '{status}'")
         self.append_event(run_id, {"type": "status", "status": status, **fields})
 
-    def check_liveness(self, run_id: str | None = None) -> None:
-        """Mark runs whose worker died without a word (kill -9, OOM killer) as failed."""
+    # ----- what readers see of a run whose processes are gone ---------------------------------------
+    def dead_runs(self, run_id: str | None = None) -> dict[str, str]:
+        """Runs marked running whose worker and supervisor are both gone, with why: id -> error.
+
+        Read only: readers report these runs as failed; the supervisor (or the next resume) records it.
+        """
         with self._connect() as db:
-            sql = "SELECT id, pid, status FROM runs WHERE status='running'" + (" AND id=?" if run_id else "")
-            rows = db.execute(sql, (run_id,) if run_id else ()).fetchall()
-        for row in rows:
-            with self._run_lock(row["id"]):  # several readers may find the same dead run at once
-                try:
-                    record = self.read_record(row["id"])
-                except RunError:
-                    continue  # a damaged run.json: reading that run says so; the others stay listable
-                if record.get("status") != "running":
-                    continue
-                pids = [record.get("pid"), record.get("supervisor_pid")]
-                if not any(process_alive(p) for p in pids if p):
-                    try:
-                        self.set_status(row["id"], "failed", error=record.get("exit_reason") or
-                                        "the training process died without reporting (killed, or out of memory)")
-                    except (OSError, sqlite3.OperationalError):
-                        continue  # a full or read-only disk: a reader still reads; a later look records it
+            sql = "SELECT id FROM runs WHERE status='running'" + (" AND id=?" if run_id else "")
+            ids = [row["id"] for row in db.execute(sql, (run_id,) if run_id else ()).fetchall()]
+        dead = {}
+        for found in ids:
+            try:
+                failure = dead_run_error(self.read_record(found))
+            except RunError:
+                continue  # a damaged run.json: reading that run says so; the others stay listable
+            if failure:
+                dead[found] = failure
+        return dead
+
+    def status(self, run_id: str) -> tuple[str, str | None]:
+        """The run's status and error as a reader reports them (from run.json; failed if found dead)."""
+        record = self.read_record(run_id)
+        failure = dead_run_error(record)
+        if failure:
+            return "failed", failure
+        return record.get("status", "queued"), record.get("error")
+
+    def record_if_dead(self, run_id: str) -> bool:
+        """Record a run found dead as failed; True if it was. For ``resume``, holding :meth:`run_lock`,
+        when neither the worker nor its supervisor lived to record it."""
+        failure = dead_run_error(self.read_record(run_id))
+        if failure:
+            self.set_status(run_id, "failed", error=failure)
+        return bool(failure)
 
     @contextmanager
-    def _run_lock(self, run_id: str) -> Iterator[None]:
+    def run_lock(self, run_id: str) -> Iterator[None]:
+        """Held while a run changes hands (resume), so two callers never both start a worker.
+        Not re-entrant: a process takes it once."""
         import fcntl
 
-        with open(self.run_dir(run_id) / ".lock", "a") as handle:
+        with open(self.run_dir(run_id) / LOCK_FILE, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -357,11 +370,11 @@ class RunStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def change_token(self) -> str:
-        """A value that changes whenever any run changes: cheap enough for live followers to poll."""
-        self.check_liveness()
+        """A value that changes whenever any run changes (or is found dead): cheap enough to poll."""
+        dead = self.dead_runs()
         with self._connect() as db:
             count, updated = db.execute("SELECT COUNT(*), MAX(updated) FROM runs").fetchone()
-        return f"{count}:{updated}"
+        return f"{count}:{updated}" + (f":dead={','.join(sorted(dead))}" if dead else "")
 
     def set_record_fields(self, run_id: str, **fields: Any) -> None:
         """Fields of run.json that are not index columns (supervisor pid, exit reason)."""
@@ -397,7 +410,7 @@ class RunStore:
         if row is None:
             raise RunError(f"run '{run_id}' has no checkpoint at step {step}")
         self.append_event(run_id, {"type": "checkpoint_deleted", "step": int(step)})
-        shutil.rmtree(self.run_dir(run_id) / Path(row["path"]).name, ignore_errors=True)
+        shutil.rmtree(self.run_dir(run_id) / checkpoint_of_event({"path": row["path"]}), ignore_errors=True)
 
     # ----- recovery ------------------------------------------------------------------------------
     def rebuild_index(self) -> int:
@@ -448,7 +461,7 @@ def _decode_events(data: bytes) -> list[dict[str, Any]]:
 def _record_from_events(folder: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
     """A run.json recreated from config.yaml and the event stream (rebuild_index's repair of a torn one).
 
-    A run still marked running keeps its worker's pid, so the liveness check decides whether it is.
+    A run still marked running keeps its worker's pid, so readers can tell whether it still is.
     """
     import yaml
 
@@ -471,45 +484,28 @@ def _insert_run(db: sqlite3.Connection, record: dict[str, Any]) -> None:
 
 
 def _apply_event(db: sqlite3.Connection, run_id: str, event: dict[str, Any]) -> None:
-    kind, t = event.get("type"), event.get("t")
-    if kind == "status":
-        status = event["status"]
-        sets = {"status": status, "updated": t, "error": event.get("error")}
-        if status == "running":
-            sets.update(started=t, pid=event.get("pid"), ended=None)
-        elif status in FINAL_STATUSES:
-            sets.update(ended=t, pid=None, eta_seconds=None)
-        _update(db, run_id, sets)
-    elif kind == "progress":
-        keys = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
-        _update(db, run_id, {"updated": t, **{k: event[k] for k in keys if k in event}})
-    elif kind == "eval":
-        metrics = event.get("metrics", {})
+    """Write what ``event`` changes (as `RunState.apply` folds it) into the run's index rows."""
+    row = db.execute("SELECT best_metric_name, best_metric FROM runs WHERE id=?", (run_id,)).fetchone()
+    state = RunState(best_metric={"name": row[0], "value": row[1]} if row is not None and row[0] else None)
+    update = state.apply(event)
+    if update.metrics:
         db.executemany(
             "INSERT INTO metrics (run_id, split, step, epoch, name, value, t) VALUES (?,?,?,?,?,?,?)",
-            [(run_id, event["split"], event.get("step"), event.get("epoch"), name, value, t)
-             for name, value in metrics.items() if isinstance(value, (int, float))],
+            [(run_id, m["split"], m["step"], m["epoch"], m["name"], m["value"], m["t"]) for m in update.metrics],
         )
-        best_name = event.get("best_metric_name")
-        if best_name and best_name in metrics:
-            row = db.execute("SELECT best_metric FROM runs WHERE id=?", (run_id,)).fetchone()
-            if row is not None and (row[0] is None or metrics[best_name] > row[0] or event["split"] == "test"):
-                _update(db, run_id, {"best_metric_name": f"{event['split']}_{best_name}", "best_metric": metrics[best_name]})
-        _update(db, run_id, {"updated": t})
-    elif kind == "checkpoint":
+    if update.checkpoint is not None:
+        c = update.checkpoint
         db.execute(
             "INSERT OR REPLACE INTO checkpoints (run_id, step, path, size, adapter_only, metrics, t) VALUES (?,?,?,?,?,?,?)",
-            (run_id, event["step"], event["path"], event.get("size"), int(bool(event.get("adapter_only"))),
-             json.dumps(event.get("metrics") or {}), t),
+            (run_id, c["step"], c["name"], c["size"], int(c["adapter_only"]), json.dumps(c["metrics"], default=str), c["t"]),
         )
-        if "kept" in event:  # the Trainer rotated older checkpoints away
-            kept = [int(s) for s in event["kept"]]
-            db.execute(f"DELETE FROM checkpoints WHERE run_id=? AND step NOT IN ({','.join('?' * len(kept))})",
-                       (run_id, *kept))
-    elif kind == "checkpoint_deleted":
-        db.execute("DELETE FROM checkpoints WHERE run_id=? AND step=?", (run_id, event["step"]))
-    if kind in ("checkpoint", "checkpoint_deleted", "log"):
-        _update(db, run_id, {"updated": t})
+    if update.kept is not None:
+        db.execute(f"DELETE FROM checkpoints WHERE run_id=? AND step NOT IN ({','.join('?' * len(update.kept))})",
+                   (run_id, *update.kept))
+    if update.deleted_step is not None:
+        db.execute("DELETE FROM checkpoints WHERE run_id=? AND step=?", (run_id, update.deleted_step))
+    if update.summary:
+        _update(db, run_id, update.summary)
 
 
 def _update(db: sqlite3.Connection, run_id: str, sets: dict[str, Any]) -> None:
@@ -517,8 +513,21 @@ def _update(db: sqlite3.Connection, run_id: str, sets: dict[str, Any]) -> None:
     db.execute(f"UPDATE runs SET {columns} WHERE id=?", (*sets.values(), run_id))
 
 
-def _summary(row: sqlite3.Row, checkpoint_count: int) -> dict[str, Any]:
+def dead_run_error(record: dict[str, Any]) -> str | None:
+    """Why a run marked running has stopped without a word (its worker and supervisor are both
+    gone), or None while it runs, or when it is not marked running."""
+    if record.get("status") != "running":
+        return None
+    pids = [p for p in (record.get("pid"), record.get("supervisor_pid")) if p]
+    if any(process_alive(p) for p in pids):
+        return None
+    return record.get("exit_reason") or DIED_WITHOUT_REPORTING
+
+
+def _summary(row: sqlite3.Row, checkpoint_count: int, failure: str | None = None) -> dict[str, Any]:
     data = dict(row)
+    if failure:  # found dead: reported as failed since its last sign of life (nothing is written)
+        data.update(status="failed", error=failure, pid=None, ended=data.get("updated"), eta_seconds=None)
     ended = data.get("ended") or (now() if data["status"] == "running" else None)
     return {
         "id": data["id"], "name": data["name"], "status": data["status"], "task": data["task"],
@@ -533,6 +542,7 @@ def _summary(row: sqlite3.Row, checkpoint_count: int) -> dict[str, Any]:
     }
 
 
-def _checkpoint(row: sqlite3.Row) -> dict[str, Any]:
-    return {"step": row["step"], "path": row["path"], "size": row["size"],
+def _checkpoint(row: sqlite3.Row, run_dir: Path) -> dict[str, Any]:
+    name = checkpoint_of_event({"path": row["path"], "step": row["step"]})
+    return {"step": row["step"], "name": name, "path": str(run_dir / name), "size": row["size"],
             "adapter_only": bool(row["adapter_only"]), "metrics": json.loads(row["metrics"] or "{}")}

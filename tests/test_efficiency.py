@@ -14,7 +14,7 @@ import torch
 from ftkit.config import load_config, schema_fields
 from ftkit.errors import ConfigError, FtkitError
 from ftkit.engine.arguments import hardware_arguments, padding_free, training_arguments
-from ftkit.engine.trainer import label_weighted_loss
+from ftkit.tasks.losses import label_weighted_loss
 from ftkit.engine.training import collator
 
 

@@ -104,7 +104,10 @@ def test_contextual_space_reads_a_conll_file(tiny_model_dir, conll_sample):
 @pytest.fixture
 def tuned_run(runs_dir, tiny_model_dir, conll_sample) -> Run:
     """A finished-looking run whose checkpoint moved "paris" onto "lamb" (and nothing else)."""
-    store = RunStore()
+    return make_tuned_run(RunStore(), tiny_model_dir, conll_sample)
+
+
+def make_tuned_run(store: RunStore, tiny_model_dir, conll_sample) -> Run:
     run_id = store.create_run(load_config({"model": str(tiny_model_dir), "data": {"train": str(conll_sample)}}))
     folder = store.run_dir(run_id) / "checkpoint-3"
     model = BertForTokenClassification.from_pretrained(tiny_model_dir, num_labels=len(LABELS),
@@ -115,9 +118,26 @@ def tuned_run(runs_dir, tiny_model_dir, conll_sample) -> Run:
         table[tokenizer.convert_tokens_to_ids("paris")] = table[tokenizer.convert_tokens_to_ids("lamb")]
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    store.append_event(run_id, {"type": "checkpoint", "step": 3, "path": str(folder), "size": 1, "adapter_only": False,
-                                "metrics": {}})
+    store.append_event(run_id, {"type": "checkpoint", "step": 3, "checkpoint": folder.name, "size": 1,
+                                "adapter_only": False, "metrics": {}})
     return Run(run_id, store)
+
+
+def test_a_run_in_a_store_of_its_own_loads_without_the_environment(tiny_model_dir, conll_sample, tmp_path,
+                                                                   monkeypatch):
+    import ftkit.runs
+
+    monkeypatch.delenv("FTKIT_RUNS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./ftkit-runs here: the default store does not exist
+    monkeypatch.setattr(ftkit.runs, "_KNOWN_STORES", {})
+    run = make_tuned_run(RunStore(tmp_path / "elsewhere"), tiny_model_dir, conll_sample)
+    assert run.store.root == tmp_path / "elsewhere"
+    space = load(run, "static", cache=False)
+    assert space.name.startswith(f"{run.name} (checkpoint-3)")
+    assert resolve_source(run).path == str(run.dir / "checkpoint-3")
+    assert resolve_source(run.id).run.dir == run.dir  # by id: the store this process opened it in
+    assert resolve_source(str(run.dir)).run.store.root == run.store.root  # by folder: the folder's own store
+    assert not (tmp_path / "ftkit-runs").exists()  # looking never created a default store
 
 
 def test_a_run_stands_for_its_checkpoint_and_a_checkpoint_knows_its_run(tuned_run):

@@ -10,11 +10,10 @@ import pytest
 import torch
 from transformers import EvalPrediction
 
-from ftkit.engine.evaluate import (
+from ftkit.engine.evaluate import make_compute_metrics, preprocess_logits_for_metrics
+from ftkit.tasks.scoring import (
     classification_report_dict,
-    make_compute_metrics,
     ner_report,
-    preprocess_logits_for_metrics,
     report_html,
     report_table,
     save_predictions,

@@ -9,7 +9,8 @@ import torch
 
 from ftkit.engine.adapters import save_checkpoint
 from ftkit.errors import FtkitError
-from ftkit.engine.inference import WORD_PATTERN, Predictor, checkpoint_path, entities_html, group_entities
+from ftkit.engine.inference import Predictor, checkpoint_path
+from ftkit.tasks.ner import WORD_PATTERN, entities_html, group_entities
 from ftkit.engine.models import build_model, load_tokenizer
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]

@@ -141,8 +141,8 @@ def test_finetune_launches_a_run_shows_it_and_stores_the_handle(shell, launched)
     assert f"magic-run ({run.id}): queued" in captured.stdout  # the text monitor of a plain shell
 
 
-def make_run(store: RunStore, name: str, status: str | None = None) -> Run:
-    run_id = store.create_run(Config(name=name))
+def make_run(store: RunStore, name: str, status: str | None = None, task: str = "ner") -> Run:
+    run_id = store.create_run(Config(name=name, task=task))
     if status:
         store.set_status(run_id, status, pid=os.getpid())
     return Run(run_id, store)
@@ -238,19 +238,20 @@ def test_ftkit_data_error_names_file_and_line(shell, fake_module):
     assert "Traceback" not in captured.stderr
 
 
-def test_ftkit_predict_highlights_entities_inline(shell, fake_module, monkeypatch):
+def test_ftkit_predict_highlights_entities_inline(shell, monkeypatch):
     make_run(RunStore(), "tagger")
     entities = [{"text": "John", "label": "PER", "start": 0, "end": 4, "score": 0.98}]
     monkeypatch.setattr(Run, "predict", lambda self, texts: [entities for _ in texts])
-    fake_module("engine.inference", entities_html=lambda text, found: f"<mark>{found[0]['text']}</mark>{text[4:]}")
-    result, captured = run_cell(shell, '%ftkit predict tagger "John lives in Paris" -o result')
+    result, captured = run_cell(shell, '%ftkit predict tagger "John <lives> in Paris" -o result')
     assert result.success
     assert shell.user_ns["result"] == entities
-    assert captured.outputs[0].data["text/html"] == "<mark>John</mark> lives in Paris"
+    page = captured.outputs[0].data["text/html"]
+    assert "<mark" in page and "John<sub" in page and "&lt;lives&gt; in Paris" in page
+    assert captured.outputs[0].data["text/plain"] == "PER: John (0.98)"
 
 
 def test_ftkit_predict_shows_the_label_for_classification(shell, monkeypatch):
-    make_run(RunStore(), "sentiment")
+    make_run(RunStore(), "sentiment", task="classification")
     monkeypatch.setattr(Run, "predict", lambda self, texts: [{"label": "1", "scores": {"0": 0.1, "1": 0.9}}])
     _, captured = run_cell(shell, "%ftkit predict sentiment a great movie")
     assert "<b>1</b>" in captured.outputs[0].data["text/html"]
@@ -283,3 +284,45 @@ def test_loading_the_extension_imports_no_training_or_plotting_library():
             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'bokeh', 'ipywidgets') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_ftkit_commands_reach_a_run_launched_into_its_own_store_without_the_environment(
+        shell, tmp_path, monkeypatch, tiny_model_dir):
+    """`%finetune --runs-dir X` then `%ftkit show/stop/resume/predict`: the run's own store, no FTKIT_RUNS_DIR."""
+    from transformers import AutoTokenizer, BertForTokenClassification
+
+    monkeypatch.delenv("FTKIT_RUNS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # and no ./ftkit-runs: the default store does not exist
+    monkeypatch.setattr(ftkit.runs, "_KNOWN_STORES", {})
+    spawned = []
+    monkeypatch.setattr(ftkit.runs, "_spawn", lambda store, run_id, resume: spawned.append((store.root, run_id, resume)))
+    other = tmp_path / "other-store"
+    result, _ = run_cell(shell, f"%finetune --runs-dir {other} --name elsewhere --model {tiny_model_dir} -o run")
+    assert result.success, result.error_in_exec
+    run = shell.user_ns["run"]
+    assert run.store.root == other and spawned == [(other, run.id, False)]
+
+    _, shown = run_cell(shell, f"%ftkit show {run.id}")  # by id: found in the store this kernel launched into
+    assert f"elsewhere ({run.id})" in shown.stdout
+    run.store.set_status(run.id, "running", pid=os.getpid())
+    result, _ = run_cell(shell, "%ftkit stop elsewhere")  # by name
+    assert result.success and (other / run.id / "STOP").exists()
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    model = BertForTokenClassification.from_pretrained(tiny_model_dir, num_labels=len(labels),
+                                                       id2label=dict(enumerate(labels)))
+    model.save_pretrained(run.dir / "checkpoint-4")
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(run.dir / "checkpoint-4")
+    run.store.append_event(run.id, {"type": "checkpoint", "step": 4, "checkpoint": "checkpoint-4"})
+    run.store.set_status(run.id, "stopped")
+    result, _ = run_cell(shell, '%ftkit predict run "John lives in Paris" -o result')  # a Run variable
+    assert result.success, result.error_in_exec
+    assert isinstance(shell.user_ns["result"], list)
+
+    monkeypatch.setattr(ftkit.runs, "_KNOWN_STORES", {})  # as after a kernel restart
+    missing, captured = run_cell(shell, f"%ftkit resume {run.id}")
+    assert isinstance(missing.error_in_exec, UsageError) and "no run" in captured.stderr
+    result, _ = run_cell(shell, f"%ftkit resume {run.id} --runs-dir {other}")
+    assert result.success, result.error_in_exec
+    assert spawned[-1] == (other, run.id, True) and run.status == "queued"
+    assert not (tmp_path / "ftkit-runs").exists()

@@ -273,3 +273,29 @@ async def test_live_channel_returns_the_same_etag_after_its_timeout_when_nothing
 async def test_errors_are_shaped_code_and_message(api):
     code, error = await api("nothing-here")
     assert code == 404 and set(error) == {"code", "message"}
+
+
+async def test_a_get_never_writes_and_reports_a_run_whose_processes_died_as_failed(api, store_with_runs):
+    import subprocess
+
+    store, _ = store_with_runs
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    run_id = add_run(store, "ghost", "running", pid=gone.pid, step=3)
+    folder = store.run_dir(run_id)
+    files = [folder / "events.jsonl", folder / "run.json", store.index_path]
+
+    def snapshot():
+        return [(p.read_bytes(), p.stat().st_mtime_ns) for p in files] + [sorted(p.name for p in folder.iterdir())]
+
+    before = snapshot()
+    code, page = await api("runs")
+    assert code == 200
+    assert next(r for r in page["runs"] if r["id"] == run_id)["status"] == "failed"
+    code, detail = await api("runs", run_id)
+    assert code == 200 and detail["status"] == "failed" and "died without reporting" in detail["error"]
+    code, live = await api("live", params={"timeout": "0"})
+    assert code == 200 and next(r for r in live["runs"] if r["id"] == run_id)["status"] == "failed"
+    code, failed = await api("runs", params={"status": "failed"})
+    assert run_id in {r["id"] for r in failed["runs"]}
+    assert snapshot() == before, "a GET wrote to the run store"

@@ -9,7 +9,8 @@ import pytest
 
 from ftkit.config import load_config
 from ftkit.errors import RunError
-from ftkit.store import RunStore, best_checkpoint
+from ftkit.layout import best_checkpoint
+from ftkit.store import RunStore
 
 
 @pytest.fixture
@@ -163,3 +164,80 @@ def test_best_checkpoint_prefers_the_best_metric_then_the_latest():
     assert best_checkpoint(checkpoints, "f1")["step"] == 1
     assert best_checkpoint(checkpoints, "accuracy")["step"] == 3
     assert best_checkpoint([{"step": 1, "metrics": {"loss": 0.2}}, {"step": 2, "metrics": {"loss": 0.1}}], "loss")["step"] == 2
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def snapshot(paths) -> dict:
+    """Each file's bytes and modification time (ns), and the run folder's listing."""
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else sorted(x.name for x in p.iterdir())
+            for p in paths}
+
+
+def test_readers_report_a_run_whose_processes_died_as_failed_and_write_nothing(store):
+    from ftkit.runs import Run
+
+    run_id = make_run(store, "ghost")
+    store.set_status(run_id, "running", pid=dead_pid())
+    store.set_record_fields(run_id, supervisor_pid=dead_pid())  # the supervisor was killed too
+    folder = store.run_dir(run_id)
+    files = [folder / "events.jsonl", folder / "run.json", store.index_path, folder, store.root]
+    before = snapshot(files)
+
+    runs, total = store.list_runs()
+    assert total == 1 and runs[0]["status"] == "failed" and "died without reporting" in runs[0]["error"]
+    assert store.list_runs(status="failed")[1] == 1 and store.list_runs(status="running")[1] == 0
+    assert store.list_runs(sort="status")[0][0]["status"] == "failed"
+    detail = store.get(run_id)
+    assert detail["status"] == "failed" and detail["pid"] is None and "died" in detail["error"]
+    token = store.change_token()
+    reopened = RunStore(store.root)
+    run = Run(run_id, reopened)
+    assert run.status == "failed" and run.done and "died" in run.error
+    assert reopened.change_token() == token
+    assert snapshot(files) == before, "a reader wrote to the run store"
+    assert [e.get("status") for e in store.read_events(run_id)[0]] == ["running"]
+
+
+def test_the_next_resume_records_a_dead_run_that_no_one_recorded(store):
+    from ftkit.runs import Run
+
+    run_id = make_run(store, "ghost")
+    store.set_status(run_id, "running", pid=dead_pid())
+    with pytest.raises(RunError, match="no checkpoint to resume from"):
+        Run(run_id, store).resume()
+    last = store.read_events(run_id)[0][-1]
+    assert last["status"] == "failed" and "died without reporting" in last["error"]
+    assert store.read_record(run_id)["status"] == "failed"
+    assert store.get(run_id)["status"] == "failed"
+
+
+def test_two_resumes_at_once_start_one_worker(store, monkeypatch):
+    import threading
+    import time
+
+    import ftkit.runs
+    from ftkit.runs import Run
+
+    run_id = make_run(store, "paused")
+    store.append_event(run_id, {"type": "checkpoint", "step": 4, "checkpoint": "checkpoint-4"})
+    store.set_status(run_id, "stopped")
+    spawned, refused = [], []
+    monkeypatch.setattr(ftkit.runs, "_spawn", lambda s, i, resume: (time.sleep(0.3), spawned.append(i)))
+
+    def resume() -> None:
+        try:
+            Run(run_id, RunStore(store.root)).resume()
+        except RunError as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=resume) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert spawned == [run_id] and len(refused) == 1 and "is queued" in refused[0]

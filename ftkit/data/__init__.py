@@ -1,9 +1,9 @@
 """The data layer: any source -> a checked ``datasets.DatasetDict`` -> tokenised model inputs.
 
-Canonical columns: NER ``tokens``/``tags`` (IOB2 strings), classification ``text``/``label``
-(strings). Loading (sources.py) reports every problem as a DataError with file and line; tag
-schemes live in tags.py, tokenisation and label alignment in align.py, and the notebook views in
-stats.py and preview.py.
+Canonical columns are the task's (``ftkit.tasks``): NER ``tokens``/``tags`` (IOB2 strings),
+classification ``text``/``label`` (strings). Loading (sources.py) reports every problem as a
+DataError with file and line; tag schemes live in tags.py, tokenisation and windows in align.py,
+and the notebook views in stats.py and preview.py.
 """
 
 from .align import IGNORE_INDEX, id_maps, label_list, tokenize_dataset, word_windows

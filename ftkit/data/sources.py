@@ -1,8 +1,8 @@
 """Any data source -> a ``datasets.DatasetDict`` with ftkit's canonical columns.
 
-NER rows are ``tokens: list[str]`` and ``tags: list[str]`` (IOB2 after conversion);
-classification rows are ``text: str`` and ``label: str`` (labels stay strings: "0", "positive").
-Files are parsed in plain Python (formats.py), checked here while their line numbers are still
+Which columns a row has, how they are recognised in a raw table and what is checked across splits
+is the task's (``ftkit.tasks``): NER rows are ``tokens: list[str]`` and ``tags: list[str]`` (IOB2
+after conversion), classification rows ``text: str`` and ``label: str``. Files are parsed in plain Python (formats.py), checked here while their line numbers are still
 known, and only then become Arrow-backed datasets, so that every mistake is reported as a
 DataError with file and line rather than as a traceback from pandas or datasets.
 """
@@ -18,38 +18,33 @@ from typing import Any, Mapping
 import datasets
 import pandas as pd
 
-from ..config import TAG_SCHEMES, TASKS, DataConfig
+from ..config import TAG_SCHEMES, DataConfig
 from ..errors import ConfigError, DataError
-from ..engine.models import is_offline
+from ..hub import is_offline
+from ..tasks import DEFAULT_TASK, get_task
+from ..tasks.base import Task
 from . import formats
 from .formats import Table
-from .tags import detect_scheme, split_tag, to_iob2
 
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
                  "val": "validation", "dev": "validation", "eval": "validation", "test": "test", "testing": "test"}
-TOKEN_COLUMNS = ("tokens", "words", "token", "word")
-TAG_COLUMNS = ("tags", "ner_tags", "labels", "ner", "tag")
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
-LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
-NER_FEATURES = datasets.Features({"tokens": datasets.List(datasets.Value("string")),
-                                  "tags": datasets.List(datasets.Value("string"))})
-CLASSIFICATION_FEATURES = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("string")})
 FILE_FORMATS = ("conll", "jsonl", "csv", "tsv")
 _COLUMN_OPTIONS = ("tag_column", "tag_scheme", "text_column", "label_column", "tokens_column", "tags_column", "labels")
 
 Source = Any  # a path or hub id, a pandas DataFrame, a list of rows, (tokens, tags) lists, a Dataset(Dict)
+TaskName = str | Task  # a registered task's name, or the Task itself
 
 
 # ----- public API ---------------------------------------------------------------------------
 
 
-def load_splits(data: DataConfig, task: str, seed: int = 42) -> datasets.DatasetDict:
+def load_splits(data: DataConfig, task: TaskName, seed: int = 42) -> datasets.DatasetDict:
     """The train / validation (/ test) splits a run config names, canonical and checked.
 
     With no validation source, a seeded ``data.validation_fraction`` of train is held out.
     """
-    _check_task(task)
+    task = get_task(task)
     if not data.train:
         raise DataError("no training data: set data.train to a file (e.g. train.conll), a saved dataset folder or a hub id")
     tables = _read_splits(data.train, {"validation": data.validation, "test": data.test}, task, data.format, data)
@@ -59,7 +54,7 @@ def load_splits(data: DataConfig, task: str, seed: int = 42) -> datasets.Dataset
     return _with_validation(splits, data.validation_fraction, seed)
 
 
-def load_source(source: Source, task: str, format: str | None = None, convert_tags: bool = True,
+def load_source(source: Source, task: TaskName, format: str | None = None, convert_tags: bool = True,
                 **column_options: Any) -> datasets.Dataset | datasets.DatasetDict:
     """One source, canonical and checked: a Dataset, or a DatasetDict when the source has splits.
 
@@ -68,7 +63,7 @@ def load_source(source: Source, task: str, format: str | None = None, convert_ta
     original scheme (statistics use it to report scheme violations). Labels are not checked
     across splits here (statistics report them); ``load`` and ``load_splits`` refuse them.
     """
-    _check_task(task)
+    task = get_task(task)
     options = _options(column_options)
     read = _read(source, task, format, options)
     tables = read if isinstance(read, dict) else {"train": read}
@@ -76,7 +71,7 @@ def load_source(source: Source, task: str, format: str | None = None, convert_ta
     return datasets.DatasetDict(splits) if isinstance(read, dict) else splits["train"]
 
 
-def load(source: Source, task: str = "ner", *, validation: Source | None = None, test: Source | None = None,
+def load(source: Source, task: TaskName = DEFAULT_TASK, *, validation: Source | None = None, test: Source | None = None,
          format: str | None = None, validation_fraction: float | None = None, seed: int = 42,
          **column_options: Any) -> datasets.DatasetDict:
     """Notebook convenience: ``ftkit.data.load("train.conll")`` -> a DatasetDict.
@@ -85,7 +80,7 @@ def load(source: Source, task: str = "ner", *, validation: Source | None = None,
     hub id bring their own splits); ``validation``/``test`` add splits; ``validation_fraction``
     holds out a seeded share of train when there is no validation split.
     """
-    _check_task(task)
+    task = get_task(task)
     options = _options(column_options)
     tables = _read_splits(source, {"validation": validation, "test": test}, task, format, options)
     splits = _finish(tables, task, options, convert_tags=True, check_labels=True)
@@ -142,11 +137,6 @@ def guess_format(source: str | os.PathLike) -> str:
 # ----- reading ------------------------------------------------------------------------------
 
 
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {', '.join(TASKS)}; got '{task}'")
-
-
 def _options(column_options: Mapping[str, Any]) -> DataConfig:
     unknown = set(column_options) - set(_COLUMN_OPTIONS)
     if unknown:
@@ -157,7 +147,7 @@ def _options(column_options: Mapping[str, Any]) -> DataConfig:
     return options
 
 
-def _read(source: Source, task: str, format: str | None, options: DataConfig) -> Table | dict[str, Table]:
+def _read(source: Source, task: Task, format: str | None, options: DataConfig) -> Table | dict[str, Table]:
     """Raw rows of a source: one Table, or one per split for sources that carry splits."""
     if isinstance(source, datasets.DatasetDict):
         tables = {name: _dataset_table(ds, f"the '{name}' split") for name, ds in source.items()}
@@ -171,7 +161,7 @@ def _read(source: Source, task: str, format: str | None, options: DataConfig) ->
         if len(first) != len(second):
             raise DataError(f"the two lists have different lengths ({len(first)} and {len(second)}): "
                             "pass (tokens_list, tags_list) or (texts, labels) of equal length")
-        names = ("tokens", "tags") if task == "ner" else ("text", "label")
+        names = task.columns
         return Table({names[0]: list(first), names[1]: list(second)}, "the lists")
     if isinstance(source, list):
         return formats.records_to_table(source, "the list")
@@ -253,7 +243,7 @@ def _split_tables(tables: dict[str, Table], source: str) -> dict[str, Table]:
     return named
 
 
-def _read_splits(source: Source, extras: dict[str, Source | None], task: str, format: str | None,
+def _read_splits(source: Source, extras: dict[str, Source | None], task: Task, format: str | None,
                  options: DataConfig) -> dict[str, Table]:
     """The splits of ``source`` (or it as train), with ``extras`` replacing or adding splits."""
     read = _read(source, task, format, options)
@@ -288,23 +278,18 @@ def _dataset_table(dataset: datasets.Dataset, source: str, path: str | None = No
 # ----- canonical columns --------------------------------------------------------------------
 
 
-def _finish(tables: dict[str, Table], task: str, options: DataConfig, convert_tags: bool,
+def _finish(tables: dict[str, Table], task: Task, options: DataConfig, convert_tags: bool,
             check_labels: bool) -> dict[str, datasets.Dataset]:
-    """Canonical columns, tag conversion, (cross-split label checks); then Arrow datasets."""
+    """The task's canonical columns, its normalisation (NER tags to IOB2), cross-split label checks; then Arrow."""
     for split, table in tables.items():
         if not len(table):
             raise DataError(f"the {split} split ({table.source}) has no examples", table.path)
-    canonical = {split: (_canonical_ner if task == "ner" else _canonical_classification)(table, options)
-                 for split, table in tables.items()}
-    if task == "ner" and convert_tags:
-        scheme = options.tag_scheme
-        if scheme == "auto":
-            scheme = detect_scheme(tags for table in canonical.values() for tags in table.columns["tags"])
-        for table in canonical.values():
-            _convert_tags(table, scheme)
+    canonical = {split: task.canonical(table, options) for split, table in tables.items()}
+    if convert_tags:
+        task.normalise(canonical, options)
     if check_labels:
-        _check_labels_across_splits(canonical, task, options.labels)
-    features = NER_FEATURES if task == "ner" else CLASSIFICATION_FEATURES
+        task.check_labels_across_splits(canonical, options.labels)
+    features = task.features()
     return {split: datasets.Dataset.from_dict(canonical[split].columns, features=features)
             for split in sorted(canonical, key=_split_order)}
 
@@ -313,7 +298,7 @@ def _split_order(split: str) -> int:
     return SPLITS.index(split) if split in SPLITS else len(SPLITS)
 
 
-def _pick(table: Table, given: str | None, candidates: tuple[str, ...], what: str, option: str) -> str:
+def pick_column(table: Table, given: str | None, candidates: tuple[str, ...], what: str, option: str) -> str:
     """The column holding ``what``: the one the user named, else the first known name present."""
     found = ", ".join(table.columns) or "none"
     where = "" if table.path else f"{table.source}: "
@@ -328,14 +313,14 @@ def _pick(table: Table, given: str | None, candidates: tuple[str, ...], what: st
                     f"{', '.join(candidates)} (or name it with {option})", table.path)
 
 
-def _class_names(features: Any, column: str) -> list[str] | None:
+def class_names(features: Any, column: str) -> list[str] | None:
     """Label names of a ClassLabel column, or of a list of ClassLabel (NER tag ids)."""
     feature = features.get(column) if features is not None else None
     feature = getattr(feature, "feature", feature)  # List(ClassLabel) / Sequence(ClassLabel)
     return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
 
 
-def _word_list(value: Any) -> list | None:
+def word_list(value: Any) -> list | None:
     """A list as stored in JSON/Arrow, or a CSV cell: JSON list text or space-separated words."""
     if isinstance(value, str):
         text = value.strip()
@@ -347,117 +332,3 @@ def _word_list(value: Any) -> list | None:
         else:
             return text.split()
     return list(value) if isinstance(value, (list, tuple)) else None
-
-
-def _canonical_ner(table: Table, options: DataConfig) -> Table:
-    tokens_name = _pick(table, options.tokens_column, TOKEN_COLUMNS, "tokens (word list)", "tokens_column")
-    tags_name = _pick(table, options.tags_column, TAG_COLUMNS, "tags (NER tag list)", "tags_column")
-    names = _class_names(table.features, tags_name) or options.labels
-    all_tokens, all_tags, valid = [], [], {"O"}
-    for index, (tokens, tags) in enumerate(zip(table.columns[tokens_name], table.columns[tags_name])):
-        tokens, tags = _word_list(tokens), _word_list(tags)
-        if tokens is None or tags is None:
-            missing = tokens_name if tokens is None else tags_name
-            raise table.error(index, f"'{missing}' must be a list of strings; this row has none")
-        if len(tokens) != len(tags):
-            raise table.error(index, f"{len(tokens)} tokens but {len(tags)} tags: every token needs exactly one tag")
-        if not tokens:
-            raise table.error(index, "an empty sentence (no tokens)")
-        tags = [_tag_name(tag, names, table, index, position) for position, tag in enumerate(tags)]
-        for position, tag in enumerate(tags):
-            if tag not in valid:
-                try:
-                    split_tag(tag)
-                except ValueError as exc:
-                    raise table.error(index, f"invalid tag: {exc}", token=position) from None
-                valid.add(tag)
-        all_tokens.append([str(token) for token in tokens])
-        all_tags.append(tags)
-    return Table({"tokens": all_tokens, "tags": all_tags}, table.source, table.path, table.lines,
-                  one_line_per_token=table.one_line_per_token)
-
-
-def _tag_name(tag: Any, names: list[str] | None, table: Table, index: int, position: int) -> str:
-    if isinstance(tag, str):
-        return tag.strip()
-    if isinstance(tag, int) and not isinstance(tag, bool):
-        if names is None:
-            raise table.error(index, f"tag {tag} is an integer id but the data has no tag names "
-                              "(a ClassLabel feature): give the names in order with data.labels", token=position)
-        if not 0 <= tag < len(names):
-            raise table.error(index, f"tag id {tag} is outside the {len(names)} tag names", token=position)
-        return names[tag]
-    raise table.error(index, f"tag {tag!r} is neither a tag string nor a tag id", token=position)
-
-
-def _convert_tags(table: Table, scheme: str) -> None:
-    tag_lists = table.columns["tags"]
-    for index, tags in enumerate(tag_lists):
-        try:
-            tag_lists[index] = to_iob2(tags, scheme)
-        except ValueError as exc:
-            position = next(i for i, tag in enumerate(tags) if tag[0] in "SE")
-            raise table.error(index, f"{exc} (data.tag_scheme is '{scheme}'; use bioes or auto for S-/E- tags)",
-                              token=position) from None
-
-
-def _canonical_classification(table: Table, options: DataConfig) -> Table:
-    text_name = _pick(table, options.text_column, TEXT_COLUMNS, "text", "text_column")
-    label_name = _pick(table, options.label_column, LABEL_COLUMNS, "label", "label_column")
-    names = _class_names(table.features, label_name)
-    texts, labels = [], []
-    for index, (text, label) in enumerate(zip(table.columns[text_name], table.columns[label_name])):
-        if not isinstance(text, str):
-            raise table.error(index, f"'{text_name}' must be text; this row has {text!r}")
-        texts.append(text)
-        labels.append(_label_name(label, names, table, index, label_name))
-    return Table({"text": texts, "label": labels}, table.source, table.path, table.lines)
-
-
-def _label_name(label: Any, names: list[str] | None, table: Table, index: int, column: str) -> str:
-    if label is None or (isinstance(label, float) and label != label):  # None, or NaN from pandas
-        raise table.error(index, f"this row has no '{column}' value")
-    if isinstance(label, int) and not isinstance(label, bool) and names is not None:
-        if not 0 <= label < len(names):
-            raise table.error(index, f"label id {label} is outside the {len(names)} label names")
-        return names[label]
-    if isinstance(label, float) and label.is_integer():
-        label = int(label)
-    if isinstance(label, (list, dict)):
-        raise table.error(index, f"'{column}' must be one label per row, got {label!r}")
-    text = str(label).strip()
-    if not text:
-        raise table.error(index, f"this row has an empty '{column}'")
-    return text
-
-
-def _label_names_of(row_labels: Any, task: str) -> set[str]:
-    """The labels one row uses: entity types for NER (B-/I- are one label), the label otherwise."""
-    if task == "ner":
-        return {tag[2:] for tag in row_labels if tag != "O"}
-    return {row_labels}
-
-
-def _check_labels_across_splits(tables: dict[str, Table], task: str, given: list[str] | None) -> None:
-    """Validation/test labels must occur in train (or in data.labels when that is given)."""
-    column = "tags" if task == "ner" else "label"
-    if given:
-        allowed = {name[2:] if task == "ner" and name[1:2] == "-" else name for name in given} - {"O"}
-        checked = tables
-        reason = "is not in data.labels ({})".format(", ".join(given))
-    else:
-        if "train" not in tables:
-            return
-        allowed = set()
-        for row in tables["train"].columns[column]:
-            allowed |= _label_names_of(row, task)
-        checked = {split: table for split, table in tables.items() if split != "train"}
-        reason = "never occurs in train; a model cannot learn it (fix the data, or list every label in data.labels)"
-    for split, table in checked.items():
-        for index, row in enumerate(table.columns[column]):
-            unknown = _label_names_of(row, task) - allowed
-            if unknown:
-                label = sorted(unknown)[0]
-                position = next((i for i, tag in enumerate(row) if tag[2:] == label), None) if task == "ner" else None
-                what = f"entity type '{label}'" if task == "ner" else f"label '{label}'"
-                raise table.error(index, f"{split} split: {what} {reason}", token=position)

@@ -1,5 +1,6 @@
 """What is in a dataset, before training on it: sizes, label counts, lengths, and tagging problems.
 
+What is counted per split, and what rows and labels are called, is the task's (``ftkit.tasks``).
 Statistics read NER tags as written (not converted to IOB2), so scheme violations in the source
 are reported against the scheme it uses; entities are counted as spans (conlleval's rules), which
 gives the published CoNLL-2003 counts whatever the scheme.
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 import html
 import math
-from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterable, Mapping
 
-from .tags import detect_scheme, entity_spans, scheme_violations
+from ..tasks import DEFAULT_TASK, get_task
+from ..tasks.base import Task
 
 _SHOWN_VIOLATIONS = 10
 
@@ -33,6 +34,16 @@ class SplitStats:
     def labelled(self) -> int:
         """Entities (NER) or labelled examples (classification)."""
         return sum(self.label_counts.values())
+
+    @classmethod
+    def of(cls, examples: int, lengths: list[int], counts: Mapping[str, int], unique_labels: int,
+           violations: Iterable[dict[str, Any]] = ()) -> "SplitStats":
+        """From per-example lengths in words and label counts: totals, percentiles and sorted counts."""
+        return cls(
+            examples=examples, tokens=sum(lengths), label_counts=dict(sorted(counts.items())),
+            lengths={f"p{q}": _percentile(lengths, q) for q in (50, 90, 99)} | {"max": max(lengths, default=0)},
+            unique_labels=unique_labels, violations=list(violations),
+        )
 
 
 @dataclass
@@ -59,7 +70,7 @@ class DataStats:
         notes = []
         for name, labels in self.unseen_labels.items():
             if labels:
-                what = "entity types" if self.task == "ner" else "labels"
+                what = f"{get_task(self.task).label_noun}s"
                 notes.append(f"{name} has {what} never seen in train: {', '.join(labels)}")
         violations = self.violations
         if violations:
@@ -71,9 +82,9 @@ class DataStats:
         return notes
 
     def _rows(self) -> tuple[list[str], list[list[str]]]:
-        unit = "sentences" if self.task == "ner" else "examples"
+        task = get_task(self.task)
         labels = self._labels()
-        header = ["split", unit, "tokens", "entities" if self.task == "ner" else "labelled", *labels,
+        header = ["split", task.example_noun, "tokens", task.labelled_noun, *labels,
                   "length p50/p90/p99/max", "unique labels", "violations"]
         rows = []
         for name, split in self.splits.items():
@@ -101,7 +112,7 @@ class DataStats:
                 f"<tbody>{body}</tbody></table>{f'<ul>{notes}</ul>' if notes else ''}</div>")
 
 
-def stats(source: Any, task: str = "ner", **column_options: Any) -> DataStats:
+def stats(source: Any, task: str | Task = DEFAULT_TASK, **column_options: Any) -> DataStats:
     """Statistics of a source (path, hub id, DataFrame, lists, Dataset or DatasetDict).
 
     ``column_options`` are those of ``load_source`` (tag_scheme, tokens_column, ...); NER tags
@@ -109,44 +120,16 @@ def stats(source: Any, task: str = "ner", **column_options: Any) -> DataStats:
     """
     from .sources import load_source  # loading needs `datasets`; keep this module light
 
+    task = get_task(task)
     loaded = load_source(source, task, convert_tags=False, **column_options)
     splits = dict(loaded) if hasattr(loaded, "keys") else {"train": loaded}
-    scheme = None
-    if task == "ner":
-        scheme = column_options.get("tag_scheme") or "auto"
-        if scheme == "auto":
-            scheme = detect_scheme(tags for split in splits.values() for tags in split["tags"])
-    result = {name: _split_stats(name, split, task, scheme) for name, split in splits.items()}
+    scheme = task.tag_scheme(splits, column_options.get("tag_scheme"))
+    result = {name: task.split_stats(name, split, scheme) for name, split in splits.items()}
     unseen = {}
     if "train" in result:
         seen = set(result["train"].label_counts)
         unseen = {name: sorted(set(split.label_counts) - seen) for name, split in result.items() if name != "train"}
-    return DataStats(task, result, scheme, unseen)
-
-
-def _split_stats(name: str, dataset: Any, task: str, scheme: str | None) -> SplitStats:
-    violations: list[dict[str, Any]] = []
-    if task == "ner":
-        counts: Counter = Counter()
-        tag_set: set[str] = set()
-        lengths = []
-        for sentence, tags in enumerate(dataset["tags"]):
-            lengths.append(len(tags))
-            tag_set.update(tags)
-            counts.update(kind for kind, _, _ in entity_spans(tags))
-            for position, message in scheme_violations(tags, scheme):
-                violations.append({"split": name, "sentence": sentence, "position": position,
-                                   "tag": tags[position], "message": message})
-        unique = len(tag_set)
-    else:
-        lengths = [len(text.split()) for text in dataset["text"]]
-        counts = Counter(dataset["label"])
-        unique = len(counts)
-    return SplitStats(
-        examples=len(dataset), tokens=sum(lengths), label_counts=dict(sorted(counts.items())),
-        lengths={f"p{q}": _percentile(lengths, q) for q in (50, 90, 99)} | {"max": max(lengths, default=0)},
-        unique_labels=unique, violations=violations,
-    )
+    return DataStats(task.name, result, scheme, unseen)
 
 
 def _percentile(values: list[int], q: int) -> int:

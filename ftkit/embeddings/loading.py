@@ -1,9 +1,10 @@
 """`load(source, space=...)`: an `EmbeddingSpace` from a model, a checkpoint or a run.
 
-A source is ``"default"``, a model folder or hub id, a checkpoint folder (full or LoRA), a run
+A source is ``"default"``, ``"default-causal"``, a model folder or hub id, a checkpoint folder (full or LoRA), a run
 folder, or a run (a `ftkit.runs.Run` or its id/name). A run stands for the checkpoint its
-predictions use (`ftkit.inference.checkpoint_path`: the ``best`` folder, else the best-scoring or
-last checkpoint), and its training data is the default corpus for contextual vectors. Spaces built
+predictions use (`ftkit.layout.choose_checkpoint`: the ``best`` folder, else the best-scoring or
+last checkpoint), read from the run's own store, and its training data is the default corpus for
+contextual vectors. Spaces built
 from files are cached in memory, so the widget and magics can ask again without re-reading a model
 or re-encoding a corpus.
 """
@@ -20,11 +21,13 @@ from typing import Any
 import torch
 
 from ..errors import FtkitError, RunError
+from ..layout import RUN_FILE
+from ..engine.causal import DEFAULT_CAUSAL_MODEL, default_causal_model_dir, is_causal_default
 from ..engine.models import DEFAULT_MODEL, load_tokenizer, quiet_loading, resolve_model_source
 from .contextual import Corpus, entity_type, pool_word_vectors, read_corpus
 from .space import SPACES, EmbeddingSpace
+from .vocabulary import byte_level_words, is_byte_level
 
-RUN_RECORD = "run.json"
 _RESERVED_TOKEN = re.compile(r"^(\[unused\d+\]|<unused\d+>)$")
 _CACHE: OrderedDict[tuple, EmbeddingSpace] = OrderedDict()
 _CACHE_SIZE = 6
@@ -60,7 +63,8 @@ def load(
     """Static input embeddings or contextual word vectors of ``source`` as an `EmbeddingSpace`.
 
     static: one vector per vocabulary entry, without special and ``[unused]`` tokens, and without
-    ``##`` continuation pieces unless ``subwords=True``; a ``corpus`` adds frequencies and tags.
+    ``##`` continuation pieces unless ``subwords=True`` (byte-level BPE: words as text, ``Ġparis`` as
+    ``paris``, pieces inside words only with ``subwords=True``); a ``corpus`` adds frequencies and tags.
     contextual: hidden states of ``layer`` averaged per word over ``corpus`` (a data file, a
     ``datasets`` split or a list of sentences; default: the run's training data), the first
     ``max_sentences`` of it. ``max_words`` keeps the most frequent words.
@@ -123,10 +127,12 @@ def resolve_source(source: Any) -> ModelRef:
                          f"got {source!r}")
     if str(source) == DEFAULT_MODEL:
         return ModelRef(resolve_model_source(DEFAULT_MODEL), DEFAULT_MODEL)
+    if is_causal_default(source):
+        return ModelRef(str(default_causal_model_dir()), DEFAULT_CAUSAL_MODEL)
     path = Path(source).expanduser()
-    if (path / RUN_RECORD).is_file():
+    if (path / RUN_FILE).is_file():
         return resolve_source(_run_at(path))
-    if path.is_dir() and (path.parent / RUN_RECORD).is_file():  # a checkpoint inside a run folder
+    if path.is_dir() and (path.parent / RUN_FILE).is_file():  # a checkpoint inside a run folder
         run = _run_at(path.parent)
         return ModelRef(str(path.resolve()), f"{run.name} ({path.name})", run)
     if (path / "adapter_config.json").is_file():
@@ -150,11 +156,8 @@ def _run_at(folder: Path) -> Any:
 
 
 def _find_run(ref: str) -> Any:
-    """A run by id or name in the run store, if there is a store (looking never creates one)."""
-    from ..config import resolve_runs_dir
-
-    if not resolve_runs_dir().is_dir():
-        return None
+    """A run by id or name in the default store or one this process opened runs in (looking never
+    creates a store)."""
     from ..runs import get
 
     try:
@@ -201,7 +204,14 @@ def load_model(ref: ModelRef, device: str | None = None) -> tuple[Any, Any]:
     encoders load as ``AutoModel`` (a task checkpoint loads its encoder that way too).
     """
     folder = Path(ref.path)
-    if ref.run is not None or (folder / "adapter_config.json").is_file():
+    from ..engine.generation import is_causal_lm_folder
+
+    if (ref.run is not None or (folder / "adapter_config.json").is_file()) and is_causal_lm_folder(folder):
+        from ..engine.generation import load_causal_lm
+
+        model, tokenizer = load_causal_lm(folder)  # an sft checkpoint: full, or LoRA on its base
+        tokenizer = load_tokenizer(tokenizer.name_or_path)  # fast, and takes pre-split words
+    elif ref.run is not None or (folder / "adapter_config.json").is_file():
         from ..engine.adapters import load_for_inference
 
         model, tokenizer = load_for_inference(folder)
@@ -228,15 +238,20 @@ def static_space(model: Any, tokenizer: Any, name: str, *, lowercase: bool = Fal
     table = model.get_input_embeddings().weight.detach()
     special = set(tokenizer.all_special_tokens)
     vocabulary = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-    kept = [(token, i) for token, i in vocabulary if i < table.shape[0] and token not in special
-            and not _RESERVED_TOKEN.match(token) and (subwords or not token.startswith("##"))]
+    byte_level = is_byte_level(tokenizer)
+    if byte_level:  # "Ġparis" -> "paris"; pieces and non-words left out (see .vocabulary)
+        kept = byte_level_words([(t, i) for t, i in vocabulary if i < table.shape[0]], special, subwords)
+    else:
+        kept = [(token, i) for token, i in vocabulary if i < table.shape[0] and token not in special
+                and not _RESERVED_TOKEN.match(token) and (subwords or not token.startswith("##"))]
     if not kept:
         raise FtkitError(f"the vocabulary of {name} holds only special tokens: its tokenizer did not load its words")
     words = [token for token, _ in kept]
     vectors = table[torch.tensor([i for _, i in kept], device=table.device)].clone()
 
     def subword_vector(word: str) -> torch.Tensor:
-        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+        # Byte-level BPE: the leading space makes these the pieces of the word in running text ("Ġxyl").
+        pieces = tokenizer(" " + word if byte_level else word, add_special_tokens=False)["input_ids"]
         if not pieces or all(piece == tokenizer.unk_token_id for piece in pieces):
             raise FtkitError(f"'{word}' has no known pieces in the vocabulary of {name}")
         return table[torch.tensor(pieces, device=table.device)].mean(dim=0)

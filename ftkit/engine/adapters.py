@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, FtkitError
+from ..layout import checkpoint_name
+from ..tasks import all_tasks, get_task, task_for_architectures, task_for_peft_type
 from .models import build_model, default_lora_targets, head_module_names, load_tokenizer, model_class, quiet_loading
 
 # peft 0.21 still calls transformers' deprecated `is_gradient_checkpointing`; users can do nothing about it.
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 MODEL_CONFIG_FILE = "config.json"
-_PEFT_TASK_TYPES = {"ner": "TOKEN_CLS", "classification": "SEQ_CLS"}
 _logger = logging.getLogger("ftkit")
 
 
@@ -57,7 +58,7 @@ def _apply_lora(model: "PreTrainedModel", adapter: "AdapterConfig", task: str, h
     if not targets:
         raise ConfigError(f"no default LoRA target modules for model type '{model_type}': set adapter.target_modules "
                           f"to some of its linear layers ({', '.join(_linear_layer_names(model)[:12])})")
-    config = LoraConfig(task_type=_PEFT_TASK_TYPES[task], r=adapter.r, lora_alpha=adapter.alpha,
+    config = LoraConfig(task_type=get_task(task).peft_task_type, r=adapter.r, lora_alpha=adapter.alpha,
                         lora_dropout=adapter.dropout, target_modules=list(targets), modules_to_save=list(heads))
     try:
         return get_peft_model(model, config)
@@ -122,7 +123,7 @@ def label_config_callback() -> Any:
 
     class SaveLabelConfig(TrainerCallback):
         def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            folder = Path(args.output_dir) / checkpoint_name(state.global_step)
             model = getattr(model, "module", model)  # unwrap DistributedDataParallel
             if args.should_save and model is not None and adapter_only(folder):
                 model.config.save_pretrained(folder)
@@ -163,14 +164,15 @@ def _load_lora(folder: Path) -> Any:
     from peft import PeftModel
 
     adapter_config = json.loads((folder / ADAPTER_CONFIG_FILE).read_text())
-    task = {v: k for k, v in _PEFT_TASK_TYPES.items()}.get(adapter_config.get("task_type"))
+    task = task_for_peft_type(adapter_config.get("task_type"))
     base = adapter_config.get("base_model_name_or_path")
     if task is None or not base:
-        raise FtkitError(f"{folder / ADAPTER_CONFIG_FILE} lacks a task_type (TOKEN_CLS/SEQ_CLS) or base_model_name_or_path")
+        types = "/".join(t.peft_task_type for t in all_tasks())
+        raise FtkitError(f"{folder / ADAPTER_CONFIG_FILE} lacks a task_type ({types}) or base_model_name_or_path")
     if Path(base).is_absolute() and not Path(base).exists():
         raise FtkitError(f"the base model {base} of LoRA checkpoint {folder} no longer exists: put it back, or "
                          "merge checkpoints while it exists (ftkit.adapters.merge_checkpoint) to make them standalone")
-    model = build_model(base, task, _checkpoint_labels(folder))
+    model = build_model(base, task.name, _checkpoint_labels(folder))
     return PeftModel.from_pretrained(model, str(folder))
 
 
@@ -198,13 +200,12 @@ def _has_tokenizer(folder: Path) -> bool:
 
 
 def task_of(architectures: list[str], where: Any = "model") -> str:
-    """"ner" or "classification" from a config's ``architectures`` entry."""
-    for name in architectures:
-        if name.endswith("ForTokenClassification"):
-            return "ner"
-        if name.endswith("ForSequenceClassification"):
-            return "classification"
-    raise FtkitError(f"{where} is not a token or sequence classification model (architectures: {architectures or 'none'})")
+    """The name of the task whose model class a config's ``architectures`` entry names."""
+    task = task_for_architectures(architectures)
+    if task is None:
+        kinds = " or ".join(f"*{t.architecture_suffix}" for t in all_tasks())
+        raise FtkitError(f"{where} is not a {kinds} model (architectures: {architectures or 'none'})")
+    return task.name
 
 
 def merge_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:

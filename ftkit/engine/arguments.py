@@ -10,6 +10,8 @@ from transformers import TrainingArguments
 
 from ..config import Config
 from ..errors import FtkitError
+from ..layout import higher_is_better
+from ..tasks import get_task
 from .distributed import world_size
 
 
@@ -76,7 +78,7 @@ def training_arguments(config: Config, output_dir: Path) -> TrainingArguments:
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=load_best,
         metric_for_best_model=config.best_metric,
-        greater_is_better=not config.best_metric.endswith("loss"),
+        greater_is_better=higher_is_better(config.best_metric),
         logging_steps=t.logging_steps,
         logging_strategy="steps",
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
@@ -117,15 +119,17 @@ def padding_free(config: Config, model: Any, cuda: bool) -> bool:
     Packing puts several sentences in one row and tells attention where each starts. In
     transformers 5.24 an encoder like BERT honours those boundaries only through flash-attention's
     variable-length kernels: its SDPA and eager masks ignore ``position_ids``, so packed sentences
-    would attend to each other. Classification heads pool one vector per row, so they never pack.
+    would attend to each other. Only tasks whose ``supports_packing`` says so pack: classification
+    heads pool one vector per row, so they never do.
     """
     choice = config.training.padding_free
     attention = getattr(getattr(model, "config", None), "_attn_implementation", None) or ""
-    supported = config.task == "ner" and attention.startswith("flash_attention")
+    packs = get_task(config.task).supports_packing
+    supported = packs and attention.startswith("flash_attention")
     if choice == "always" and not supported:
         raise FtkitError(
             f"training.padding_free is 'always', but {type(model).__name__} uses {attention or 'unknown'} attention"
-            f"{' for classification' if config.task != 'ner' else ''}: packed batches need a token-level task and "
+            f"{'' if packs else f' for {config.task}'}: packed batches need a token-level task and "
             "flash-attention (pip install flash-attn, on an Ampere or newer GPU). Use padding_free: auto")
     return supported and (choice == "always" or cuda) and choice != "never"
 

@@ -27,16 +27,15 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..layout import CONFIG_FILE, RANK_ERROR_GLOB, rank_error_name, rank_of_error_file
 from .distributed import process_rank
 
 if TYPE_CHECKING:
     from ..config import Config
 
-RANK_ERROR_GLOB = "rank-*.err"
-
 
 def rank_error_file(run_dir: Path, rank: int) -> Path:
-    return Path(run_dir) / f"rank-{rank}.err"
+    return Path(run_dir) / rank_error_name(rank)
 
 
 def devices_per_node(config: "Config") -> int:
@@ -99,7 +98,7 @@ def rank_failure(run_dir: Path, launcher_log: str = "") -> str | None:
     for path in sorted(Path(run_dir).glob(RANK_ERROR_GLOB), key=lambda p: p.stat().st_mtime):
         lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         if lines:
-            errors[int(path.stem.removeprefix("rank-"))] = lines[0]
+            errors[rank_of_error_file(path)] = lines[0]
     causes = _ROOT_CAUSE.findall(launcher_log)
     if causes:
         rank, how = int(causes[-1][0]), causes[-1][1].strip()
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return train_rank(args.run_dir, args.resume)
     from ..config import load_config
 
-    config = load_config(args.run_dir / "config.yaml")
+    config = load_config(args.run_dir / CONFIG_FILE)
     command = torchrun_command(config, args.run_dir, args.resume, node_rank=args.node_rank)
     os.execv(command[0], command)  # this node's torchrun replaces us: signals and exit status go straight to it
     return 0  # pragma: no cover

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..errors import FtkitError
+from ..hub import hub_error
+from ..tasks import get_task
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
@@ -49,19 +51,6 @@ def resolve_model_source(model: str | os.PathLike) -> str:
     if str(model).startswith((".", "/", "~")) or os.sep in str(model).strip("/").replace("/", "", 1):
         raise FtkitError(f"model folder {model} does not exist")
     return str(model)
-
-
-def is_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
-def hub_error(what: str, name: str, exc: Exception) -> FtkitError:
-    """The message for a hub id that could not be fetched (offline, typo, or private)."""
-    return FtkitError(
-        f"could not load {what} '{name}' from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-        f"Offline? Use model: default, or download it once and point at the local folder "
-        f"(model: /path/to/folder saved with save_pretrained)."
-    )
 
 
 # ----- tokenizer and model ---------------------------------------------------------------------
@@ -112,14 +101,8 @@ def _is_byte_level(tokenizer: Any) -> bool:
 
 
 def model_class(task: str) -> type:
-    """The transformers Auto class for ``task`` ("ner" or "classification")."""
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-    if task == "ner":
-        return AutoModelForTokenClassification
-    if task == "classification":
-        return AutoModelForSequenceClassification
-    raise FtkitError(f"unknown task '{task}': use ner or classification")
+    """The transformers Auto class the task (a registered name) builds its model with."""
+    return get_task(task).model_class()
 
 
 def build_model(source: str, task: str, labels: list[str]) -> "PreTrainedModel":
@@ -129,12 +112,11 @@ def build_model(source: str, task: str, labels: list[str]) -> "PreTrainedModel":
     checkpoint lacks are still reported (they would start random), and real errors still raise.
     Attention runs on the fastest kernel the architecture supports (see `preferred_attention`).
     """
-    if not labels:
+    task_ = get_task(task)
+    if task_.label_column is not None and not labels:
         raise FtkitError("a model needs at least one label; the training data gave none")
-    auto_class = model_class(task)
-    id2label = dict(enumerate(labels))
-    kwargs = dict(num_labels=len(labels), id2label=id2label, label2id={label: i for i, label in id2label.items()},
-                  output_loading_info=True)
+    auto_class = task_.model_class()
+    kwargs = dict(task_.model_kwargs(labels), output_loading_info=True)
     with quiet_loading():
         try:
             try:

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from ..store import CHECKPOINT_PREFIX, RunStore, folder_size
+from ..layout import checkpoint_name, saved_checkpoints
+from ..store import RunStore, folder_size
 
 PROGRESS_INTERVAL_S = 0.5  # a follower sees progress well within a second
 
@@ -71,15 +72,17 @@ class EventCallback(TrainerCallback):
                             "epoch": state.epoch, "metrics": metrics, "best_metric_name": self.best_metric})
 
     def on_save(self, args, state, control, **kwargs):
-        folder = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
+        # The event names the checkpoint (checkpoint-<step>), not where it is: readers join the name
+        # with the run folder, so a run store that moves keeps working.
+        name = checkpoint_name(state.global_step)
+        folder = Path(args.output_dir) / name
         if not state.is_world_process_zero or not folder.is_dir():
             return
         metrics = next((h for h in reversed(state.log_history) if h.get("step") == state.global_step
                         and any(k.startswith("eval_") for k in h)), {})
-        kept = sorted(int(p.name.removeprefix(CHECKPOINT_PREFIX)) for p in Path(args.output_dir).glob(f"{CHECKPOINT_PREFIX}*")
-                      if p.name.removeprefix(CHECKPOINT_PREFIX).isdigit())
+        kept = saved_checkpoints(args.output_dir)
         self._write(state, {
-            "type": "checkpoint", "step": state.global_step, "path": str(folder), "size": folder_size(folder),
+            "type": "checkpoint", "step": state.global_step, "checkpoint": name, "size": folder_size(folder),
             "adapter_only": self.adapter_only, "kept": kept,
             "metrics": {k.removeprefix("eval_"): v for k, v in metrics.items() if k.startswith("eval_")},
         })

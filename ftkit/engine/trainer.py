@@ -19,7 +19,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..errors import FtkitError
-from ..store import CHECKPOINT_PREFIX
+from ..layout import checkpoint_name, partial_name
 
 
 class FtkitTrainer(Trainer):
@@ -67,8 +67,8 @@ class FtkitTrainer(Trainer):
         from transformers.trainer_utils import rotate_checkpoints
 
         run_dir = Path(self._get_output_dir(trial=trial))
-        final = run_dir / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
-        partial = run_dir / f".tmp-{final.name}"
+        final = run_dir / checkpoint_name(self.state.global_step)
+        partial = run_dir / partial_name(final.name)
         if self.args.should_save:
             shutil.rmtree(partial, ignore_errors=True)  # left by an earlier crash
         self.accelerator.wait_for_everyone()
@@ -76,7 +76,7 @@ class FtkitTrainer(Trainer):
             self.store_flos()
         best = self.state.best_global_step
         if best:  # named by its final path: it is what trainer_state.json and rotation must refer to
-            best_dir = run_dir / f"{CHECKPOINT_PREFIX}{best}"
+            best_dir = run_dir / checkpoint_name(best)
             if best == self.state.global_step or best_dir.exists():
                 self.state.best_model_checkpoint = str(best_dir)
         try:
@@ -129,21 +129,3 @@ def disk_full(folder: Path, exc: BaseException) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
-
-
-def label_weighted_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
-    """Cross-entropy summed over the labelled tokens (or texts), divided by their count in the whole
-    optimiser step: across accumulation steps and processes, exactly as one big batch would be.
-
-    transformers 5.24 assumes that a model whose forward takes ``**kwargs`` divides its loss by
-    ``num_items_in_batch`` itself, and scales it up by the accumulation steps and the process count
-    accordingly. BERT's classification heads take ``**kwargs`` but average per batch, so without
-    this the gradient would grow with gradient_accumulation_steps and with the number of processes.
-    """
-    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-    labels = labels.to(logits.device)
-    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1),
-                                             ignore_index=-100, reduction="sum")
-    count = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum().clamp(min=1)
-    return loss / count
-

@@ -12,24 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    DataCollatorForTokenClassification,
-    DataCollatorWithFlattening,
-    DataCollatorWithPadding,
-    EarlyStoppingCallback,
-    Trainer,
-    TrainerCallback,
-)
+from transformers import DataCollatorWithFlattening, EarlyStoppingCallback, Trainer, TrainerCallback
 
 from .. import data
 from ..config import Config
 from ..errors import FtkitError
-from ..store import PREDICTIONS_DIR, RunStore, best_checkpoint
+from ..layout import CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
+from ..store import RunStore
+from ..tasks import get_task
+from ..tasks.scoring import report_table
 from . import adapters, evaluate, models
 from .arguments import padding_free, training_arguments
 from .distributed import is_main_process
 from .reporting import EventCallback
-from .trainer import FtkitTrainer, label_weighted_loss
+from .trainer import FtkitTrainer
 
 
 @dataclass
@@ -77,14 +73,11 @@ def _model_max_length(tokenizer: Any) -> int:
 
 
 def collator(task: str, tokenizer: Any, cuda: bool, packed: bool = False) -> Any:
-    """Dynamic padding: each batch is padded to its own longest sequence (to a multiple of 8 on GPU);
-    ``packed``: one padding-free row per batch with flash-attention's sequence boundaries."""
+    """The task's dynamic padding: each batch is padded to its own longest sequence (to a multiple of 8
+    on GPU); ``packed``: one padding-free row per batch with flash-attention's sequence boundaries."""
     if packed:
         return DataCollatorWithFlattening(return_flash_attn_kwargs=True, separator_id=-100)
-    multiple = 8 if cuda else None
-    if task == "ner":
-        return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=multiple)
-    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
+    return get_task(task).collator(tokenizer, pad_to_multiple_of=8 if cuda else None)
 
 
 def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerCallback] = ()) -> FtkitTrainer:
@@ -96,6 +89,8 @@ def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerC
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
     id2label = dict(enumerate(prepared.labels))
     cuda = not args.use_cpu
+    task = get_task(config.task)
+    compute_metrics = evaluate.make_compute_metrics(config.task, id2label)
     trainer = FtkitTrainer(
         model=prepared.model,
         args=args,
@@ -103,9 +98,10 @@ def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerC
         eval_dataset=prepared.features.get("validation"),
         processing_class=prepared.tokenizer,
         data_collator=collator(config.task, prepared.tokenizer, cuda),
-        compute_loss_func=label_weighted_loss,
-        compute_metrics=evaluate.make_compute_metrics(config.task, id2label),
-        preprocess_logits_for_metrics=evaluate.preprocess_logits_for_metrics,
+        compute_loss_func=task.loss_function(),
+        compute_metrics=compute_metrics,
+        # Metrics read argmax ids; without metrics there is nothing to reduce logits for.
+        preprocess_logits_for_metrics=evaluate.preprocess_logits_for_metrics if compute_metrics else None,
         callbacks=callbacks,
     )
     if padding_free(config, prepared.model, cuda):
@@ -115,26 +111,13 @@ def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerC
 
 
 def evaluate_split(trainer: Trainer, prepared: Prepared, split: str) -> tuple[dict[str, Any], Any]:
-    """Metrics for one split plus predictions mapped back to its sentences, in dataset order."""
-    features = prepared.features[split]
-    output = trainer.predict(features, metric_key_prefix=split)
-    metrics = {k.removeprefix(f"{split}_"): v for k, v in output.metrics.items()}
-    return metrics, output.predictions
+    """Metrics for one split plus what the task's predictions file needs (the task's ``evaluate``)."""
+    return get_task(prepared.config.task).evaluate(trainer, prepared.features[split], split)
 
 
 def save_split_predictions(prepared: Prepared, split: str, predictions: Any, path: Path) -> None:
-    raw, features = prepared.raw[split], prepared.features[split]
-    id2label = dict(enumerate(prepared.labels))
-    if prepared.config.task == "ner":
-        by_sentence = evaluate.word_predictions(features, predictions, id2label)
-        predicted = [by_sentence.get(i, ["O"] * len(tokens)) for i, tokens in enumerate(raw["tokens"])]
-        evaluate.save_predictions(path, raw["tokens"], raw["tags"], predicted)
-    else:
-        order = features["sentence_id"] if "sentence_id" in features.column_names else range(len(features))
-        predicted = [None] * len(raw)
-        for row, sentence in zip(predictions, order):
-            predicted[sentence] = id2label[int(row)]
-        evaluate.save_predictions(path, raw["text"], raw["label"], predicted)
+    """The task's predictions file for ``split``: one line per example, in the split's order."""
+    get_task(prepared.config.task).save_predictions(prepared, split, predictions, path)
 
 
 def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
@@ -146,7 +129,7 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
 
     main = is_main_process()
     folder = store.run_dir(run_id)
-    config = load_config(folder / "config.yaml")
+    config = load_config(folder / CONFIG_FILE)
     if main:
         store.set_status(run_id, "running", pid=os.getpid())
     prepared = prepare(config)
@@ -192,30 +175,30 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
             store.append_event(run_id, {"type": "eval", "split": "test", "step": trainer.state.global_step,
                                         "epoch": trainer.state.epoch, "metrics": metrics,
                                         "best_metric_name": config.best_metric})
-            log("test report\n" + evaluate.report_table(metrics, config.task))
+            log("test report\n" + report_table(metrics, config.task))
             if config.output.save_predictions:
-                save_split_predictions(prepared, "test", predictions, folder / PREDICTIONS_DIR / "test.jsonl")
+                save_split_predictions(prepared, "test", predictions, folder / predictions_file("test"))
     if main:
         store.set_status(run_id, "completed")
     return "completed"
 
 
 def evaluate_run(store: RunStore, run_id: str, split: str = "test", checkpoint: str | None = None) -> dict[str, Any]:
-    """Evaluate a saved checkpoint of a run on one split (for `ftkit eval`)."""
+    """Evaluate a saved checkpoint of a run on one split (`ftkit eval`, in a worker process).
+
+    ``checkpoint`` is a step, a checkpoint name or a folder; by default the run's best
+    (`ftkit.layout.choose_checkpoint`, as for predictions).
+    """
     from ..config import load_config
 
     folder = store.run_dir(run_id)
-    config = load_config(folder / "config.yaml")
-    checkpoints = store.checkpoints(run_id)
-    if checkpoint is None:
-        if not checkpoints:
-            raise FtkitError(f"run {run_id} has no checkpoint to evaluate")
-        checkpoint = best_checkpoint(checkpoints, config.best_metric)["path"]
+    config = load_config(folder / CONFIG_FILE)
+    checkpoint = str(choose_checkpoint(folder, store.checkpoints(run_id), config.best_metric, checkpoint, run_id))
     prepared = prepare(config)
     if split not in prepared.features:
         raise FtkitError(f"run {run_id} has no '{split}' split; its splits: {', '.join(prepared.features)}")
     prepared.model, prepared.tokenizer = adapters.load_for_inference(checkpoint)
-    trainer = build_trainer(prepared, folder / "eval-tmp")
+    trainer = build_trainer(prepared, folder / EVAL_DIR)
     metrics, _ = evaluate_split(trainer, prepared, split)
     return metrics
 

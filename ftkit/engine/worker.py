@@ -1,31 +1,43 @@
-"""The processes behind a run: a light supervisor, and the training worker it watches.
+"""The processes behind a run: a light supervisor, the training worker it watches, and the jobs
+the CLI runs on a run's checkpoints.
 
 `python -m ftkit.engine.worker supervise RUN_DIR` runs in its own session (it survives the kernel or
 terminal that started it), starts `python -m ftkit.engine.worker train RUN_DIR`, and when the worker
 ends without reporting (kill -9, the OOM killer, a crash in native code) marks the run failed
-with the cause. The worker is the only process that imports the training stack.
+with the cause. The worker writes its run's events; the supervisor records how it ended.
+
+`evaluate`, `predict` and `merge` are the training-stack jobs of `ftkit eval/predict/merge`:
+each loads a checkpoint (by default the run's best, `ftkit.layout.choose_checkpoint`) and writes
+``{"result": ...}`` or ``{"error": "..."}`` as JSON to ``--output`` (default: stdout), so the CLI
+never imports torch. Worker processes are the only ones that import the training stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from . import launch
 from ..config import load_config
 from ..errors import FtkitError
-from ..store import FINAL_STATUSES, RunStore
+from ..events import FINAL_STATUSES
+from ..layout import CONFIG_FILE, LOG_FILE, MERGED_DIR, RANK_ERROR_GLOB, choose_checkpoint
+from ..store import RunStore
+
+JOBS = ("evaluate", "predict", "merge")
 
 
 def supervise(run_dir: Path, resume: bool) -> int:
     store, run_id = RunStore(run_dir.parent), run_dir.name
     _, start_offset = store.read_events(run_id)  # what this attempt's worker reports comes after here
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(run_dir / CONFIG_FILE)
     distributed = launch.is_distributed(config)
     if distributed:  # torchrun starts one worker per device; they report through rank 0 and rank-<i>.err
         launch.clear_rank_errors(run_dir)
@@ -49,10 +61,11 @@ def supervise(run_dir: Path, resume: bool) -> int:
             if -code == signal.SIGKILL:
                 reason += ": kill -9, or the system ran out of memory"
         else:
-            reason = f"the training process exited with code {code} without reporting; see train.log"
+            reason = f"the training process exited with code {code} without reporting; see {LOG_FILE}"
         rank_error = launch.rank_failure(run_dir, store.log_tail(run_id, 200)) if distributed else None
         if rank_error:
-            reason = f"{rank_error} (the distributed launch exited with code {code}; see train.log and rank-*.err)"
+            reason = (f"{rank_error} (the distributed launch exited with code {code}; "
+                      f"see {LOG_FILE} and {RANK_ERROR_GLOB})")
         store.set_record_fields(run_id, exit_reason=reason)
         store.set_status(run_id, "failed", error=reason)
     return 0
@@ -79,12 +92,73 @@ def train(run_dir: Path, resume: bool) -> int:
     return 0
 
 
+# ----- jobs on a run's checkpoints (ftkit eval / predict / merge) ------------------------------------------
+
+
+def _checkpoint(store: RunStore, run_dir: Path, requested: str | None) -> Path:
+    config = load_config(run_dir / CONFIG_FILE)
+    return choose_checkpoint(run_dir, store.checkpoints(run_dir.name), config.best_metric, requested, run_dir.name)
+
+
+def evaluate_job(run_dir: Path, split: str = "test", checkpoint: str | None = None) -> dict[str, Any]:
+    """Metrics of a checkpoint on ``split``, and the report table people read."""
+    from ..tasks.scoring import report_table
+    from .training import evaluate_run
+
+    store = RunStore(run_dir.parent)
+    path = _checkpoint(store, run_dir, checkpoint)
+    metrics = evaluate_run(store, run_dir.name, split=split, checkpoint=str(path))
+    task = load_config(run_dir / CONFIG_FILE).task
+    return {"checkpoint": str(path), "split": split, "metrics": metrics, "report": report_table(metrics, task)}
+
+
+def predict_job(run_dir: Path, texts: list[str], checkpoint: str | None = None) -> list[Any]:
+    from .inference import Predictor
+
+    return Predictor.from_checkpoint(_checkpoint(RunStore(run_dir.parent), run_dir, checkpoint)).predict(list(texts))
+
+
+def merge_job(run_dir: Path, output: str | None = None, checkpoint: str | None = None) -> dict[str, Any]:
+    from .adapters import merge_checkpoint
+
+    path = _checkpoint(RunStore(run_dir.parent), run_dir, checkpoint)
+    return {"checkpoint": str(path), "path": str(merge_checkpoint(path, output or run_dir / MERGED_DIR))}
+
+
+def run_job(args: argparse.Namespace) -> int:
+    """One job; its result (or the error the user can fix) goes to ``--output`` as JSON."""
+    run_dir = args.run_dir.resolve()
+    try:
+        if args.mode == "evaluate":
+            result: Any = evaluate_job(run_dir, args.split, args.checkpoint)
+        elif args.mode == "predict":
+            result = predict_job(run_dir, json.loads(Path(args.texts_file).read_text(encoding="utf-8")), args.checkpoint)
+        else:
+            result = merge_job(run_dir, args.merged_dir, args.checkpoint)
+        reply, code = {"result": result}, 0
+    except FtkitError as exc:
+        reply, code = {"error": str(exc)}, 2
+    text = json.dumps(reply, default=str)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        print(text, flush=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ftkit.engine.worker")
-    parser.add_argument("mode", choices=("supervise", "train"))
+    parser.add_argument("mode", choices=("supervise", "train", *JOBS))
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--split", default="test", help="evaluate: the split to score")
+    parser.add_argument("--checkpoint", help="evaluate/predict/merge: a step, checkpoint name or folder (default: the best)")
+    parser.add_argument("--texts-file", help="predict: a JSON list of texts")
+    parser.add_argument("--merged-dir", help="merge: the output folder (default: RUN_DIR/merged)")
+    parser.add_argument("--output", help="evaluate/predict/merge: where to write the JSON result (default: stdout)")
     args = parser.parse_args(argv)
+    if args.mode in JOBS:
+        return run_job(args)
     run_dir = args.run_dir.resolve()
     return (supervise if args.mode == "supervise" else train)(run_dir, args.resume)
 

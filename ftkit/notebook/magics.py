@@ -15,7 +15,6 @@ import functools
 import re
 import typing
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from IPython.core.error import UsageError
@@ -23,8 +22,9 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, argument_group, magic_arguments, parse_argstring
 from IPython.display import HTML, display
 
-from ..config import TASKS, Config, load_config, parse_value, schema_fields
+from ..config import Config, load_config, parse_value, schema_fields
 from ..errors import ConfigError, FtkitError
+from ..tasks import TASK_NAMES, get_task, task_for_file
 
 # Short names for the flags people type most; every other field is --<field-name>.
 FLAG_ALIASES: dict[str, tuple[str, ...]] = {
@@ -159,10 +159,6 @@ def _parse_yaml_body(text: str) -> dict[str, Any]:
     return data
 
 
-def _guess_task(path: str) -> str:
-    return "classification" if Path(path).suffix.lower() in (".tsv", ".csv") else "ner"
-
-
 @magics_class
 class FtkitMagics(Magics):
     """``%finetune``, ``%%finetune`` and ``%ftkit``."""
@@ -209,9 +205,12 @@ class FtkitMagics(Magics):
     @argument("--run", metavar="RUN", help="neighbors/moved: the fine-tuned run to compare with")
     @argument("--k", type=int, metavar="K", help="neighbors/moved: how many words (default 10 / 20)")
     @argument("--space", help="neighbors/moved: which embedding space (default: static / contextual)")
-    @argument("--task", choices=TASKS, help="data: how to read the file (default: ner, classification for .tsv/.csv)")
+    @argument("--task", choices=TASK_NAMES, help="data: how to read the file (default: ner, classification for .tsv/.csv)")
     @argument("-n", type=int, default=5, metavar="N", help="data: sentences to preview (default 5)")
     @argument("--status", help="runs: only runs with this status")
+    @argument("--runs-dir", metavar="DIR", type=unquote,
+              help="the run store to look in (default: $FTKIT_RUNS_DIR or ./ftkit-runs, then the stores of "
+                   "runs this kernel started)")
     @argument("-o", "--output", metavar="VAR", help="store the command's result (Run, runs, predictions) in VAR")
     @line_magic
     def ftkit(self, line: str) -> None:
@@ -226,7 +225,9 @@ class FtkitMagics(Magics):
         %ftkit neighbors WORD [--run RUN] [--k 10]   nearest words in the embedding space
         %ftkit moved --run RUN [--k 20]      words whose embeddings moved most in fine-tuning
 
-        RUN is a run id, a unique id prefix, or a run name.
+        RUN is a run id, a unique id prefix, a run name, a run folder, or a variable holding a Run
+        (which carries its own store). Runs launched with --runs-dir / output.dir are found
+        without FTKIT_RUNS_DIR.
         """
         with user_errors("%ftkit"):
             args = parse_magic_line(self.ftkit, line, "%ftkit")
@@ -241,25 +242,31 @@ class FtkitMagics(Magics):
             raise UsageError(f"%ftkit {args.command}: give exactly one {what}, e.g. %ftkit {args.command} {what}")
         return args.target[0]
 
+    def _run(self, ref: str, args: argparse.Namespace) -> Any:
+        """The run ``ref`` names, in its own store: a Run variable, a run folder, or an id/name
+        looked up in --runs-dir, else the default store, else the stores of runs this kernel started."""
+        from .. import runs
+
+        value = self.shell.user_ns.get(ref) if ref.isidentifier() else None
+        if isinstance(value, runs.Run):
+            return value
+        return runs.get(ref, args.runs_dir)
+
     def _ftkit_runs(self, args: argparse.Namespace) -> list[dict[str, Any]]:
         from .display import runs_table_html, runs_table_text
         from ..store import RunStore
 
-        runs, _ = RunStore().list_runs(status=args.status)
+        runs, _ = RunStore(args.runs_dir).list_runs(status=args.status)
         display({"text/html": runs_table_html(runs), "text/plain": runs_table_text(runs)}, raw=True)
         return runs
 
     def _ftkit_show(self, args: argparse.Namespace) -> Any:
-        from .. import runs
-
-        run = runs.get(self._one_target(args, "RUN"))
+        run = self._run(self._one_target(args, "RUN"), args)
         display(run)
         return run
 
     def _ftkit_stop(self, args: argparse.Namespace) -> Any:
-        from .. import runs
-
-        run = runs.get(self._one_target(args, "RUN"))
+        run = self._run(self._one_target(args, "RUN"), args)
         if run.done:
             print(f"{run.name} ({run.id}) has already {run.status}.")
         else:
@@ -268,9 +275,7 @@ class FtkitMagics(Magics):
         return run
 
     def _ftkit_resume(self, args: argparse.Namespace) -> Any:
-        from .. import runs
-
-        run = runs.get(self._one_target(args, "RUN")).resume()
+        run = self._run(self._one_target(args, "RUN"), args).resume()
         display(run)
         return run
 
@@ -278,7 +283,7 @@ class FtkitMagics(Magics):
         from .. import data
 
         path = self._one_target(args, "PATH")
-        task = args.task or _guess_task(path)
+        task = args.task or task_for_file(path)
         display(data.stats(path, task))  # from the file as written: reports its own tag scheme
         dataset = data.load(path, task=task)
         split = "train" if "train" in dataset else next(iter(dataset))
@@ -286,52 +291,33 @@ class FtkitMagics(Magics):
         return dataset
 
     def _ftkit_predict(self, args: argparse.Namespace) -> Any:
-        from .. import runs
-
         if len(args.target) < 2:
             raise UsageError('%ftkit predict: give a run and a text, e.g. %ftkit predict RUN "John lives in Paris"')
-        run, text = runs.get(args.target[0]), " ".join(args.target[1:])
+        run, text = self._run(args.target[0], args), " ".join(args.target[1:])
         prediction = run.predict([text])[0]
-        if isinstance(prediction, dict):  # classification: {"label", "scores"}
-            display({"text/plain": f"{prediction['label']}  {prediction.get('scores', '')}",
-                     "text/html": _label_html(text, prediction)}, raw=True)
-        else:
-            from ..engine.inference import entities_html
-
-            display({"text/plain": "\n".join(f"{e['label']}: {e['text']} ({e['score']:.2f})" for e in prediction)
-                     or "(no entities)", "text/html": entities_html(text, prediction)}, raw=True)
+        plain, page = get_task(run.config.task).prediction_display(text, prediction)
+        display({"text/plain": plain, "text/html": page}, raw=True)
         return prediction
 
     def _ftkit_neighbors(self, args: argparse.Namespace) -> Any:
-        from .. import runs
         from ..embeddings import show_neighbors
 
-        run = runs.get(args.run) if args.run else None
+        run = self._run(args.run, args) if args.run else None
         result = show_neighbors(self._one_target(args, "WORD"), run=run, k=args.k or 10, space=args.space or "static")
         if result is not None:
             display(result)
         return result
 
     def _ftkit_moved(self, args: argparse.Namespace) -> Any:
-        from .. import runs
         from ..embeddings import show_moved
 
         if not args.run:
             raise UsageError("%ftkit moved: name the fine-tuned run, e.g. %ftkit moved --run RUN")
         options = {"space": args.space} if args.space else {}
-        result = show_moved(runs.get(args.run), k=args.k or 20, **options)
+        result = show_moved(self._run(args.run, args), k=args.k or 20, **options)
         if result is not None:
             display(result)
         return result
-
-
-def _label_html(text: str, prediction: dict[str, Any]) -> str:
-    from ..rendering import escape, format_number
-
-    scores = prediction.get("scores") or {}
-    bars = "".join(f"<div>{escape(label)}: {format_number(score)}</div>" for label, score in scores.items())
-    return (f"<div><b>{escape(prediction['label'])}</b> — <i>{escape(text)}</i>"
-            f"<div style='font-size:12px;color:#6b7280'>{bars}</div></div>")
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -3,7 +3,8 @@
 A thin layer over :class:`ftkit.store.RunStore`, which knows nothing of HTTP. Every verb needs
 Jupyter's authentication; ids from the URL are looked up in the store's index, never used to build
 a path here. Store calls block on SQLite and the file system, so they run in a thread pool and the
-server's event loop stays free.
+server's event loop stays free. A GET never writes: a run whose processes died is reported as
+failed from what the store sees, and recorded by its supervisor (or the next resume).
 
 Routes (all JSON; errors are ``{"code", "message"}``):
 
@@ -35,7 +36,9 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
 from ..errors import FtkitError, RunError
-from ..store import CONFIG_FILE, SORT_KEYS, STATUSES, RunStore
+from ..events import STATUSES
+from ..layout import CONFIG_FILE
+from ..store import SORT_KEYS, RunStore
 
 T = TypeVar("T")
 
@@ -196,7 +199,7 @@ class RunHandler(FtkitHandler):
         folder = Path(detail["dir"])
         for checkpoint in detail["checkpoints"]:
             # the same place the store deletes: the checkpoint's folder name inside its run
-            checkpoint["abs_path"] = str(folder / Path(checkpoint["path"]).name)
+            checkpoint["abs_path"] = str(folder / checkpoint["name"])
         detail["log_tail"] = await self.in_thread(self.store.log_tail, run_id)
         detail["stop_requested"] = await self.in_thread(self.store.stop_requested, run_id)
         self.reply(detail)

@@ -16,6 +16,7 @@ import ipywidgets as widgets
 from ...config import Config, load_config, parse_value, schema_fields
 from ...rendering import escape
 from ...errors import ConfigError
+from ...tasks import TASK_NAMES, get_task
 
 MAIN_SECTIONS = {
     "Model and data": ["task", "model", "name", "data.train", "data.validation", "data.test"],
@@ -25,10 +26,6 @@ MAIN_SECTIONS = {
                         "training.max_train_samples", "training.seed"],
 }
 LORA_FIELDS = ("adapter.r", "adapter.alpha", "adapter.dropout", "adapter.target_modules")
-TASK_FIELDS = {  # data options that only mean something for one task
-    "ner": ("data.tag_column", "data.tag_scheme", "data.tokens_column", "data.tags_column"),
-    "classification": ("data.text_column", "data.label_column"),
-}
 LABELS = {"data.train": "train data", "data.validation": "validation data", "data.test": "test data",
           "adapter.kind": "adapter", "adapter.r": "LoRA rank (r)", "adapter.alpha": "LoRA alpha",
           "adapter.dropout": "LoRA dropout", "adapter.target_modules": "LoRA target modules"}
@@ -131,9 +128,10 @@ class ConfigForm(widgets.VBox):
         task, adapter = self.fields["task"].value, self.fields["adapter.kind"].value
         for key in LORA_FIELDS:
             self._rows[key].layout.display = None if adapter == "lora" else "none"
-        for field_task, keys in TASK_FIELDS.items():
-            for key in keys:
-                self._rows[key].layout.display = None if task == field_task else "none"
+        # Data options that mean something only for some tasks (each task declares its own) show for those.
+        shown = set(get_task(task).form_fields)
+        for key in {key for name in TASK_NAMES for key in get_task(name).form_fields}:
+            self._rows[key].layout.display = None if key in shown else "none"
         self.validate()
 
     def validate(self) -> str | None:

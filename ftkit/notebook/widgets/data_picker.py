@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import ipywidgets as widgets
 
-from ...config import TASKS
+from ...tasks import DEFAULT_TASK, TASK_NAMES, get_task
 from ...rendering import escape, format_number
 from ...errors import DataError, FtkitError
 
@@ -20,12 +20,12 @@ _BAR_COLOUR = "#60a5fa"
 class DataPicker(widgets.VBox):
     """``DataPicker("train.txt", task="ner")``: ``.dataset`` and ``.stats`` after a successful load."""
 
-    def __init__(self, value: str = "", task: str = "ner", preview_size: int = 5, **kwargs: Any):
+    def __init__(self, value: str = "", task: str = DEFAULT_TASK, preview_size: int = 5, **kwargs: Any):
         self.path = widgets.Text(value=value, description="data", continuous_update=False,
                                  placeholder="a file, a saved datasets folder, or a hub id",
                                  tooltip="Training data: a CoNLL/JSONL/CSV/TSV file, a saved `datasets` folder or a hub id",
                                  layout=widgets.Layout(width="560px"))
-        self.task = widgets.Dropdown(options=TASKS, value=task, description="task", layout=widgets.Layout(width="240px"))
+        self.task = widgets.Dropdown(options=TASK_NAMES, value=task, description="task", layout=widgets.Layout(width="240px"))
         self.load_button = widgets.Button(description="Load", icon="folder-open")
         self.preview_size = preview_size
         self.error = widgets.HTML(layout=widgets.Layout(display="none"))
@@ -88,7 +88,7 @@ class DataPicker(widgets.VBox):
 
 
 def label_distribution_html(stats: dict[str, Any], task: str) -> str:
-    """Horizontal bars of label counts (entities per type for NER) in the first split."""
+    """Horizontal bars of label counts (entities per type for NER) in the first split, titled in the task's words."""
     splits = stats.get("splits") or {}
     if not splits:
         return ""
@@ -104,5 +104,5 @@ def label_distribution_html(stats: dict[str, Any], task: str) -> str:
         f'<td style="padding-left:8px;font-size:12px">{count:,} ({format_number(100 * count / total, 1)}%)</td></tr>'
         for label, count in sorted(counts.items(), key=lambda item: -item[1])
     )
-    what = "entities per type" if task == "ner" else "examples per label"
+    what = get_task(task).distribution_title
     return f'<div><b>{escape(name)}: {what}</b><table style="border-collapse:collapse">{rows}</table></div>'

@@ -2,7 +2,8 @@
 
 The monitor replays ``events.jsonl`` from the start, then follows it from a daemon thread, so
 other cells keep running while the worker trains and a monitor made after a kernel restart shows
-the whole history. All widget and plot changes go through :meth:`RunMonitor.apply_events` under a
+the whole history. The events are folded by `ftkit.events.RunState`, the same fold the store's
+index and the CLI use. All widget and plot changes go through :meth:`RunMonitor.apply_events` under a
 lock: the follower thread is the only writer of the plot data, comm messages leave through
 ipykernel's thread-safe IOPub channel, and the loss curves grow by ``ColumnDataSource.stream``
 (only the new points cross the wire; the figure is never re-rendered).
@@ -23,12 +24,12 @@ import ipywidgets as widgets
 from bokeh.core.json_encoder import serialize_json
 from jupyter_bokeh import BokehModel
 
+from ...events import FINAL_STATUSES, RunState
+from ...layout import LOG_FILE
 from ...rendering import ensure_bokehjs, escape
 from ..display import eval_table_html, progress_text, run_summary_html, run_summary_text, status_badge_html
-from ...runs import Run
-from ...store import FINAL_STATUSES
+from ...runs import Run, get
 
-PROGRESS_KEYS = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
 BAR_STYLES = {"queued": "", "running": "info", "completed": "success", "failed": "danger", "stopped": "warning"}
 MONITOR_MODES = ("widget", "html", "text")
 
@@ -41,23 +42,18 @@ class RunMonitor(widgets.VBox):
     """
 
     def __init__(self, run: Run | str, follow: bool = True, poll_interval: float = 0.5, **kwargs: Any):
-        self.run = run if isinstance(run, Run) else Run(run)
+        self.run = get(run)  # a Run keeps its own store; an id or name is looked up
         self.poll_interval = poll_interval
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._offset = 0
-        self._status = "queued"
-        self._error: str | None = None
-        self._progress: dict[str, Any] = {}
-        self._evaluations: list[dict[str, Any]] = []
-        self._last_checkpoint: int | None = None
-        self._last_loss_step = -1
+        self._state = RunState()
         self._last_liveness_check = 0.0
         self._display_handle: Any = None
         self._metric_name = _best_metric_name(self.run)
 
         self.title = widgets.HTML(f"<b>{escape(self.run.name)}</b> <code>{escape(self.run.id)}</code>")
-        self.status_badge = widgets.HTML(status_badge_html(self._status))
+        self.status_badge = widgets.HTML(status_badge_html(self._state.status))
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="warning",
                                           tooltip="Save a checkpoint and stop the run",
                                           layout=widgets.Layout(width="90px"))
@@ -105,11 +101,11 @@ class RunMonitor(widgets.VBox):
     # ----- following ---------------------------------------------------------------------------
     @property
     def status(self) -> str:
-        return self._status
+        return self._state.status
 
     @property
     def finished(self) -> bool:
-        return self._status in FINAL_STATUSES
+        return self._state.finished
 
     def poll(self) -> bool:
         """Apply the events written since the last poll; True once the run has ended."""
@@ -117,11 +113,15 @@ class RunMonitor(widgets.VBox):
             events, self._offset = self.run.events(self._offset)
             self.apply_events(events)
             if not self.finished and time.monotonic() - self._last_liveness_check > 2:
-                # a worker killed without a word is marked failed by this check; its event comes next
                 self._last_liveness_check = time.monotonic()
-                if self.run.status in FINAL_STATUSES:
+                status, error = self.run.store.status(self.run.id)
+                if status in FINAL_STATUSES:
                     events, self._offset = self.run.events(self._offset)
                     self.apply_events(events)
+                if status in FINAL_STATUSES and not self.finished:
+                    # Its processes are gone without a final event: shown as failed here; the
+                    # supervisor (or a resume) records it, a reader never writes.
+                    self.apply_events([{"type": "status", "status": status, "error": error}])
             return self.finished
 
     def _follow(self) -> None:
@@ -145,54 +145,46 @@ class RunMonitor(widgets.VBox):
         new_eval: dict[str, list] = {"step": [], "metric": [], "eval_loss": []}
         evaluated = False
         for event in events:
-            kind = event.get("type")
-            if kind == "status":
-                self._status = event["status"]
-                self._error = event.get("error") if self._status == "failed" else None
-            elif kind == "progress":
-                self._progress.update({k: event[k] for k in PROGRESS_KEYS if k in event})
-                step, loss = event.get("step"), event.get("loss")
-                if loss is not None and step is not None and step > self._last_loss_step:
-                    self._last_loss_step = step
-                    new_loss["step"].append(step)
-                    new_loss["loss"].append(loss)
-            elif kind == "eval":
-                self._evaluations.append(event)
+            update = self._state.apply(event)
+            if update.loss_point is not None:
+                new_loss["step"].append(update.loss_point[0])
+                new_loss["loss"].append(update.loss_point[1])
+            evaluation = update.evaluation
+            if evaluation is not None:
                 evaluated = True
-                metrics = event.get("metrics") or {}
-                if event.get("split") == "validation" and event.get("step") is not None:
-                    name = event.get("best_metric_name") or self._metric_name
-                    new_eval["step"].append(event["step"])
+                metrics = evaluation["metrics"]
+                if evaluation.get("split") == "validation" and evaluation.get("step") is not None:
+                    name = evaluation.get("best_metric_name") or self._metric_name
+                    new_eval["step"].append(evaluation["step"])
                     new_eval["metric"].append(_number(metrics.get(name)))
                     new_eval["eval_loss"].append(_number(metrics.get("loss")))
-            elif kind == "checkpoint":
-                self._last_checkpoint = event.get("step")
         if new_loss["step"]:
             self.loss_source.stream(new_loss)
         if new_eval["step"]:
             self.eval_source.stream(new_eval)
         if evaluated:
-            self.eval_table.value = eval_table_html(self._evaluations)
+            self.eval_table.value = eval_table_html(self._state.evaluations)
         self._render_status()
 
     def _render_status(self) -> None:
-        status, progress = self._status, self._progress
+        status, progress = self._state.status, self._state.progress
         self.status_badge.value = status_badge_html(status)
         total = progress.get("total_steps") or 0
         with self.progress_bar.hold_sync():
             self.progress_bar.max = max(total, progress.get("step") or 0, 1)
             self.progress_bar.value = progress.get("step") or 0
             self.progress_bar.bar_style = BAR_STYLES.get(status, "")
-        suffix = f" · checkpoint {self._last_checkpoint}" if self._last_checkpoint is not None else ""
+        last_checkpoint = self._state.last_checkpoint
+        suffix = f" · checkpoint {last_checkpoint}" if last_checkpoint is not None else ""
         self.progress_label.value = escape(progress_text(progress) + suffix)
         if self.finished:
             self.stop_button.disabled = True
             self.stop_button.description = status.capitalize()
         if status == "failed":
-            self._show_error(self._error or "the run failed", self.run.log_tail(30))
+            self._show_error(self._state.error or "the run failed", self.run.log_tail(30))
 
     def _show_error(self, message: str, log_tail: str = "") -> None:
-        tail = (f'<details open><summary>last lines of train.log</summary><pre style="font-size:11px;max-height:240px;'
+        tail = (f'<details open><summary>last lines of {LOG_FILE}</summary><pre style="font-size:11px;max-height:240px;'
                 f'overflow:auto">{escape(log_tail)}</pre></details>') if log_tail else ""
         self.error_box.value = f'<pre style="color:#dc2626;white-space:pre-wrap">{escape(message)}</pre>{tail}'
         self.error_box.layout.display = None
@@ -226,7 +218,7 @@ class RunMonitor(widgets.VBox):
             self._display_handle.update(self)
 
     def summary_html(self) -> str:
-        return run_summary_html(self.run.info(), self.run.log_tail(30) if self._status == "failed" else "")
+        return run_summary_html(self.run.info(), self.run.log_tail(30) if self._state.status == "failed" else "")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # Front ends without the widget manager (nbconvert, GitHub) fall back to this picture.

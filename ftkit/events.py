@@ -1,0 +1,163 @@
+"""The event stream of a run, folded into what it says: status, progress, metrics, checkpoints.
+
+A run's worker appends one JSON object per line to ``events.jsonl``:
+``{"t": time, "type": "phase"|"progress"|"log"|"eval"|"checkpoint"|"checkpoint_deleted"|"status", ...}``.
+:class:`RunState` is the one fold of that stream. The store's index applies each event through it
+(and writes what the returned :class:`Update` says), the notebook monitor draws from it, and the
+CLI's progress bar follows it, so the three never read the same events differently.
+Plain Python: no torch, no SQLite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from .layout import checkpoint_of_event, is_better
+
+STATUSES = ("queued", "running", "completed", "failed", "stopped")
+FINAL_STATUSES = ("completed", "failed", "stopped")
+PROGRESS_KEYS = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
+EVENT_TYPES = ("phase", "progress", "log", "eval", "checkpoint", "checkpoint_deleted", "status")
+
+
+@dataclass
+class Update:
+    """What one event changed: the run-summary fields it set, and the records it added or removed."""
+
+    kind: str
+    summary: dict[str, Any] = field(default_factory=dict)  # index columns: status, step, loss, best_metric, updated...
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # new values: split, step, epoch, name, value, t
+    evaluation: dict[str, Any] | None = None  # the eval event, as folded
+    checkpoint: dict[str, Any] | None = None  # a new checkpoint: step, name, size, adapter_only, metrics, t
+    kept: list[int] | None = None  # after rotation: the steps of the checkpoints still on disk
+    deleted_step: int | None = None
+    loss_point: tuple[int, float] | None = None  # a new point of the training-loss curve
+    message: str | None = None  # a log line meant for people
+
+
+@dataclass
+class RunState:
+    """Everything a run's events say so far; :meth:`apply` folds in one more."""
+
+    status: str = "queued"
+    error: str | None = None
+    pid: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    updated: float | None = None
+    phase: str | None = None  # what the worker does before its first step (loading the model, tokenising)
+    progress: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # the latest value per split and name
+    metric_history: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: dict[str, Any] | None = None  # {"name": "validation_f1", "value": 0.91}
+    checkpoints: dict[int, dict[str, Any]] = field(default_factory=dict)
+    last_checkpoint: int | None = None
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+
+    @classmethod
+    def from_events(cls, events: Iterable[Mapping[str, Any]]) -> "RunState":
+        state = cls()
+        for event in events:
+            state.apply(event)
+        return state
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def apply(self, event: Mapping[str, Any]) -> Update:
+        """Fold one event in; returns what it changed. Unknown or malformed events change nothing."""
+        kind = event.get("type")
+        update = Update(kind=str(kind))
+        handler = getattr(self, f"_apply_{kind}", None) if kind in EVENT_TYPES else None
+        if handler is None:
+            return update
+        try:
+            handler(event, update, event.get("t"))
+        except (KeyError, TypeError, ValueError):
+            return Update(kind=str(kind))  # a line from a broken writer is skipped, as a torn line is
+        return update
+
+    # ----- one method per event type ----------------------------------------------------------------
+    def _apply_status(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
+        status = event["status"]
+        if status not in STATUSES:
+            raise ValueError(status)
+        self.status, self.error, self.updated = status, event.get("error"), t
+        update.summary.update(status=status, updated=t, error=self.error)
+        if status == "running":
+            self.started, self.pid, self.ended = t, event.get("pid"), None
+            update.summary.update(started=t, pid=self.pid, ended=None)
+        elif status in FINAL_STATUSES:
+            self.ended, self.pid = t, None
+            self.progress["eta_seconds"] = None
+            update.summary.update(ended=t, pid=None, eta_seconds=None)
+
+    def _apply_progress(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
+        values = {k: event[k] for k in PROGRESS_KEYS if k in event}
+        self.progress.update(values)
+        self.updated = t
+        update.summary.update(updated=t, **values)
+        step, loss = event.get("step"), event.get("loss")
+        if isinstance(loss, (int, float)) and isinstance(step, int):
+            if not self.loss_curve or step > self.loss_curve[-1][0]:  # a resumed run repeats no point
+                self.loss_curve.append((step, float(loss)))
+                update.loss_point = (step, float(loss))
+
+    def _apply_log(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
+        self.updated = t
+        update.summary["updated"] = t
+        update.message = event.get("message")
+
+    def _apply_phase(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
+        self.phase = event.get("name") or event.get("phase") or event.get("message")
+        update.message = event.get("message") or self.phase
+
+    def _apply_eval(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
+        split, metrics = event["split"], event.get("metrics") or {}
+        evaluation = {**event, "metrics": dict(metrics)}
+        self.evaluations.append(evaluation)
+        update.evaluation = evaluation
+        for name, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                row = {"split": split, "step": event.get("step"), "epoch": event.get("epoch"), "name": name,
+                       "value": value, "t": t}
+                self.metrics.setdefault(split, {})[name] = value
+                self.metric_history.append(row)
+                update.metrics.append(row)
+        best_name = event.get("best_metric_name")
+        value = metrics.get(best_name) if best_name else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            current = self.best_metric["value"] if self.best_metric else None
+            # A test split's score is the run's final word; among validations the better one stays.
+            if split == "test" or is_better(best_name, value, current):
+                self.best_metric = {"name": f"{split}_{best_name}", "value": value}
+                update.summary.update(best_metric_name=self.best_metric["name"], best_metric=value)
+        self.updated = t
+        update.summary["updated"] = t
+
+    def _apply_checkpoint(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
+        step = int(event["step"])
+        record = {"step": step, "name": checkpoint_of_event(event), "size": event.get("size"),
+                  "adapter_only": bool(event.get("adapter_only")), "metrics": dict(event.get("metrics") or {}), "t": t}
+        self.checkpoints[step] = record
+        self.last_checkpoint = step
+        update.checkpoint = record
+        if "kept" in event:  # the Trainer rotated older checkpoints away
+            kept = [int(s) for s in event["kept"]]
+            self.checkpoints = {s: c for s, c in self.checkpoints.items() if s in kept}
+            update.kept = kept
+        self.updated = t
+        update.summary["updated"] = t
+
+    def _apply_checkpoint_deleted(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
+        step = int(event["step"])
+        self.checkpoints.pop(step, None)
+        update.deleted_step = step
+        self.updated = t
+        update.summary["updated"] = t
+
+
+__all__ = ["EVENT_TYPES", "FINAL_STATUSES", "PROGRESS_KEYS", "STATUSES", "RunState", "Update"]

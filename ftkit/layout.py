@@ -1,0 +1,164 @@
+"""The layout of a run store on disk, and the checkpoint policy that goes with it.
+
+The one place that names the files of a run folder (``config.yaml``, ``run.json``,
+``events.jsonl``, ``checkpoint-<step>/``, ...) and decides two questions everyone else asks:
+whether a higher value of a metric is better (:func:`higher_is_better`), and which checkpoint of a
+run is its best (:func:`best_checkpoint`, :func:`choose_checkpoint`). The store's index, the
+Trainer's ``greater_is_better``, inference, ``ftkit eval``/``merge`` and the embedding explorer all
+ask here, so they never disagree about what "best" means. Plain Python: no torch, no SQLite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import FtkitError, RunError
+
+# ----- the store folder ---------------------------------------------------------------------------
+INDEX_FILE = "index.sqlite"  # the SQLite index of every run (a cache; rebuilt from the folders)
+CACHE_DIR = ".cache"  # shared caches (tokenized data sets) of the runs in a store
+
+# ----- one run's folder (HF/PEFT names where they exist) -------------------------------------------
+CONFIG_FILE = "config.yaml"  # exactly what ran, every path absolute
+RUN_FILE = "run.json"  # id, name, status, pids, error
+EVENTS_FILE = "events.jsonl"  # one JSON event per line, written by the run's one writer
+LOG_FILE = "train.log"  # the worker's stdout and stderr
+STOP_FILE = "STOP"  # a stop request; the worker looks for it after every step
+LOCK_FILE = ".lock"  # flock'ed while a run changes hands (resume)
+PREDICTIONS_DIR = "predictions"  # predictions/<split>.jsonl
+DATA_DIR = "data"  # snapshots of in-memory data
+CHECKPOINT_PREFIX = "checkpoint-"  # checkpoint-<step>/, as the Trainer names them
+PARTIAL_PREFIX = ".tmp-"  # .tmp-checkpoint-<step>/ while a checkpoint is written
+BEST_FOLDERS = ("best", "final")  # a model saved whole after training, preferred over checkpoints
+MERGED_DIR = "merged"  # `ftkit merge`'s default output
+EVAL_DIR = "eval-tmp"  # the Trainer's scratch folder for `ftkit eval`
+RANK_ERROR_GLOB = "rank-*.err"  # rank-<i>.err: the failure of one process of a distributed run
+
+# Metrics for which lower is better: losses and the like. Everything else (f1, accuracy, ...) is a score.
+LOWER_IS_BETTER_SUFFIXES = ("loss", "perplexity", "ppl", "error", "wer", "cer")
+
+
+def checkpoint_name(step: int) -> str:
+    """``checkpoint-<step>``: the folder name of the checkpoint saved at ``step``."""
+    return f"{CHECKPOINT_PREFIX}{int(step)}"
+
+
+def checkpoint_step(name: str | Path) -> int | None:
+    """The step of a ``checkpoint-<step>`` folder name (or path); None for anything else."""
+    suffix = Path(str(name)).name.removeprefix(CHECKPOINT_PREFIX)
+    return int(suffix) if Path(str(name)).name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
+
+
+def partial_name(name: str) -> str:
+    """The name a checkpoint is written under until it is whole."""
+    return f"{PARTIAL_PREFIX}{name}"
+
+
+def rank_error_name(rank: int) -> str:
+    return f"rank-{int(rank)}.err"
+
+
+def rank_of_error_file(path: str | Path) -> int:
+    return int(Path(path).name.removeprefix("rank-").removesuffix(".err"))
+
+
+def predictions_file(split: str) -> str:
+    """Where a run's predictions for ``split`` are, relative to its folder."""
+    return f"{PREDICTIONS_DIR}/{split}.jsonl"
+
+
+def saved_checkpoints(run_dir: str | Path) -> list[int]:
+    """Steps of the whole ``checkpoint-<step>`` folders in ``run_dir``, oldest first."""
+    steps = (checkpoint_step(p.name) for p in Path(run_dir).glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir())
+    return sorted(step for step in steps if step is not None)
+
+
+def checkpoint_of_event(event: Mapping[str, Any]) -> str:
+    """The checkpoint's name in a checkpoint event or index row.
+
+    Events name it (``"checkpoint": "checkpoint-40"``); older run stores recorded an absolute
+    ``"path"``, whose last part is the same name, so their runs still read.
+    """
+    name = event.get("checkpoint") or event.get("name")
+    if name:
+        return Path(str(name)).name
+    if event.get("path"):
+        return Path(str(event["path"])).name
+    return checkpoint_name(event["step"])
+
+
+# ----- which is better ----------------------------------------------------------------------------
+
+
+def higher_is_better(metric: str) -> bool:
+    """False for loss-like metrics (``loss``, ``eval_loss``, ``perplexity``, ...), True for scores.
+
+    The one rule behind the Trainer's ``greater_is_better``, the index's best metric and the
+    choice of a run's best checkpoint.
+    """
+    name = str(metric).lower()
+    return not any(name == suffix or name.endswith(suffix) for suffix in LOWER_IS_BETTER_SUFFIXES)
+
+
+def is_better(metric: str, value: float, than: float | None) -> bool:
+    """Whether ``value`` of ``metric`` beats ``than`` (anything beats None)."""
+    if than is None:
+        return True
+    return value > than if higher_is_better(metric) else value < than
+
+
+def metric_value(metrics: Mapping[str, Any] | None, name: str) -> float | None:
+    """``name`` from a metrics dict, also under the Trainer's ``eval_`` and our ``validation_`` prefixes."""
+    for key in (name, f"eval_{name}", f"validation_{name}"):
+        value = (metrics or {}).get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:  # NaN never wins
+            return float(value)
+    return None
+
+
+def best_checkpoint(checkpoints: Iterable[Mapping[str, Any]], metric: str) -> Mapping[str, Any]:
+    """The checkpoint with the best ``metric`` (lowest for a loss; the later one on a tie),
+    else (no checkpoint has the metric) the latest."""
+    checkpoints = sorted(checkpoints, key=lambda c: c["step"])
+    if not checkpoints:
+        raise RunError("there is no checkpoint yet")
+    scored = [c for c in checkpoints if metric_value(c.get("metrics"), metric) is not None]
+    if not scored:
+        return checkpoints[-1]
+    sign = 1 if higher_is_better(metric) else -1
+    return max(scored, key=lambda c: (sign * metric_value(c["metrics"], metric), c["step"]))
+
+
+def choose_checkpoint(run_dir: str | Path, checkpoints: Iterable[Mapping[str, Any]], metric: str,
+                      requested: str | int | None = None, run_id: str | None = None) -> Path:
+    """The folder of a run to load: the one ``requested`` (a step, ``checkpoint-<step>``, a folder
+    name in the run or a path), else the ``best``/``final`` folder, else :func:`best_checkpoint`
+    among the checkpoints still on disk.
+    """
+    run_dir = Path(run_dir)
+    checkpoints = list(checkpoints)
+    label = run_id or run_dir.name
+    if requested is not None:
+        name = str(requested)
+        for candidate in (Path(name).expanduser(), run_dir / name, run_dir / f"{CHECKPOINT_PREFIX}{name}"):
+            if candidate.is_dir():
+                return candidate
+        steps = ", ".join(str(c["step"]) for c in checkpoints) or "none"
+        raise FtkitError(f"run {label} has no checkpoint '{requested}' (steps: {steps})")
+    for name in BEST_FOLDERS:
+        if (run_dir / name).is_dir():
+            return run_dir / name
+    existing = [c for c in checkpoints if (run_dir / checkpoint_of_event(c)).is_dir()]
+    if not existing:
+        raise FtkitError(f"run {label} has no saved model yet: wait for its first checkpoint")
+    return run_dir / checkpoint_of_event(best_checkpoint(existing, metric))
+
+
+__all__ = [
+    "BEST_FOLDERS", "CACHE_DIR", "CHECKPOINT_PREFIX", "CONFIG_FILE", "DATA_DIR", "EVAL_DIR", "EVENTS_FILE",
+    "INDEX_FILE", "LOCK_FILE", "LOG_FILE", "MERGED_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
+    "RUN_FILE", "STOP_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
+    "choose_checkpoint", "higher_is_better", "is_better", "metric_value", "partial_name", "predictions_file",
+    "rank_error_name", "rank_of_error_file", "saved_checkpoints",
+]

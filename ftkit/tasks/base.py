@@ -1,0 +1,196 @@
+"""The `Task` interface: what ftkit asks a task, so that nothing else needs to know which task it is.
+
+A task owns everything that differs between kinds of fine-tuning: the canonical columns of its
+data and how raw tables become them, its label set and the checks on it, statistics and preview,
+tokenisation, the model class and collator and loss, metrics and their report, the predictions it
+writes after training, ``predict`` on new text, and the form fields it adds. The generic machinery
+(readers, tag schemes, windows, report helpers, errors with file and line) stays in ``ftkit.data``
+and ``ftkit.engine``; a task calls it.
+
+Importing a task module must stay cheap (the CLI and the notebook layer import it to read a
+default metric or a form field): torch, transformers, datasets, peft and seqeval are imported
+inside the methods that need them, which only the worker calls.
+
+The defaults below are those of a task with a label set (``label_column`` is set); a generative
+task without one (SFT) sets ``label_column = None`` and overrides what that changes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import datasets
+
+    from ..config import DataConfig
+    from ..data.formats import Table
+    from ..data.stats import SplitStats
+
+ReportRow = tuple[str, "float | None", "float | None", "float | None", "int | None"]  # name, P, R, F1, support
+
+
+class Task(ABC):
+    """One kind of fine-tuning. Subclasses set the class attributes and implement the abstract methods."""
+
+    # ----- identity, columns and wording ------------------------------------------------------------
+    name: ClassVar[str]  # the registry key and the config's `task` value
+    columns: ClassVar[tuple[str, ...]]  # canonical columns of a loaded row; (first, second) lists map onto the first two
+    label_column: ClassVar[str | None]  # the canonical column holding the labels; None: no label set (generative)
+    example_noun: ClassVar[str] = "examples"  # what a row is called in statistics ("sentences")
+    label_noun: ClassVar[str] = "label"  # what one label is called in messages ("entity type"); plural adds "s"
+    labelled_noun: ClassVar[str] = "labelled"  # the statistics column that counts labels ("entities")
+    distribution_title: ClassVar[str] = "examples per label"  # the DataPicker's label-count bars
+    form_fields: ClassVar[tuple[str, ...]] = ()  # config keys that mean something only for this task (shown in forms)
+    file_suffixes: ClassVar[tuple[str, ...]] = ()  # data files read as this task when none is named (%ftkit data)
+
+    # ----- training ------------------------------------------------------------------------------------
+    default_metric: ClassVar[str]  # picks the best checkpoint unless training.metric_for_best_model says otherwise
+    peft_task_type: ClassVar[str]  # peft's TaskType for LoRA ("TOKEN_CLS"); also how a LoRA checkpoint names its task
+    architecture_suffix: ClassVar[str]  # how a saved model's `architectures` names this task ("ForTokenClassification")
+    supports_packing: ClassVar[bool] = False  # padding-free packed rows keep their meaning (token-level losses only)
+    encoder_takes_indices: ClassVar[bool] = False  # the encoder wants each row's index (to stitch windows back)
+
+    # ----- data: canonical columns and label checks ---------------------------------------------------
+    @abstractmethod
+    def features(self) -> "datasets.Features":
+        """The Arrow features of the canonical columns, so every source yields the same schema."""
+
+    @abstractmethod
+    def canonical(self, table: "Table", options: "DataConfig") -> "Table":
+        """Raw rows -> the canonical columns; every problem a DataError with file and line (``table.error``)."""
+
+    def normalise(self, tables: dict[str, "Table"], options: "DataConfig") -> None:
+        """Rewrite canonical tables in place into the form training reads (NER: tags to IOB2). Default: nothing.
+
+        Called on all splits together, so a detected scheme is one for the whole data set.
+        """
+
+    def labels_in(self, row_labels: Any) -> set[str]:
+        """The labels one row uses, as users name them (NER: entity types, B-/I- being one)."""
+        return {row_labels}
+
+    def label_of(self, given: str) -> str:
+        """The label a name in ``data.labels`` stands for (NER: "B-PER" -> "PER")."""
+        return given
+
+    def position_of(self, row_labels: Any, label: str) -> int | None:
+        """Where in a row ``label`` occurs, for an error that points at a token; None for one label per row."""
+        return None
+
+    def check_labels_across_splits(self, tables: Mapping[str, "Table"], given: Sequence[str] | None) -> None:
+        """Validation/test labels must occur in train (or in ``data.labels`` when given): a model cannot learn others."""
+        if self.label_column is None:
+            return
+        column = self.label_column
+        if given:
+            allowed = {self.label_of(name) for name in given} - {"O"}
+            checked = dict(tables)
+            reason = "is not in data.labels ({})".format(", ".join(given))
+        else:
+            if "train" not in tables:
+                return
+            allowed = set()
+            for row in tables["train"].columns[column]:
+                allowed |= self.labels_in(row)
+            checked = {split: table for split, table in tables.items() if split != "train"}
+            reason = "never occurs in train; a model cannot learn it (fix the data, or list every label in data.labels)"
+        for split, table in checked.items():
+            for index, row in enumerate(table.columns[column]):
+                unknown = self.labels_in(row) - allowed
+                if unknown:
+                    label = sorted(unknown)[0]
+                    raise table.error(index, f"{split} split: {self.label_noun} '{label}' {reason}",
+                                      token=self.position_of(row, label))
+
+    @abstractmethod
+    def label_list(self, splits: Iterable["datasets.Dataset"], given: Sequence[str] | None = None) -> list[str]:
+        """The model's labels in a stable order (``given`` is data.labels, used as is after checks); [] without a label set."""
+
+    def model_labels_in(self, row_labels: Any) -> Iterable[str]:
+        """The model labels (label2id keys) one row needs (NER: every tag)."""
+        return [row_labels]
+
+    def check_known_labels(self, dataset: "datasets.Dataset", split: str, label2id: Mapping[str, int]) -> None:
+        """Every label in ``dataset`` must be one of the model's, before tokenising turns it into an id."""
+        from ..errors import DataError
+
+        if self.label_column is None:
+            return
+        for index, row in enumerate(dataset[self.label_column]):
+            for label in self.model_labels_in(row):
+                if label not in label2id:
+                    raise DataError(
+                        f"{split} split, example {index}: label '{label}' is not one of the model's labels "
+                        f"({', '.join(label2id)}). Add it to data.labels, or fix the data"
+                    )
+
+    # ----- statistics and preview ------------------------------------------------------------------------
+    def tag_scheme(self, splits: Mapping[str, "datasets.Dataset"], option: str | None) -> str | None:
+        """The tag scheme statistics check the data against (``option`` is data.tag_scheme); None without tags."""
+        return None
+
+    @abstractmethod
+    def split_stats(self, name: str, dataset: "datasets.Dataset", scheme: str | None) -> "SplitStats":
+        """Sizes, label counts, lengths in words and problems of one split, for `ftkit.data.stats`."""
+
+    @abstractmethod
+    def preview_html(self, rows: Iterable[Mapping[str, Any]]) -> str:
+        """Canonical rows as HTML examples (escaped), one colour per label."""
+
+    # ----- model, tokenisation, batches and loss ---------------------------------------------------------
+    @abstractmethod
+    def model_class(self) -> type:
+        """The transformers Auto class the model is built and reloaded with."""
+
+    def model_kwargs(self, labels: Sequence[str]) -> dict[str, Any]:
+        """Keyword arguments for ``from_pretrained`` that size and name the head; {} for a task without labels."""
+        if self.label_column is None:
+            return {}
+        id2label = dict(enumerate(labels))
+        return {"num_labels": len(labels), "id2label": id2label, "label2id": {label: i for i, label in id2label.items()}}
+
+    @abstractmethod
+    def encoder(self, tokenizer: Any, label2id: Mapping[str, int], max_length: int) -> Callable[..., dict[str, list]]:
+        """A batched ``datasets.map`` function: canonical rows -> model inputs, ``labels`` and ``length``, unpadded.
+
+        It takes ``(batch, indices)`` when ``encoder_takes_indices`` is set.
+        """
+
+    @abstractmethod
+    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
+        """Pads each batch to its own longest row (packing is the engine's, where ``supports_packing``)."""
+
+    def loss_function(self) -> Callable[..., Any] | None:
+        """The Trainer's ``compute_loss_func``; None keeps the model's own loss."""
+        return None
+
+    # ----- evaluation and predictions ------------------------------------------------------------------
+    def compute_metrics(self, id2label: Mapping[int, str], mode: str | None = None) -> Callable[[Any], dict] | None:
+        """A Trainer ``compute_metrics`` on argmax ids (plain keys: "f1"); None when the loss is the measure."""
+        return None
+
+    def evaluate(self, trainer: Any, features: Any, split: str) -> tuple[dict[str, Any], Any]:
+        """Metrics of one tokenised split (without the split prefix) and what ``save_predictions`` needs."""
+        output = trainer.predict(features, metric_key_prefix=split)
+        return {k.removeprefix(f"{split}_"): v for k, v in output.metrics.items()}, output.predictions
+
+    @abstractmethod
+    def report_summary(self, metrics: Mapping[str, Any], support: int) -> tuple[str, list[ReportRow]]:
+        """The report's title and the rows after the per-class ones (averages): (name, P, R, F1, support)."""
+
+    @abstractmethod
+    def save_predictions(self, prepared: Any, split: str, predictions: Any, path: Path) -> None:
+        """Write ``predictions/<split>.jsonl``: one line per example of ``prepared.raw[split]``, in its order."""
+
+    @abstractmethod
+    def predict(self, predictor: Any, texts: list[str], batch_size: int) -> list[Any]:
+        """Predictions on raw texts, one per text, with a trained ``Predictor`` (model, tokenizer, id2label)."""
+
+    @abstractmethod
+    def prediction_display(self, text: str, prediction: Any) -> tuple[str, str]:
+        """One prediction for people: (plain text, escaped HTML), as `%ftkit predict` shows it."""
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"

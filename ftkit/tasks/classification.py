@@ -1,0 +1,191 @@
+"""Text classification: one label per text, scored by accuracy and macro/weighted F1 (scikit-learn).
+
+Canonical rows are ``text: str`` and ``label: str``; labels stay strings ("0", "positive") and are
+ordered numbers first ("2" before "10"), then words.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+from .base import ReportRow, Task
+
+if TYPE_CHECKING:
+    import datasets
+
+    from ..config import DataConfig
+    from ..data.formats import Table
+    from ..data.stats import SplitStats
+
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
+LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
+
+
+class ClassificationTask(Task):
+    name = "classification"
+    columns = ("text", "label")
+    label_column = "label"
+    form_fields = ("data.text_column", "data.label_column")
+    file_suffixes = (".tsv", ".csv")
+    default_metric = "accuracy"
+    peft_task_type = "SEQ_CLS"
+    architecture_suffix = "ForSequenceClassification"
+    supports_packing = False  # the head pools one vector per row: packed texts would share it
+
+    # ----- data ---------------------------------------------------------------------------------------
+    def features(self) -> "datasets.Features":
+        import datasets
+
+        return datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("string")})
+
+    def canonical(self, table: "Table", options: "DataConfig") -> "Table":
+        from ..data.formats import Table
+        from ..data.sources import class_names, pick_column
+
+        text_name = pick_column(table, options.text_column, TEXT_COLUMNS, "text", "text_column")
+        label_name = pick_column(table, options.label_column, LABEL_COLUMNS, "label", "label_column")
+        names = class_names(table.features, label_name)
+        texts, labels = [], []
+        for index, (text, label) in enumerate(zip(table.columns[text_name], table.columns[label_name])):
+            if not isinstance(text, str):
+                raise table.error(index, f"'{text_name}' must be text; this row has {text!r}")
+            texts.append(text)
+            labels.append(_label_name(label, names, table, index, label_name))
+        return Table({"text": texts, "label": labels}, table.source, table.path, table.lines)
+
+    def label_list(self, splits: Iterable["datasets.Dataset"], given: Sequence[str] | None = None) -> list[str]:
+        """The labels seen in any split, sorted naturally; ``given`` as is."""
+        if given:
+            return list(dict.fromkeys(given))
+        return sorted({label for split in splits for label in split["label"]}, key=_natural_key)
+
+    # ----- statistics and preview --------------------------------------------------------------------
+    def split_stats(self, name: str, dataset: "datasets.Dataset", scheme: str | None) -> "SplitStats":
+        from collections import Counter
+
+        from ..data.stats import SplitStats
+
+        lengths = [len(text.split()) for text in dataset["text"]]
+        counts = Counter(dataset["label"])
+        return SplitStats.of(len(dataset), lengths, counts, len(counts))
+
+    def preview_html(self, rows: Iterable[Mapping[str, Any]]) -> str:
+        import html
+
+        from ..data.preview import CHIP_STYLE, MARK_STYLE, colour_of
+
+        rows = list(rows)
+        labels = sorted({row["label"] for row in rows})
+        return "".join(
+            f'<div class="ftkit-example"><span style="{MARK_STYLE.format(colour=colour_of(row["label"], labels))}">'
+            f'<span style="{CHIP_STYLE}">{html.escape(row["label"])}</span></span> {html.escape(row["text"])}</div>'
+            for row in rows
+        )
+
+    # ----- model, tokenisation, batches and loss -----------------------------------------------------
+    def model_class(self) -> type:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification
+
+    def encoder(self, tokenizer: Any, label2id: Mapping[str, int], max_length: int) -> Callable[..., dict[str, list]]:
+        return _ClassificationEncoder(tokenizer, label2id, max_length)
+
+    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+    def loss_function(self) -> Callable[..., Any]:
+        from .losses import label_weighted_loss
+
+        return label_weighted_loss
+
+    # ----- evaluation and predictions --------------------------------------------------------------
+    def compute_metrics(self, id2label: Mapping[int, str], mode: str | None = None) -> Callable[[Any], dict]:
+        from .scoring import class_ids, classification_report_dict, int_keys
+
+        id2label = int_keys(id2label)
+
+        def compute_classification(prediction: Any) -> dict[str, float]:
+            predicted = class_ids(prediction.predictions)
+            labels = [id2label[i] for i in sorted(id2label)]
+            return classification_report_dict([id2label[int(i)] for i in prediction.label_ids],
+                                              [id2label[int(i)] for i in predicted], labels)
+
+        return compute_classification
+
+    def report_summary(self, metrics: Mapping[str, Any], support: int) -> tuple[str, list[ReportRow]]:
+        m = metrics
+        return "classification scores", [("accuracy", None, None, m.get("accuracy"), support),
+                                         ("macro avg", None, None, m.get("macro_f1"), support),
+                                         ("weighted avg", None, None, m.get("weighted_f1"), support)]
+
+    def save_predictions(self, prepared: Any, split: str, predictions: Any, path: Path) -> None:
+        """``{"id", "text", "label", "predicted", "scores"}`` per text, in the split's order."""
+        from .scoring import save_predictions
+
+        raw, features = prepared.raw[split], prepared.features[split]
+        id2label = dict(enumerate(prepared.labels))
+        order = features["sentence_id"] if "sentence_id" in features.column_names else range(len(features))
+        predicted = [None] * len(raw)
+        for row, sentence in zip(predictions, order):
+            predicted[sentence] = id2label[int(row)]
+        save_predictions(path, raw["text"], raw["label"], predicted)
+
+    def predict(self, predictor: Any, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
+        """``{"label", "scores"}`` per text: the most probable label and every label's probability."""
+        results = []
+        for start in range(0, len(texts), batch_size):
+            encoded = predictor.tokenizer(texts[start:start + batch_size], truncation=True,
+                                          max_length=predictor.max_length, padding=True, return_tensors="pt")
+            for probs in predictor.probabilities(encoded):
+                scores = {predictor.id2label[i]: float(p) for i, p in enumerate(probs)}
+                results.append({"label": max(scores, key=scores.get), "scores": scores})
+        return results
+
+    def prediction_display(self, text: str, prediction: Any) -> tuple[str, str]:
+        from ..rendering import escape, format_number
+
+        scores = prediction.get("scores") or {}
+        bars = "".join(f"<div>{escape(label)}: {format_number(score)}</div>" for label, score in scores.items())
+        page = (f"<div><b>{escape(prediction['label'])}</b> — <i>{escape(text)}</i>"
+                f"<div style='font-size:12px;color:#6b7280'>{bars}</div></div>")
+        return f"{prediction['label']}  {scores}", page
+
+
+def _label_name(label: Any, names: list[str] | None, table: "Table", index: int, column: str) -> str:
+    if label is None or (isinstance(label, float) and label != label):  # None, or NaN from pandas
+        raise table.error(index, f"this row has no '{column}' value")
+    if isinstance(label, int) and not isinstance(label, bool) and names is not None:
+        if not 0 <= label < len(names):
+            raise table.error(index, f"label id {label} is outside the {len(names)} label names")
+        return names[label]
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    if isinstance(label, (list, dict)):
+        raise table.error(index, f"'{column}' must be one label per row, got {label!r}")
+    text = str(label).strip()
+    if not text:
+        raise table.error(index, f"this row has an empty '{column}'")
+    return text
+
+
+def _natural_key(label: str) -> tuple:
+    """"2" before "10"; numbers before words."""
+    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
+
+
+class _ClassificationEncoder:
+    """Batched map function: texts -> truncated token ids and the label id."""
+
+    def __init__(self, tokenizer: Any, label2id: Mapping[str, int], max_length: int):
+        self.tokenizer, self.label2id, self.max_length = tokenizer, label2id, max_length
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        encoded = self.tokenizer(batch["text"], truncation=True, max_length=self.max_length)
+        rows = dict(encoded)
+        rows["labels"] = [self.label2id[label] for label in batch["label"]]
+        rows["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return rows
