@@ -55,12 +55,28 @@ export function formatTime(epochSeconds: number | null | undefined): string {
 }
 
 /**
- * Python that loads a checkpoint for prediction. The path becomes a JSON string, which is also a
- * valid Python string literal, so quotes and backslashes in it cannot break out of the code.
+ * Python that loads a checkpoint of a run of a given task, keyed by the run's `task`; tasks not
+ * listed load for prediction. Each gets the path as a Python string literal.
  */
-export function loadSnippet(checkpointPath: string): string {
-  return (
-    'from ftkit.inference import Predictor\n' +
-    `predictor = Predictor.from_checkpoint(${JSON.stringify(checkpointPath)})`
-  );
+const TASK_SNIPPETS = new Map<string, (path: string) => string>([
+  [
+    'sft',
+    path =>
+      'from ftkit.engine.generation import Generator\n' +
+      `generator = Generator.load(${path})\n` +
+      'print(generator.generate("Hello! What can you do?", max_new_tokens=64))'
+  ]
+]);
+
+const PREDICTOR_SNIPPET = (path: string): string =>
+  'from ftkit.engine.inference import Predictor\n' + `predictor = Predictor.from_checkpoint(${path})`;
+
+/**
+ * Python that loads a checkpoint: for generation when the run's task is sft, else for prediction.
+ * The path becomes a JSON string, which is also a valid Python string literal, so quotes and
+ * backslashes in it cannot break out of the code.
+ */
+export function loadSnippet(checkpointPath: string, task?: string | null): string {
+  const snippet = (task && TASK_SNIPPETS.get(task)) || PREDICTOR_SNIPPET;
+  return snippet(JSON.stringify(checkpointPath));
 }

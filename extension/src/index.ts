@@ -153,9 +153,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Copy Code to Load Checkpoint',
       isEnabled: args => !!target(args as IRunArgs)?.checkpoint,
       execute: args => {
-        const checkpoint = target(args as IRunArgs)?.checkpoint;
-        if (checkpoint) {
-          Clipboard.copyToSystem(loadSnippet(checkpoint.abs_path));
+        const t = target(args as IRunArgs);
+        if (t?.checkpoint) {
+          Clipboard.copyToSystem(loadSnippet(t.checkpoint.abs_path, t.run?.task));
         }
       }
     });
@@ -163,13 +163,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Insert Code to Load Checkpoint into Notebook',
       isEnabled: args => !!target(args as IRunArgs)?.checkpoint && !!notebooks?.currentWidget,
       execute: args => {
-        const checkpoint = target(args as IRunArgs)?.checkpoint;
+        const t = target(args as IRunArgs);
         const notebook = notebooks?.currentWidget;
-        if (!checkpoint || !notebook) {
+        if (!t?.checkpoint || !notebook) {
           return;
         }
         NotebookActions.insertBelow(notebook.content);
-        notebook.content.activeCell?.model.sharedModel.setSource(loadSnippet(checkpoint.abs_path));
+        notebook.content.activeCell?.model.sharedModel.setSource(loadSnippet(t.checkpoint.abs_path, t.run?.task));
         shell.activateById(notebook.id);
       }
     });

@@ -30,7 +30,7 @@ describe('format', () => {
 
   it('writes a snippet that loads the checkpoint', () => {
     expect(loadSnippet('/runs/r1/checkpoint-10')).toBe(
-      'from ftkit.inference import Predictor\n' +
+      'from ftkit.engine.inference import Predictor\n' +
         'predictor = Predictor.from_checkpoint("/runs/r1/checkpoint-10")'
     );
   });
@@ -38,5 +38,18 @@ describe('format', () => {
   it('keeps quotes and backslashes in a path inside the Python string', () => {
     const snippet = loadSnippet('/runs/a"b\\c/checkpoint-1');
     expect(snippet).toContain('from_checkpoint("/runs/a\\"b\\\\c/checkpoint-1")');
+  });
+
+  it.each(['ner', 'classification', 'toString', null, undefined])('keeps the prediction snippet for task %s', task => {
+    expect(loadSnippet('/runs/r1/checkpoint-10', task)).toBe(loadSnippet('/runs/r1/checkpoint-10'));
+  });
+
+  it("loads an sft run's checkpoint for generation", () => {
+    expect(loadSnippet('/runs/r2/checkpoint-60', 'sft')).toBe(
+      'from ftkit.engine.generation import Generator\n' +
+        'generator = Generator.load("/runs/r2/checkpoint-60")\n' +
+        'print(generator.generate("Hello! What can you do?", max_new_tokens=64))'
+    );
+    expect(loadSnippet('/runs/a"b\\c/checkpoint-1', 'sft')).toContain('Generator.load("/runs/a\\"b\\\\c/checkpoint-1")');
   });
 });

@@ -1,4 +1,4 @@
-"""Notebook widgets: DataPicker, ConfigForm, RunMonitor (and NeighborBrowser from the embeddings work).
+"""Notebook widgets: DataPicker, ConfigForm, RunMonitor, ChatWidget (and NeighborBrowser from the embeddings work).
 
 Importing this package teaches the running IPython shell to display a `ftkit.runs.Run` as its
 live monitor; `ftkit.runs` itself never imports widgets. The classes load on first use, so the
@@ -16,6 +16,7 @@ _EXPORTS = {
     "ConfigForm": ".config_form",
     "DataPicker": ".data_picker",
     "NeighborBrowser": ".neighbors",
+    "ChatWidget": ".chat",
 }
 
 __all__ = [*_EXPORTS, "register_run_formatter"]

@@ -1,0 +1,159 @@
+"""`ftkit.engine.generation.Generator`: streamed, batched and one-by-one answers agree; checkpoints load.
+
+A tiny random llama with SmolLM2's real tokenizer and ChatML template (`tests/sft_fixtures.py`):
+its answers are nonsense, which is the point for the agreement tests (any token, special or a
+lone byte, may come out). The real default-causal answers one question in the slow test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ftkit.engine.generation import Generation, Generator, as_messages
+from ftkit.errors import FtkitError
+from tests.sft_fixtures import default_causal_dir, smollm2_tokenizer, tiny_llama  # noqa: F401 - fixtures
+
+PROMPTS = [
+    "Review: a gorgeous, witty film.\nIs this review positive or negative?",
+    "Hi",
+    [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Colour of the sky?"},
+     {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "And grass, at night, in winter?"}],
+    "Tell me something long about the history of the bicycle, its makers and the roads it rode on.",
+]
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_llama, smollm2_tokenizer):  # noqa: F811
+    return Generator(tiny_llama, smollm2_tokenizer, device="cpu")
+
+
+def test_a_text_prompt_is_one_user_turn_rendered_with_the_generation_prompt(generator, smollm2_tokenizer):  # noqa: F811
+    ids = generator.prompt_ids("Hi")
+    text = smollm2_tokenizer.decode(ids)
+    assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert generator.prompt_ids([{"role": "user", "content": "Hi"}]) == ids
+
+
+def test_the_end_of_turn_token_stops_answers(generator, smollm2_tokenizer):  # noqa: F811
+    im_end = smollm2_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert im_end in generator.stop_token_ids
+    assert generator.pad_token_id == im_end  # SmolLM2: pad == eos == end of turn
+
+
+def test_streamed_pieces_join_to_exactly_the_generated_text(generator):
+    for prompt in PROMPTS:
+        pieces = list(generator.stream(prompt, max_new_tokens=24))
+        assert len(pieces) > 1
+        assert "".join(pieces) == generator.generate(prompt, max_new_tokens=24)
+
+
+def test_streaming_with_sampling_is_reproducible_under_a_seed(generator):
+    import torch
+
+    torch.manual_seed(3)
+    streamed = "".join(generator.stream("Hi", max_new_tokens=16, temperature=0.8, top_p=0.9))
+    torch.manual_seed(3)
+    assert streamed == generator.generate("Hi", max_new_tokens=16, temperature=0.8, top_p=0.9)
+
+
+def test_batches_with_left_padding_answer_as_one_by_one(generator):
+    one_by_one = [generator.generations([prompt], max_new_tokens=12)[0] for prompt in PROMPTS]
+    batched = generator.generations(PROMPTS, max_new_tokens=12, batch_size=3)  # a full batch and a partial one
+    assert [g.token_ids for g in batched] == [g.token_ids for g in one_by_one]
+    assert generator.generate_batch(PROMPTS, max_new_tokens=12, batch_size=4) == [g.text for g in one_by_one]
+
+
+def test_an_answer_ends_after_its_first_end_of_turn_token(generator, smollm2_tokenizer):  # noqa: F811
+    im_end = smollm2_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    words = smollm2_tokenizer("positive", add_special_tokens=False)["input_ids"]
+    finished = generator._finished([*words, im_end, im_end, im_end])  # what follows the first is padding
+    assert finished == Generation("positive", [*words, im_end], True)
+    assert generator._finished(words) == Generation("positive", words, False)
+
+
+def test_choice_scores_are_the_log_likelihood_of_each_answer_and_its_end_of_turn(generator, smollm2_tokenizer):  # noqa: F811
+    import torch
+
+    scores = generator.choice_scores(["Is it good?", "Is it bad?"], ["positive", "negative"])
+    assert len(scores) == 2 and all(len(row) == 2 for row in scores)
+    ids = generator.prompt_ids("Is it good?")
+    answer = smollm2_tokenizer("negative", add_special_tokens=False)["input_ids"] + [generator.pad_token_id]
+    full = torch.tensor([ids + answer])
+    with torch.inference_mode():
+        log_probs = torch.log_softmax(generator.model(input_ids=full).logits[0].float(), dim=-1)
+    expected = sum(float(log_probs[len(ids) - 1 + i, token]) for i, token in enumerate(answer))
+    assert scores[0][1] == pytest.approx(expected, abs=1e-4)
+    assert generator.choose(["Is it good?"], ["positive", "negative"]) == [
+        ["positive", "negative"][scores[0].index(max(scores[0]))]]
+
+
+def test_bad_prompts_are_clear_errors(generator):
+    for bad in ([], [{"role": "robot", "content": "x"}], [{"role": "user"}], 42):
+        with pytest.raises(FtkitError, match="prompt|message"):
+            as_messages(bad)
+    with pytest.raises(FtkitError, match="max_new_tokens"):
+        generator.generate("Hi", max_new_tokens=0)
+    with pytest.raises(FtkitError, match="list of prompts"):
+        generator.generate_batch("Hi")
+
+
+@pytest.fixture(scope="module")
+def saved_base(tmp_path_factory, tiny_llama, smollm2_tokenizer):  # noqa: F811
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama.save_pretrained(folder)
+    smollm2_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_model_folder_loads_and_answers_as_the_model_in_memory(saved_base, generator):
+    loaded = Generator.load(saved_base)
+    assert loaded.generate(PROMPTS[0], max_new_tokens=10) == generator.generate(PROMPTS[0], max_new_tokens=10)
+
+
+def test_a_lora_checkpoint_folder_loads_base_plus_adapter(tmp_path, saved_base, smollm2_tokenizer):  # noqa: F811
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(saved_base)
+    lora = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", r=4, target_modules="all-linear",
+                                           init_lora_weights=False))  # random B: the adapter changes answers
+    checkpoint = tmp_path / "checkpoint-10"
+    lora.save_pretrained(checkpoint)
+    smollm2_tokenizer.save_pretrained(checkpoint)
+    assert json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"] == str(saved_base)
+
+    loaded = Generator.load(checkpoint)
+    assert isinstance(loaded.model, PeftModel)
+    in_memory = Generator(lora.eval(), smollm2_tokenizer, device="cpu")
+    assert loaded.generations(PROMPTS[:2], max_new_tokens=10) == in_memory.generations(PROMPTS[:2], max_new_tokens=10)
+    assert loaded.generate("Hi", max_new_tokens=10) != Generator.load(saved_base).generate("Hi", max_new_tokens=10)
+
+
+def test_folders_that_are_not_causal_models_are_clear_errors(tmp_path):
+    with pytest.raises(FtkitError, match="does not exist"):
+        Generator.load(tmp_path / "missing")
+    with pytest.raises(FtkitError, match="neither config.json nor adapter_config.json"):
+        Generator.load(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForTokenClassification"]}))
+    with pytest.raises(FtkitError, match="not a causal language model"):
+        Generator.load(tmp_path)
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text(json.dumps({"task_type": "CAUSAL_LM",
+                                                         "base_model_name_or_path": str(tmp_path / "gone")}))
+    with pytest.raises(FtkitError, match="no longer exists"):
+        Generator.load(lora)
+
+
+@pytest.mark.slow
+def test_the_default_causal_model_answers_a_short_question_in_a_few_tokens():
+    generator = Generator.load("default-causal")
+    [answer] = generator.generations(["What is the capital of France? Answer with one word."], max_new_tokens=8)
+    assert "Paris" in answer.text
+    assert answer.stopped and len(answer.token_ids) <= 8
+    assert "".join(generator.stream("What is the capital of France? Answer with one word.", max_new_tokens=8)) \
+        == answer.text
