@@ -18,6 +18,10 @@ from typing import Any
 
 from .errors import FtkitError, RunError
 
+# What `ftkit show` and `ftkit follow` print of an evaluation (generative runs: loss, perplexity, exact match).
+FOLLOWED_METRICS = ("f1", "precision", "recall", "accuracy", "loss", "perplexity", "exact_match", "label_accuracy")
+SHOWN_METRICS = FOLLOWED_METRICS + ("macro_f1", "rouge_l")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ftkit", description="Fine-tune transformer models (NER, text classification).")
+    parser = argparse.ArgumentParser(prog="ftkit", description="Fine-tune transformer models (NER, text classification, generative SFT).")
     parser.add_argument("--runs-dir", help="run store folder (default: $FTKIT_RUNS_DIR or ./ftkit-runs)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -72,14 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = command("eval", cmd_eval, "evaluate a run's best checkpoint on a split", run=True)
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--checkpoint", help="checkpoint folder or step (default: the best)")
+    chat = command("chat", cmd_chat, "talk with an sft run's best checkpoint: one answer, or turns read from stdin "
+                   "(answers stream as they are generated)", run=True, json_flag=False)
+    chat.add_argument("message", nargs="?", help="answer this once and exit (default: read a message per line)")
+    chat.add_argument("--checkpoint", help="checkpoint folder or step (default: the best)")
+    chat.add_argument("--max-new-tokens", type=int, default=256, help="the longest answer, in tokens (default 256)")
+    chat.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; above 0: sampled")
+    chat.add_argument("--system", help="a system message to start the conversation with")
     predict = command("predict", cmd_predict, "tag or classify texts with a run's best checkpoint", run=True)
     predict.add_argument("texts", nargs="+", help="text(s) to predict")
     predict.add_argument("--checkpoint", help="checkpoint folder or step (default: the best)")
     merge = command("merge", cmd_merge, "write a standalone model (LoRA merged into the base)", run=True)
     merge.add_argument("--output", help="folder (default: RUN_DIR/merged)")
     merge.add_argument("--checkpoint", help="checkpoint folder or step (default: the best)")
+    push = command("push", cmd_push, "upload a run's best checkpoint (or a merge) with its model card to the hub", run=True)
+    push.add_argument("repo_id", help="the model repository to create or update, e.g. you/conll-minilm")
+    push.add_argument("--checkpoint", help="checkpoint folder or step, or 'merged' (default: the best)")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
     delete = command("delete", cmd_delete, "delete a run and its checkpoints", run=True)
     delete.add_argument("--yes", action="store_true", help="do not ask")
+    from .tasks import TASK_NAMES
+
+    init = command("init", cmd_init, "write a commented starter config for a task")
+    init.add_argument("task", choices=TASK_NAMES, help="the task the config trains")
+    init.add_argument("path", nargs="?", help="file to write (default: TASK.yaml here; - prints it)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
     return parser
 
 
@@ -143,6 +164,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         p = r["progress"]
         progress = f"{p['step']}/{p['total_steps']}" if p["total_steps"] else "-"
+        if r.get("phase"):  # before the first step: what it is doing instead of a step count
+            from .events import phase_text
+
+            progress = phase_text(r["phase"])
         best = f"{r['best_metric']['name']} {r['best_metric']['value']:.4f}" if r["best_metric"] else "-"
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"])) if r["started"] else "-"
         rows.append((r["id"], r["name"], r["status"], progress, best, started))
@@ -162,10 +187,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"{info['id']}  {info['name']}  [{info['status']}]")
     if info["error"]:
         print(f"error: {info['error']}")
+    if info.get("phase"):  # before the first step: starting, reading data n/N, tokenising n/N...
+        from .events import phase_text
+
+        print(f"phase: {phase_text(info['phase'])}")
     if p["total_steps"]:
         print(f"progress: step {p['step']}/{p['total_steps']}, epoch {p['epoch'] or 0:.2f}")
     for split, metrics in info["metrics"].items():
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in ("f1", "precision", "recall", "accuracy", "macro_f1", "loss"))
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in SHOWN_METRICS)
         print(f"{split}: {shown}")
     for c in info["checkpoints"]:
         print(f"checkpoint step {c['step']}: {c['path']} ({c['size'] or 0} bytes{', adapter only' if c['adapter_only'] else ''})")
@@ -211,13 +240,52 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _print_json(results[0] if len(args.texts) == 1 else results)
         return 0
     for text, result in zip(args.texts, results):
-        if isinstance(result, dict):
+        if isinstance(result, str):  # a generated answer (sft)
+            print(f"{text}\n→ {result}")
+        elif isinstance(result, dict):
             print(f"{result['label']}\t{text}")
         else:
             print(text)
             for e in result:
                 print(f"  {e['label']:<6} {e['text']!r} [{e['start']}:{e['end']}] {e['score']:.3f}")
     return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Inference, not training: the checkpoint is loaded here (the only command that imports the model stack)."""
+    run = _run(args)
+    path = run.checkpoint_path(args.checkpoint)
+    from .engine.generation import Generator  # lazily: every other command stays free of torch
+
+    generator = Generator.load(path)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+
+    def answer(text: str) -> None:
+        messages.append({"role": "user", "content": text})
+        pieces = []
+        for piece in generator.stream(messages, max_new_tokens=args.max_new_tokens, temperature=args.temperature):
+            pieces.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        messages.append({"role": "assistant", "content": "".join(pieces)})
+
+    if args.message is not None:
+        answer(args.message)
+        return 0
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"chatting with {run.name} ({path.name}); an empty line or Ctrl-D ends", file=sys.stderr)
+    while True:
+        if interactive:
+            sys.stderr.write("> ")
+            sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line or (interactive and not line.strip()):
+            return 0
+        if line.strip():
+            answer(line.rstrip("\n"))
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -228,6 +296,41 @@ def cmd_merge(args: argparse.Namespace) -> int:
         _print_json({"id": run.id, "path": str(out)})
     else:
         print(f"wrote a standalone model to {out}")
+    return 0
+
+
+# What a checkpoint holds only to resume training; a published model leaves it out.
+TRAINING_STATE_FILES = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "trainer_state.json",
+                        "training_args.bin"]
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """`HfApi.upload_folder`, the call `push_to_hub` makes, on the checkpoint folder with its model card."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    from .engine.card import CARD_FILE, write_run_card
+
+    run = _run(args)
+    folder = run.checkpoint_path(args.checkpoint)
+    if not (folder / CARD_FILE).is_file():
+        write_run_card(run.store, run.id, run.config, folder if args.checkpoint else None)
+    api = HfApi()
+    try:
+        url = api.create_repo(args.repo_id, private=args.private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=args.repo_id, ignore_patterns=TRAINING_STATE_FILES,
+                          commit_message=f"ftkit run {run.id} ({run.name}): {folder.name}")
+    except OfflineModeIsEnabled:
+        raise FtkitError(f"cannot push to the Hugging Face hub: offline (HF_HUB_OFFLINE is set). The model and its "
+                         f"card are in {folder}; push when online, or copy that folder") from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise FtkitError(f"could not push to '{args.repo_id}' on the Hugging Face hub ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Logged in? `hf auth login`, or "
+                         f"set HF_TOKEN. The model and its card are in {folder}") from None
+    if args.json:
+        _print_json({"id": run.id, "repo": args.repo_id, "url": str(url), "folder": str(folder)})
+    else:
+        print(f"pushed {folder} to {url}")
     return 0
 
 
@@ -242,6 +345,25 @@ def cmd_delete(args: argparse.Namespace) -> int:
         _print_json({"id": run.id, "deleted": True})
     else:
         print(f"deleted {run.id}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .starter import starter_config
+
+    text = starter_config(args.task)
+    if args.path == "-":
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.path or f"{args.task}.yaml")
+    if path.exists() and not args.force:
+        raise FtkitError(f"{path} exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    if args.json:
+        _print_json({"task": args.task, "path": str(path.resolve())})
+    else:
+        print(f"wrote {path}: point its data.train/validation/test at your files, then `ftkit train {path}`")
     return 0
 
 
@@ -306,14 +428,24 @@ def _follow(run: Any, quiet: bool) -> int:
     exit 1 if the run does not complete."""
     from tqdm.auto import tqdm
 
-    from .events import RunState
+    from .events import RunState, phase_text
 
     state = RunState()
     bar = None if quiet else tqdm(total=None, unit="step", dynamic_ncols=True, desc=run.name)
+    shown_phase: tuple[Any, ...] | None = None
     for event in run.follow(poll=0.5):
         update = state.apply(event)
         if bar is None:
             continue
+        if update.kind == "phase" and state.phase:
+            # A line when a phase (or the split it works on) begins; its count n/N moves in the bar's label.
+            if (state.phase, state.phase_detail) != shown_phase:
+                shown_phase = (state.phase, state.phase_detail)
+                bar.write(update.message or phase_text(state.phase_info))
+            bar.set_description_str(f"{run.name}: {phase_text(state.phase_info)}", refresh=True)
+        elif update.kind == "progress" and shown_phase is not None:
+            shown_phase = None
+            bar.set_description_str(run.name, refresh=False)
         if update.kind == "progress":
             progress = state.progress
             if progress.get("total_steps") and bar.total != progress["total_steps"]:
@@ -325,9 +457,9 @@ def _follow(run: Any, quiet: bool) -> int:
             bar.set_postfix(postfix, refresh=True)
         elif update.evaluation is not None:
             metrics = update.evaluation["metrics"]
-            shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("f1", "precision", "recall", "accuracy") if k in metrics)
+            shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in FOLLOWED_METRICS if isinstance(metrics.get(k), (int, float)))
             bar.write(f"{update.evaluation['split']} @ step {update.evaluation.get('step')}: {shown}")
-        elif update.kind in ("log", "phase") and update.message:
+        elif update.kind == "log" and update.message:
             bar.write(update.message)
     if bar is not None:
         bar.close()

@@ -18,10 +18,12 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 from .tasks import DEFAULT_TASK, TASK_NAMES, get_task, task_help
+from .trainer_args import check_owned, check_tracker_names
 
 ADAPTERS = ("full", "head", "lora")
-DATA_FORMATS = ("conll", "jsonl", "csv", "tsv", "hf-disk", "hub")
+DATA_FORMATS = ("conll", "jsonl", "csv", "tsv", "parquet", "hf-disk", "hub")
 TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")
+TRAIN_ON = ("assistant", "completion", "all")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 STRATEGIES = ("ddp", "fsdp", "deepspeed")
 PADDING_FREE = ("auto", "always", "never")
@@ -45,6 +47,10 @@ class DataConfig:
     validation: str | None = _field(None, "Validation data; when empty, a seeded fraction of train is held out.")
     test: str | None = _field(None, "Test data, evaluated once at the end and saved as predictions.")
     format: str | None = _field(None, "Input format; guessed from the file when empty.", DATA_FORMATS)
+    subset: str | None = _field(None, "Hub datasets: the configuration (subset) name, e.g. sst2 for nyu-mll/glue.")
+    revision: str | None = _field(None, "Hub datasets: a branch, tag or commit to load.")
+    split_names: dict[str, str] | None = _field(None, "Source split names for train/validation/test when they differ, "
+                                                      "e.g. {validation: validation_matched}.")
     tag_column: int = _field(-1, "CoNLL: which whitespace-separated column holds the tag (-1 = last).")
     tag_scheme: str = _field("auto", "NER tag scheme of the input; IOB1 is converted to IOB2.", TAG_SCHEMES)
     text_column: str | None = _field(None, "Classification: column with the text (guessed: text, sentence, ...).")
@@ -52,12 +58,18 @@ class DataConfig:
     tokens_column: str | None = _field(None, "NER in JSONL/CSV: column with the word list (guessed: tokens, words).")
     tags_column: str | None = _field(None, "NER in JSONL/CSV: column with the tag list (guessed: tags, ner_tags, labels).")
     labels: list[str] | None = _field(None, "The label set; inferred from the training data when empty.")
+    prompt_template: str | None = _field(None, "SFT from any table: the prompt, filled from each row's columns, e.g. "
+                                         "'Review: {sentence}\\nIs this review positive or negative?'.")
+    completion_column: str | None = _field(None, "SFT with prompt_template: the column holding the answer to learn.")
+    answer_map: dict[str, str] | None = _field(None, "SFT with prompt_template: stored answers -> answer words, "
+                                               "e.g. {0: negative, 1: positive} (keys match as text).")
     validation_fraction: float = _field(0.1, "Share of train held out when there is no validation split.")
 
 
 @dataclass
 class AdapterConfig:
-    kind: str = _field("full", "full: train every weight; head: freeze the encoder; lora: low-rank adapters (peft).", ADAPTERS)
+    kind: str | None = _field(None, "full: train every weight; head: freeze the encoder; lora: low-rank adapters (peft). "
+                              "Default: the task's (lora for sft, full otherwise).", ADAPTERS)
     r: int = _field(16, "LoRA rank.")
     alpha: int = _field(32, "LoRA scaling (alpha / r multiplies the update).")
     dropout: float = _field(0.1, "LoRA dropout.")
@@ -85,12 +97,24 @@ class TrainingConfig:
     early_stopping_patience: int | None = _field(None, "Stop when the metric has not improved for N evaluations.")
     metric_for_best_model: str | None = _field(None, "Metric that picks the best checkpoint (default: the task's: f1 for NER, accuracy for classification).")
     group_by_length: bool = _field(True, "Batch sentences of similar length together (less padding).")
-    padding_free: str = _field("auto", "Pack NER batches into one row without padding: 'auto' where the model's attention "
-                               "supports it (flash-attention on a GPU), 'always' (an error where unsupported), 'never'.",
-                               PADDING_FREE)
+    padding_free: str = _field("auto", "Pack NER and SFT batches into one row without padding (examples never attend to "
+                               "each other): 'auto' on a GPU where the attention supports it (flash-attention; for "
+                               "causal LMs also SDPA), 'always' (an error where unsupported), 'never'.", PADDING_FREE)
+    train_on: str | None = _field(None, "SFT: which tokens the loss is taken on: assistant (every assistant turn), "
+                                  "completion (the last one) or all; by default assistant for chats, completion "
+                                  "for prompt/completion and alpaca data.", TRAIN_ON)
+    max_new_tokens: int = _field(16, "SFT: longest answer generated for each test example (generation stops earlier "
+                                 "at the end-of-turn token).")
+    rouge_l: bool = _field(False, "SFT: also score the test generations by ROUGE-L F1 against the references.")
     seed: int = _field(42, "Seed for data order, subsets, held-out split and initialisation.")
     device: str = _field("auto", "auto (CUDA when present), cuda or cpu.", ("auto", "cuda", "cpu"))
     dataloader_num_workers: int = _field(0, "Worker processes that prepare batches.")
+    report_to: list[str] | None = _field(None, "Experiment trackers that also receive the Trainer's logs, beside ftkit's "
+                                         "own events: tensorboard (logs in the run folder), mlflow ($MLFLOW_TRACKING_URI, "
+                                         "else a file store in the runs folder), wandb. Empty: none.")
+    trainer_args: dict[str, Any] | None = _field(None, "Any other transformers TrainingArguments field, passed as given, "
+                                                 "e.g. {max_grad_norm: 0.5, gradient_checkpointing: true, "
+                                                 "label_smoothing_factor: 0.1}; fields this schema sets are refused.")
 
 
 @dataclass
@@ -117,7 +141,8 @@ class OutputConfig:
 @dataclass
 class Config:
     task: str = _field(DEFAULT_TASK, f"What to learn: {task_help()}.", TASK_NAMES)
-    model: str = _field("default", "'default' (embedded MiniLM-L6), a local model folder, or a hub id.")
+    model: str = _field("default", "'default' (the task's embedded model: MiniLM-L6, or SmolLM2-135M-Instruct for sft), "
+                                   "'default-causal' (SmolLM2-135M-Instruct), a local model folder, or a hub id.")
     name: str | None = _field(None, "A human name for the run (default: task-model-adapter).")
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Where the data comes from."})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"help": "What is trained."})
@@ -177,6 +202,20 @@ class Config:
 # Measured on CoNLL-2003 with the default MiniLM (benchmarks/RESULTS.md): 1 epoch of full
 # fine-tuning at batch 16 reaches test F1 0.845 with 2e-4 but 0.818 with 1e-4 at batch 32.
 DEFAULT_LEARNING_RATES = {"full": 2e-4, "head": 1e-3, "lora": 5e-4}
+
+
+DATA_SPLITS = ("train", "validation", "test")
+
+
+def is_in_memory_data(value: Any) -> bool:
+    """A data value that is not a path or hub id (a pandas DataFrame, a `datasets` Dataset or
+    DatasetDict, a list of dicts): saved into the run's folder at launch. Judged by type name, so
+    nothing heavy is imported."""
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(row, Mapping) for row in value)
+    kind = type(value)
+    return kind.__module__.split(".")[0] in ("pandas", "datasets") and kind.__name__ in (
+        "DataFrame", "Dataset", "DatasetDict")
 
 
 def resolve_runs_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -340,9 +379,19 @@ def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) ->
         if allows_none:
             return None
         raise ConfigError(f"'{key}' cannot be empty")
-    kinds = [a for a in args if a is not type(None)] if args and typing.get_origin(hint) is not list else [hint]
+    kinds = [a for a in args if a is not type(None)] if args and typing.get_origin(hint) not in (list, dict) else [hint]
     for kind in kinds:
         origin = typing.get_origin(kind)
+        if origin is dict and typing.get_args(kind)[1] is Any:  # free-form settings: values stay as written
+            if isinstance(value, str):  # a flag or form field in YAML's flow style
+                value = parse_value(value)
+            if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+                return _deep_copy(value)
+            continue
+        if origin is dict:
+            if isinstance(value, Mapping) and all(isinstance(v, (str, int, float, bool)) for v in value.values()):
+                return {str(k): str(v) for k, v in value.items()}
+            continue
         if origin is list:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
@@ -379,11 +428,15 @@ def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) ->
 def _type_name(kind: Any) -> str:
     if typing.get_origin(kind) is list:
         return "a list of names"
+    if typing.get_origin(kind) is dict:
+        return "a mapping of names to values" if typing.get_args(kind)[1] is Any else "a mapping of names to names"
     return {int: "an integer", float: "a number", str: "text", bool: "true/false"}.get(kind, str(kind))
 
 
 def validate(config: Config) -> None:
-    """Cross-field and range checks that a type alone cannot express."""
+    """Cross-field and range checks that a type alone cannot express; fills in the task's default adapter."""
+    if config.adapter.kind is None:
+        config.adapter.kind = get_task(config.task).default_adapter
     t = config.training
     if isinstance(t.batch_size, str) and t.batch_size != "auto":
         raise ConfigError(f"'training.batch_size' must be a positive integer or 'auto'; got '{t.batch_size}'")
@@ -405,6 +458,7 @@ def validate(config: Config) -> None:
         ("training.save_steps", t.save_steps, t.save_steps is None or t.save_steps > 0, "a positive integer"),
         ("training.save_total_limit", t.save_total_limit, t.save_total_limit is None or t.save_total_limit > 0, "a positive integer"),
         ("training.logging_steps", t.logging_steps, t.logging_steps > 0, "a positive integer"),
+        ("training.max_new_tokens", t.max_new_tokens, t.max_new_tokens > 0, "a positive integer"),
         ("training.dataloader_num_workers", t.dataloader_num_workers, t.dataloader_num_workers >= 0, "0 or more"),
         ("training.seed", t.seed, 0 <= t.seed < 2**32, "between 0 and 2**32 - 1 (what numpy accepts)"),
         ("resources.devices", r.devices, r.devices == "auto" or int(r.devices) > 0, "a positive integer or 'auto'"),
@@ -423,6 +477,9 @@ def validate(config: Config) -> None:
         raise ConfigError("'resources.main_address' is needed when resources.nodes > 1: the host name or IP of node 0")
     if not str(config.model).strip():
         raise ConfigError("'model' cannot be empty: use 'default', a local model folder or a hub id")
+    # Trainer pass-through: names only here (no import); field names and packages at launch (check_launch).
+    check_tracker_names(t.report_to or ())
+    check_owned(t.trainer_args or {})
 
 
 # ----- helpers ---------------------------------------------------------------------------

@@ -6,6 +6,13 @@ A run's worker appends one JSON object per line to ``events.jsonl``:
 (and writes what the returned :class:`Update` says), the notebook monitor draws from it, and the
 CLI's progress bar follows it, so the three never read the same events differently.
 Plain Python: no torch, no SQLite.
+
+Before its first step a run reports phases (:data:`PHASES`, in the order they come):
+``{"type": "phase", "phase": "tokenising", "done": 3000, "total": 12637, "detail": "train"}``.
+The supervisor writes "starting" before the worker imports anything heavy; "reading data" and
+"tokenising" count splits and examples (``detail`` names the split, ``cached`` marks a tokenised
+split reused from the cache); "first step" lasts until the first progress event after it. A
+progress event or a final status ends the phase (the fold sets it to None).
 """
 
 from __future__ import annotations
@@ -19,6 +26,20 @@ STATUSES = ("queued", "running", "completed", "failed", "stopped")
 FINAL_STATUSES = ("completed", "failed", "stopped")
 PROGRESS_KEYS = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
 EVENT_TYPES = ("phase", "progress", "log", "eval", "checkpoint", "checkpoint_deleted", "status")
+PHASES = ("starting", "reading data", "tokenising", "loading model", "first step")
+
+
+def phase_text(phase: Mapping[str, Any] | None) -> str:
+    """``tokenising train 3,000/12,637``, ``tokenising validation (cached)``, ``loading model``; "" for none."""
+    if not phase or not phase.get("name"):
+        return ""
+    parts = [str(phase["name"])]
+    if phase.get("detail"):
+        parts.append(str(phase["detail"]))
+    done, total = phase.get("done"), phase.get("total")
+    if isinstance(total, int) and total > 0 and isinstance(done, int):
+        parts.append(f"{done:,}/{total:,}")
+    return " ".join(parts)
 
 
 @dataclass
@@ -46,7 +67,10 @@ class RunState:
     started: float | None = None
     ended: float | None = None
     updated: float | None = None
-    phase: str | None = None  # what the worker does before its first step (loading the model, tokenising)
+    phase: str | None = None  # what the worker does before its first step (one of PHASES); None once it trains
+    phase_done: int | None = None
+    phase_total: int | None = None
+    phase_detail: str | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # the latest value per split and name
     metric_history: list[dict[str, Any]] = field(default_factory=list)
@@ -66,6 +90,13 @@ class RunState:
     @property
     def finished(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def phase_info(self) -> dict[str, Any] | None:
+        """The current phase as ``{"name", "done", "total", "detail"}`` (see :func:`phase_text`), or None."""
+        if not self.phase:
+            return None
+        return {"name": self.phase, "done": self.phase_done, "total": self.phase_total, "detail": self.phase_detail}
 
     def apply(self, event: Mapping[str, Any]) -> Update:
         """Fold one event in; returns what it changed. Unknown or malformed events change nothing."""
@@ -94,12 +125,15 @@ class RunState:
             self.ended, self.pid = t, None
             self.progress["eta_seconds"] = None
             update.summary.update(ended=t, pid=None, eta_seconds=None)
+        if status != "running":  # finished, or queued again for a resume: no phase is under way
+            self._set_phase(None, update)
 
     def _apply_progress(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
         values = {k: event[k] for k in PROGRESS_KEYS if k in event}
         self.progress.update(values)
         self.updated = t
         update.summary.update(updated=t, **values)
+        self._set_phase(None, update)  # training has started: the phases before it are over
         step, loss = event.get("step"), event.get("loss")
         if isinstance(loss, (int, float)) and isinstance(step, int):
             if not self.loss_curve or step > self.loss_curve[-1][0]:  # a resumed run repeats no point
@@ -112,8 +146,24 @@ class RunState:
         update.message = event.get("message")
 
     def _apply_phase(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
-        self.phase = event.get("name") or event.get("phase") or event.get("message")
-        update.message = event.get("message") or self.phase
+        name = event.get("phase") or event.get("name") or event.get("message")
+        if not isinstance(name, str):
+            raise ValueError(name)
+        detail = event.get("detail")
+        if event.get("cached"):
+            detail = f"{detail} (cached)" if detail else "(cached)"
+        self._set_phase({"name": name, "done": _count(event.get("done")), "total": _count(event.get("total")),
+                         "detail": str(detail) if detail else None}, update)
+        self.updated = t
+        update.summary["updated"] = t
+        update.message = event.get("message") or phase_text(self.phase_info)
+
+    def _set_phase(self, phase: Mapping[str, Any] | None, update: Update) -> None:
+        phase = phase or {}
+        self.phase, self.phase_done = phase.get("name"), phase.get("done")
+        self.phase_total, self.phase_detail = phase.get("total"), phase.get("detail")
+        update.summary.update(phase=self.phase, phase_done=self.phase_done, phase_total=self.phase_total,
+                              phase_detail=self.phase_detail)
 
     def _apply_eval(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
         split, metrics = event["split"], event.get("metrics") or {}
@@ -160,4 +210,8 @@ class RunState:
         update.summary["updated"] = t
 
 
-__all__ = ["EVENT_TYPES", "FINAL_STATUSES", "PROGRESS_KEYS", "STATUSES", "RunState", "Update"]
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+__all__ = ["EVENT_TYPES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS", "STATUSES", "RunState", "Update", "phase_text"]

@@ -18,6 +18,7 @@ from .errors import FtkitError, RunError
 # ----- the store folder ---------------------------------------------------------------------------
 INDEX_FILE = "index.sqlite"  # the SQLite index of every run (a cache; rebuilt from the folders)
 CACHE_DIR = ".cache"  # shared caches (tokenized data sets) of the runs in a store
+MLFLOW_DIR = "mlruns"  # MLflow's local file store for training.report_to: [mlflow] when no tracking URI is set
 
 # ----- one run's folder (HF/PEFT names where they exist) -------------------------------------------
 CONFIG_FILE = "config.yaml"  # exactly what ran, every path absolute
@@ -33,6 +34,7 @@ PARTIAL_PREFIX = ".tmp-"  # .tmp-checkpoint-<step>/ while a checkpoint is writte
 BEST_FOLDERS = ("best", "final")  # a model saved whole after training, preferred over checkpoints
 MERGED_DIR = "merged"  # `ftkit merge`'s default output
 EVAL_DIR = "eval-tmp"  # the Trainer's scratch folder for `ftkit eval`
+TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files (training.report_to: [tensorboard])
 RANK_ERROR_GLOB = "rank-*.err"  # rank-<i>.err: the failure of one process of a distributed run
 
 # Metrics for which lower is better: losses and the like. Everything else (f1, accuracy, ...) is a score.
@@ -157,7 +159,7 @@ def choose_checkpoint(run_dir: str | Path, checkpoints: Iterable[Mapping[str, An
 
 __all__ = [
     "BEST_FOLDERS", "CACHE_DIR", "CHECKPOINT_PREFIX", "CONFIG_FILE", "DATA_DIR", "EVAL_DIR", "EVENTS_FILE",
-    "INDEX_FILE", "LOCK_FILE", "LOG_FILE", "MERGED_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
+    "INDEX_FILE", "LOCK_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
     "RUN_FILE", "STOP_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
     "choose_checkpoint", "higher_is_better", "is_better", "metric_value", "partial_name", "predictions_file",
     "rank_error_name", "rank_of_error_file", "saved_checkpoints",

@@ -14,15 +14,17 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .config import Config, load_config, resolve_runs_dir
+from .config import DATA_SPLITS, Config, is_in_memory_data, load_config, resolve_runs_dir
 from .errors import RunError
 from .events import FINAL_STATUSES
-from .layout import CONFIG_FILE, LOG_FILE, RUN_FILE, choose_checkpoint
+from .layout import CONFIG_FILE, DATA_DIR, LOG_FILE, RUN_FILE, choose_checkpoint
 from .store import RunStore, process_alive
+from .trainer_args import check_launch
 
 # The run stores this process has opened runs in (newest last): `get` looks there after the default
 # store, so a run launched with output.dir / --runs-dir is found by its id without FTKIT_RUNS_DIR.
 _KNOWN_STORES: dict[Path, None] = {}
+_GENERATORS: dict[Path, Any] = {}  # checkpoint folder -> its loaded Generator (Run.generate)
 
 
 class Run:
@@ -155,10 +157,39 @@ class Run:
         return choose_checkpoint(self.dir, self.checkpoints, self.config.best_metric, checkpoint, self.id)
 
     def predict(self, texts: str | list[str], checkpoint: str | None = None) -> Any:
-        """Entities with character offsets (NER) or labels with probabilities, per text."""
+        """Entities with character offsets (NER), labels with probabilities (classification) or the
+        generated answer (sft), per text."""
         from .engine.inference import Predictor
 
         return Predictor.from_run(self, checkpoint).predict(texts)
+
+    def generator(self, checkpoint: str | int | None = None) -> Any:
+        """The `ftkit.engine.generation.Generator` of a checkpoint (default: the best), loaded once per process.
+
+        Its tokenizer is the checkpoint's own, so answers use the chat template the run trained with.
+        """
+        path = self.checkpoint_path(checkpoint).resolve()
+        cached = _GENERATORS.get(path)
+        if cached is None:
+            from .engine.generation import Generator
+
+            cached = Generator.load(path)
+            _GENERATORS.clear()  # one model held at a time: a kernel chatting with many runs keeps its memory
+            _GENERATORS[path] = cached
+        return cached
+
+    def generate(self, prompt_or_messages: Any, max_new_tokens: int = 64, temperature: float = 0.0,
+                 top_p: float = 1.0, checkpoint: str | int | None = None) -> str:
+        """The answer of an sft run's best checkpoint to a prompt (one user turn) or a list of messages.
+
+        Temperature 0 is greedy decoding; the answer stops at the end-of-turn token or ``max_new_tokens``.
+        """
+        return self.generator(checkpoint).generate(prompt_or_messages, max_new_tokens, temperature, top_p)
+
+    def stream(self, prompt_or_messages: Any, max_new_tokens: int = 64, temperature: float = 0.0,
+               top_p: float = 1.0, checkpoint: str | int | None = None) -> Iterator[str]:
+        """Like `generate`, as text pieces while they are produced."""
+        return self.generator(checkpoint).stream(prompt_or_messages, max_new_tokens, temperature, top_p)
 
 
 def start(config: Config | Mapping[str, Any] | str | os.PathLike, **overrides: Any) -> Run:
@@ -167,11 +198,44 @@ def start(config: Config | Mapping[str, Any] | str | os.PathLike, **overrides: A
     Paths are made absolute here, against this process's working folder (a file's own paths
     against its folder), so the run's config.yaml says exactly what ran wherever its folder is.
     """
+    config, overrides, in_memory = _take_in_memory_data(config, overrides)
     config = load_config(config, **overrides).with_absolute_paths()
+    check_launch(config)  # trainer_args' names and report_to's packages, before a run exists
     store = RunStore(config.runs_dir)
-    run_id = store.create_run(config)
+    prepare = (lambda folder: _snapshot_data(config, in_memory, folder)) if in_memory else None
+    run_id = store.create_run(config, prepare)
     _spawn(store, run_id, resume=False)
     return Run(run_id, store)
+
+
+def _take_in_memory_data(config: Any, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Split DataFrames, Datasets and lists of rows off the data keys of a config mapping and its overrides.
+
+    They are saved into the run's folder (`_snapshot_data`); the config records those files.
+    """
+    def take(section: Mapping[str, Any]) -> dict[str, Any]:
+        kept = dict(section)
+        in_memory.update({split: kept.pop(split) for split in DATA_SPLITS if is_in_memory_data(kept.get(split))})
+        return kept
+
+    in_memory: dict[str, Any] = {}
+    if isinstance(config, Mapping) and isinstance(config.get("data"), Mapping):
+        config = {**config, "data": take(config["data"])}
+    overrides = dict(overrides)
+    if isinstance(overrides.get("data"), Mapping):
+        overrides["data"] = take(overrides["data"])
+    for split in DATA_SPLITS:
+        if is_in_memory_data(overrides.get(f"data__{split}")):
+            in_memory[split] = overrides.pop(f"data__{split}")
+    return config, overrides, in_memory
+
+
+def _snapshot_data(config: Config, in_memory: Mapping[str, Any], folder: Path) -> Config:
+    """Save in-memory data as Parquet in the run folder and point the config at those files."""
+    from .data.snapshot import write_snapshots
+
+    paths = write_snapshots(in_memory, folder / DATA_DIR)
+    return config.replace({**{f"data.{split}": path for split, path in paths.items()}, "data.format": None})
 
 
 def get(ref: "str | Run", runs_dir: str | os.PathLike | None = None) -> Run:

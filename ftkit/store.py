@@ -23,7 +23,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .config import Config, resolve_runs_dir
 from .errors import RunError
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, task TEXT, model TEXT,
     adapter TEXT, pid INTEGER, error TEXT, created REAL, started REAL, ended REAL, updated REAL,
     step INTEGER DEFAULT 0, total_steps INTEGER, epoch REAL, samples_per_second REAL,
-    eta_seconds REAL, loss REAL, best_metric_name TEXT, best_metric REAL
+    eta_seconds REAL, loss REAL, best_metric_name TEXT, best_metric REAL,
+    phase TEXT, phase_done INTEGER, phase_total INTEGER, phase_detail TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created);
@@ -54,6 +55,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 SORT_KEYS = ("created", "name", "status", "best_metric", "updated")
+# Columns added to `runs` after its first release, with their types: an index made before them gets
+# them on open (ALTER TABLE ADD COLUMN, NULL for the runs already there), so an old index.sqlite opens.
+_ADDED_COLUMNS = {"phase": "TEXT", "phase_done": "INTEGER", "phase_total": "INTEGER", "phase_detail": "TEXT"}
 
 
 def now() -> float:
@@ -100,6 +104,7 @@ class RunStore:
                 # Missing, emptied or cut before its first page: SQLite sees a new database.
                 fresh = db.execute("SELECT 1 FROM sqlite_master WHERE name='runs'").fetchone() is None
                 db.executescript(_SCHEMA)
+                _add_missing_columns(db)
         except RunError:
             return  # a damaged index: every query says so, and rebuild_index() (still callable) recreates it
         if fresh and any(self._run_folders()):
@@ -144,11 +149,21 @@ class RunStore:
             db.execute("COMMIT")
 
     # ----- creating and locating runs ---------------------------------------------------------
-    def create_run(self, config: Config) -> str:
-        """Make the run folder (config, run.json, empty event stream) and its queued index row."""
+    def create_run(self, config: Config, prepare: "Callable[[Path], Config] | None" = None) -> str:
+        """Make the run folder (config, run.json, empty event stream) and its queued index row.
+
+        ``prepare(folder)`` runs first and returns the config to record (it writes snapshots of
+        in-memory data there); if it fails, the folder is removed and no run exists.
+        """
         run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         folder = self.root / run_id
         folder.mkdir()
+        if prepare is not None:
+            try:
+                config = prepare(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
         (folder / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
         (folder / EVENTS_FILE).touch()
         record = {"id": run_id, "name": config.run_name, "status": "queued", "created": now(),
@@ -423,7 +438,9 @@ class RunStore:
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
         with self._connect() as db:
-            db.executescript(_SCHEMA + "BEGIN; DELETE FROM runs; DELETE FROM metrics; DELETE FROM checkpoints; COMMIT;")
+            db.executescript(_SCHEMA)
+            _add_missing_columns(db)
+            db.executescript("BEGIN; DELETE FROM runs; DELETE FROM metrics; DELETE FROM checkpoints; COMMIT;")
         count = 0
         for folder in self._run_folders():
             events = _decode_events((folder / EVENTS_FILE).read_bytes()) if (folder / EVENTS_FILE).exists() else []
@@ -443,6 +460,24 @@ class RunStore:
 
 
 # ----- index projection ---------------------------------------------------------------------------
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring an index made by an older ftkit up to `_SCHEMA` (one writer at a time; another may get there first)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)").fetchall()}
+    missing = [name for name in _ADDED_COLUMNS if name not in have]
+    if not missing:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        have = {row[1] for row in db.execute("PRAGMA table_info(runs)").fetchall()}
+        for name in missing:
+            if name not in have:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {_ADDED_COLUMNS[name]}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _decode_events(data: bytes) -> list[dict[str, Any]]:
@@ -539,6 +574,10 @@ def _summary(row: sqlite3.Row, checkpoint_count: int, failure: str | None = None
                      "loss": data["loss"]},
         "best_metric": {"name": data["best_metric_name"], "value": data["best_metric"]} if data["best_metric_name"] else None,
         "checkpoint_count": checkpoint_count,
+        # What the worker does before its first step (ftkit.events.PHASES); None once it trains or ends.
+        "phase": ({"name": data["phase"], "done": data["phase_done"], "total": data["phase_total"],
+                   "detail": data["phase_detail"]} if data.get("phase") and data["status"] in ("queued", "running")
+                  else None),
     }
 
 

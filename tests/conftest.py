@@ -50,6 +50,17 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(autouse=True)
+def _keep_runs_dir_variable(monkeypatch):
+    """A Jupyter server with the ftkit extension sets FTKIT_RUNS_DIR in its process (for its kernels);
+    in-process test servers must not leave it to the tests after them."""
+    value = os.environ.get("FTKIT_RUNS_DIR")
+    if value is None:
+        monkeypatch.delenv("FTKIT_RUNS_DIR", raising=False)
+    else:
+        monkeypatch.setenv("FTKIT_RUNS_DIR", value)
+
+
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "runs"

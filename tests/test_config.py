@@ -12,7 +12,7 @@ from ftkit.errors import ConfigError
 ISSUE_EXAMPLE = """\
 # conll.yaml — `ftkit train conll.yaml`
 name: conll-minilm-lora
-task: ner                    # ner | classification
+task: ner                    # ner | classification | sft
 model: default               # or a local model directory or hub id
 data:
   train: ../shared/data/conll2003/train.txt
@@ -69,7 +69,7 @@ def test_dict_json_keywords_and_config_give_the_same_config(tmp_path):
     [
         ({"trainig": {}}, ["unknown key 'trainig'", "Did you mean 'training'?"]),
         ({"training": {"learnig_rate": 1}}, ["unknown key 'training.learnig_rate'", "learning_rate"]),
-        ({"task": "nerr"}, ["'task' must be one of ner, classification", "Did you mean 'ner'?"]),
+        ({"task": "nerr"}, ["'task' must be one of ner, classification, sft;", "Did you mean 'ner'?"]),
         ({"adapter": {"kind": "loar"}}, ["'adapter.kind' must be one of full, head, lora", "Did you mean 'lora'?"]),
         ({"training": {"epochs": "many"}}, ["'training.epochs' must be a number", "'many'"]),
         ({"training": {"epochs": 0}}, ["'training.epochs' must be a positive number"]),

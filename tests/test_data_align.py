@@ -143,6 +143,44 @@ def test_cache_dir_writes_memory_mapped_splits_and_reuses_them(conll_sample, tin
     assert again["train"]["input_ids"] == first["train"]["input_ids"]
 
 
+def test_tokenising_reports_counts_per_split_and_a_second_time_comes_from_the_cache(tmp_path, tiny_tokenizer):
+    from .conftest import write_conll
+
+    splits = load(write_conll(tmp_path / "train.txt", 50, 1), validation=write_conll(tmp_path / "valid.txt", 7, 2))
+    heard: list[tuple] = []
+    tokenized(splits, tiny_tokenizer, cache_dir=tmp_path / "cache", on_progress=lambda *args: heard.append(args))
+    for split, total in (("train", 50), ("validation", 7)):
+        counts = [(done, cached) for name, done, n, cached in heard if name == split]
+        assert counts[0] == (0, False) and counts[-1] == (total, False)  # from nothing to every row
+        assert all(n == total for name, _, n, _ in heard if name == split)
+    files = {f: f.stat().st_mtime_ns for f in (tmp_path / "cache").glob("*.arrow")}
+    assert len(files) == 2
+
+    heard.clear()
+    again, _ = tokenized(splits, tiny_tokenizer, cache_dir=tmp_path / "cache", on_progress=lambda *args: heard.append(args))
+    assert heard == [("train", 50, 50, True), ("validation", 7, 7, True)]  # a cache hit, and nothing encoded again
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "cache").glob("*.arrow")} == files
+    assert [c["filename"] for c in again["train"].cache_files] == [str(f) for f in files if f.name.startswith("train")]
+
+
+def test_the_cache_key_is_the_data_content_the_same_in_another_process(tmp_path, conll_sample):
+    """datasets' own fingerprint is not the key (its policy may make it random per process); the Arrow content is."""
+    import subprocess
+    import sys
+
+    from ftkit.data.align import content_key
+
+    code = ("import sys; from ftkit.data import load; from ftkit.data.align import content_key; "
+            "print(content_key(load(sys.argv[1])['train']))")
+    other = subprocess.run([sys.executable, "-c", code, str(conll_sample)], capture_output=True, text=True, check=True)
+    here = load(conll_sample)["train"]
+    assert other.stdout.strip() == content_key(here)
+    assert content_key(here.select([0, 1])) != content_key(here)  # a row selection is part of the content
+    changed = conll_sample.read_text().replace("Peter", "Pieter")
+    (tmp_path / "changed.conll").write_text(changed)
+    assert content_key(load(tmp_path / "changed.conll")["train"]) != content_key(here)
+
+
 def test_conll_train_tokenizes_in_seconds_with_the_default_model():
     from transformers import AutoTokenizer
 

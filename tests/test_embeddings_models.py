@@ -98,6 +98,27 @@ def test_contextual_space_reads_a_conll_file(tiny_model_dir, conll_sample):
     assert space.tag("xylophonist") == "PER" and space.tag("EU") == "ORG" and space.frequency(".") == 2
 
 
+def test_the_contextual_pass_reports_progress_and_stays_quiet_unless_asked(tiny_model_dir, capsys, monkeypatch):
+    from ftkit.embeddings import loading
+    from ftkit.notebook.widgets.neighbors import NeighborBrowser
+
+    corpus = [f"the lamb number {i}" for i in range(70)]
+    heard: list[tuple[int, int]] = []
+    load(tiny_model_dir, "contextual", corpus=corpus, batch_size=16, cache=False, progress=lambda *a: heard.append(a))
+    assert heard == [(16, 70), (32, 70), (48, 70), (64, 70), (70, 70)]
+    load(tiny_model_dir, "contextual", corpus=corpus, batch_size=16, cache=False)  # small: no bar by default
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(loading, "PROGRESS_BAR_SENTENCES", 50)  # a big corpus gets a tqdm bar
+    load(tiny_model_dir, "contextual", corpus=corpus, batch_size=16, cache=False)
+    assert "70/70" in capsys.readouterr().err
+
+    shown: list[str] = []
+    browser = NeighborBrowser.for_model(tiny_model_dir, corpus=corpus)
+    browser.table.observe(lambda change: shown.append(change["new"]), names="value")
+    browser.space.value = "contextual"  # the browser shows the pass's count while it loads
+    assert any("70/70 sentences" in html for html in shown)
+
+
 # ----- runs --------------------------------------------------------------------------------------
 
 

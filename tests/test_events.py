@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from ftkit.config import load_config
-from ftkit.events import RunState
+from ftkit.events import PHASES, RunState, phase_text
 from ftkit.store import RunStore
 
 STREAM = [
@@ -32,7 +32,7 @@ def test_the_fold_gives_status_progress_metrics_best_and_checkpoints():
     state = RunState.from_events(STREAM)
     assert state.status == "stopped" and state.finished and state.pid is None
     assert (state.started, state.ended, state.updated) == (1.0, 7.0, 7.0)
-    assert state.phase == "tokenising"
+    assert state.phase is None  # training started (and the run ended): no phase is under way
     assert state.progress["step"] == 8 and state.progress["total_steps"] == 20 and state.progress["eta_seconds"] is None
     assert state.metrics == {"validation": {"loss": 1.2, "f1": 0.5}}  # the latest numbers per split
     assert [m["value"] for m in state.metric_history if m["name"] == "loss"] == [0.9, 1.2]
@@ -107,3 +107,68 @@ def test_the_cli_follow_prints_from_the_fold(capsys):
     shown = err.err + err.out
     assert "validation @ step 10: f1 0.4000" in shown and "stop requested" in shown and "tokenising 64/64" in shown
     assert "run r1 stopped" in err.out
+
+
+PHASE_STREAM = [
+    {"t": 0.1, "type": "phase", "phase": "starting"},
+    {"t": 0.5, "type": "status", "status": "running", "pid": 7},
+    {"t": 1.0, "type": "phase", "phase": "reading data", "done": 0, "total": 2, "detail": "train.txt"},
+    {"t": 1.2, "type": "phase", "phase": "tokenising", "done": 1000, "total": 4000, "detail": "train"},
+    {"t": 1.4, "type": "phase", "phase": "tokenising", "done": 200, "total": 200, "detail": "validation", "cached": True},
+    {"t": 1.6, "type": "phase", "phase": "loading model", "detail": "default"},
+    {"t": 2.0, "type": "progress", "step": 0, "total_steps": 10},
+    {"t": 2.1, "type": "phase", "phase": "first step"},
+]
+
+
+def test_phases_fold_into_a_current_phase_with_its_count_and_end_with_the_first_step():
+    state = RunState()
+    texts = [state.apply(event).message for event in PHASE_STREAM]
+    assert texts[0] == "starting" and texts[2] == "reading data train.txt 0/2"
+    assert texts[3] == "tokenising train 1,000/4,000"
+    assert texts[4] == "tokenising validation (cached) 200/200"
+    assert state.phase == "first step" and state.phase_info == {"name": "first step", "done": None, "total": None,
+                                                                  "detail": None}
+    update = state.apply({"t": 3.0, "type": "progress", "step": 1, "total_steps": 10, "loss": 2.0})
+    assert state.phase is None and update.summary["phase"] is None
+    assert phase_text(None) == "" and PHASES[0] == "starting" and PHASES[-1] == "first step"
+
+
+def test_a_final_status_ends_the_phase_and_a_phase_update_names_its_columns():
+    state = RunState()
+    update = state.apply(PHASE_STREAM[3])
+    assert update.summary == {"phase": "tokenising", "phase_done": 1000, "phase_total": 4000, "phase_detail": "train",
+                              "updated": 1.2}
+    state.apply({"t": 2.0, "type": "status", "status": "failed", "error": "boom"})
+    assert state.phase is None
+    assert state.apply({"type": "phase", "phase": 3}).summary == {}  # a malformed phase changes nothing
+
+
+def test_the_index_row_carries_the_current_phase(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create_run(load_config(name="phased"))
+    store.append_event(run_id, {"type": "phase", "phase": "starting"})
+    assert store.list_runs()[0][0]["phase"] == {"name": "starting", "done": None, "total": None, "detail": None}
+    token = store.change_token()
+    store.append_event(run_id, {"type": "phase", "phase": "tokenising", "done": 5, "total": 9, "detail": "train"})
+    assert store.change_token() != token  # the live channel wakes for a phase
+    assert store.get(run_id)["phase"] == {"name": "tokenising", "done": 5, "total": 9, "detail": "train"}
+    store.append_event(run_id, {"type": "progress", "step": 1, "total_steps": 9})
+    assert store.get(run_id)["phase"] is None
+    store.append_event(run_id, {"type": "phase", "phase": "tokenising", "done": 9, "total": 9, "detail": "train"})
+    store.rebuild_index()
+    assert store.get(run_id)["phase"]["done"] == 9
+
+
+def test_the_cli_follow_shows_each_phase(capsys):
+    from ftkit.cli import _follow
+
+    stream = [*PHASE_STREAM, {"t": 3.0, "type": "progress", "step": 10, "total_steps": 10},
+              {"t": 4.0, "type": "status", "status": "completed"}]
+    run = SimpleNamespace(id="r2", name="phased", status="completed", error=None, follow=lambda poll: iter(stream))
+    assert _follow(run, quiet=False) == 0
+    captured = capsys.readouterr()
+    shown = captured.err + captured.out
+    for text in ("starting", "reading data train.txt 0/2", "tokenising train 1,000/4,000",
+                 "tokenising validation (cached) 200/200", "loading model default", "first step"):
+        assert text in shown, text

@@ -13,7 +13,7 @@ import pytest
 
 from ftkit.engine.generation import Generation, Generator, as_messages
 from ftkit.errors import FtkitError
-from tests.sft_fixtures import default_causal_dir, smollm2_tokenizer, tiny_llama  # noqa: F401 - fixtures
+from tests.sft_fixtures import default_causal_dir, smollm2_tokenizer, tiny_llama, tiny_llama_dir  # noqa: F401 - fixtures
 
 PROMPTS = [
     "Review: a gorgeous, witty film.\nIs this review positive or negative?",
@@ -99,38 +99,30 @@ def test_bad_prompts_are_clear_errors(generator):
         generator.generate_batch("Hi")
 
 
-@pytest.fixture(scope="module")
-def saved_base(tmp_path_factory, tiny_llama, smollm2_tokenizer):  # noqa: F811
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama.save_pretrained(folder)
-    smollm2_tokenizer.save_pretrained(folder)
-    return folder
-
-
-def test_a_model_folder_loads_and_answers_as_the_model_in_memory(saved_base, generator):
-    loaded = Generator.load(saved_base)
+def test_a_model_folder_loads_and_answers_as_the_model_in_memory(tiny_llama_dir, generator):
+    loaded = Generator.load(tiny_llama_dir)
     assert loaded.generate(PROMPTS[0], max_new_tokens=10) == generator.generate(PROMPTS[0], max_new_tokens=10)
 
 
-def test_a_lora_checkpoint_folder_loads_base_plus_adapter(tmp_path, saved_base, smollm2_tokenizer):  # noqa: F811
+def test_a_lora_checkpoint_folder_loads_base_plus_adapter(tmp_path, tiny_llama_dir, smollm2_tokenizer):  # noqa: F811
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(1)
-    base = AutoModelForCausalLM.from_pretrained(saved_base)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     lora = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", r=4, target_modules="all-linear",
                                            init_lora_weights=False))  # random B: the adapter changes answers
     checkpoint = tmp_path / "checkpoint-10"
     lora.save_pretrained(checkpoint)
     smollm2_tokenizer.save_pretrained(checkpoint)
-    assert json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"] == str(saved_base)
+    assert json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_llama_dir)
 
     loaded = Generator.load(checkpoint)
     assert isinstance(loaded.model, PeftModel)
     in_memory = Generator(lora.eval(), smollm2_tokenizer, device="cpu")
     assert loaded.generations(PROMPTS[:2], max_new_tokens=10) == in_memory.generations(PROMPTS[:2], max_new_tokens=10)
-    assert loaded.generate("Hi", max_new_tokens=10) != Generator.load(saved_base).generate("Hi", max_new_tokens=10)
+    assert loaded.generate("Hi", max_new_tokens=10) != Generator.load(tiny_llama_dir).generate("Hi", max_new_tokens=10)
 
 
 def test_folders_that_are_not_causal_models_are_clear_errors(tmp_path):

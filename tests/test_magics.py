@@ -258,6 +258,33 @@ def test_ftkit_predict_shows_the_label_for_classification(shell, monkeypatch):
     assert "a great movie" in captured.outputs[0].data["text/html"]
 
 
+def test_ftkit_chat_streams_an_sft_runs_answer_into_the_output_as_it_comes(shell, monkeypatch):
+    make_run(RunStore(), "chatty", task="sft")
+    asked = []
+
+    class FakeGenerator:
+        def stream(self, prompt, max_new_tokens, temperature):
+            asked.append((prompt, max_new_tokens, temperature))
+            yield from ["Posi", "tive", " <b>!</b>"]
+
+    monkeypatch.setattr(Run, "generator", lambda self, checkpoint=None: FakeGenerator())
+    result, captured = run_cell(shell, '%ftkit chat chatty "Is this good?" --max-new-tokens 8 -o answer')
+    assert result.success and shell.user_ns.pop("answer") == "Positive <b>!</b>"
+    assert asked == [("Is this good?", 8, 0.0)]
+    pages = [output.data["text/html"] for output in captured.outputs]
+    assert len(pages) == 5  # shown empty, one update per piece, then without the cursor
+    assert "Posi▌" in pages[1] and pages[-1].endswith("Positive &lt;b&gt;!&lt;/b&gt;</div></div>")
+    assert captured.outputs[-1].data["text/plain"] == "chatty: Positive <b>!</b>"
+    assert not run_cell(shell, "%ftkit chat chatty")[0].success  # a run and a message are needed
+
+
+def test_ftkit_predict_shows_the_answer_of_an_sft_run(shell, monkeypatch):
+    make_run(RunStore(), "answers", task="sft")
+    monkeypatch.setattr(Run, "predict", lambda self, texts: ["positive"])
+    _, captured = run_cell(shell, "%ftkit predict answers a great movie")
+    assert "<b>assistant</b>: positive" in captured.outputs[0].data["text/html"]
+
+
 def test_ftkit_neighbors_and_moved_delegate_to_the_embedding_explorer(shell, fake_module):
     run = make_run(RunStore(), "tuned")
     calls = []

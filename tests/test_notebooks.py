@@ -69,3 +69,20 @@ def test_embeddings_notebook_browses_projects_and_compares_base_with_a_fine_tune
     assert "most moved words: " in text and "mean cosine shift: static" in text
     assert "application/vnd.bokehjs_exec.v0+json" in mime_types(notebook)
     assert WIDGET_VIEW in mime_types(notebook)
+
+
+def shown(notebook: nbformat.NotebookNode) -> str:
+    """Everything the notebook showed as plain text: printed lines and displayed values."""
+    return printed(notebook) + "".join(output.get("data", {}).get("text/plain", "") for cell in notebook.cells
+                                       if cell.cell_type == "code" for output in cell.get("outputs", []))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_generative_sft_notebook_fine_tunes_smollm2_with_lora_and_compares_it_with_the_base(tmp_path, monkeypatch):
+    notebook = execute("04_generative_sft.ipynb", tmp_path, monkeypatch)
+    text = shown(notebook)
+    assert "sst2-sft-lora: completed after 3 steps" in text
+    assert "gold: " in text and "base: " in text  # the base model's answers before fine-tuning
+    assert "exact match" in text and "label likelihood accuracy" in text  # before/after on the dev sentences
+    assert WIDGET_VIEW in mime_types(notebook)  # the monitor and the chat widget

@@ -129,6 +129,10 @@ async def test_detail_has_config_metrics_checkpoints_and_log_tail(api, store_wit
     assert [c["step"] for c in run["checkpoints"]] == [10, 20, 30]
     assert [c["adapter_only"] for c in run["checkpoints"]] == [True, False, True]
     assert run["checkpoints"][0]["abs_path"] == str(store.run_dir(ids["completed"]) / "checkpoint-10")
+    # the task writes the load code: ftkit for LoRA adapter weights, transformers' pipeline for a whole model
+    lora, whole = run["checkpoints"][0]["snippet"], run["checkpoints"][1]["snippet"]
+    assert f"Predictor.from_checkpoint({run['checkpoints'][0]['abs_path']!r})" in lora
+    assert f"pipeline('token-classification', model={run['checkpoints'][1]['abs_path']!r}" in whole
     assert run["log_tail"].endswith("<b>not html</b>")
     assert run["stop_requested"] is False
 

@@ -24,7 +24,8 @@ def test_train_returns_at_once_and_the_run_records_events_metrics_checkpoints_an
     assert run.status == "completed", run.log_tail()
     events, _ = run.events()
     kinds = [e["type"] for e in events]
-    assert kinds[0] == "status" and events[0]["status"] == "running" and events[-1]["status"] == "completed"
+    statuses = [e["status"] for e in events if e["type"] == "status"]
+    assert kinds[0] == "phase" and statuses[0] == "running" and events[-1]["status"] == "completed"
     assert "progress" in kinds and "checkpoint" in kinds
     evals = [e for e in events if e["type"] == "eval"]
     assert [e["split"] for e in evals] == ["validation", "validation", "test"]  # once per epoch, then test

@@ -126,6 +126,38 @@ def test_a_lost_index_is_rebuilt_on_open(store):
     assert RunStore(store.root).get(run_id)["status"] == "stopped"
 
 
+# The runs table as ftkit wrote it before phases (no phase columns).
+OLD_RUNS_TABLE = """
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, task TEXT, model TEXT,
+    adapter TEXT, pid INTEGER, error TEXT, created REAL, started REAL, ended REAL, updated REAL,
+    step INTEGER DEFAULT 0, total_steps INTEGER, epoch REAL, samples_per_second REAL,
+    eta_seconds REAL, loss REAL, best_metric_name TEXT, best_metric REAL
+);
+"""
+
+
+def test_an_index_from_before_phases_opens_and_gains_the_phase_columns(store):
+    import sqlite3
+
+    run_id = make_run(store, "old-timer")
+    store.append_event(run_id, {"type": "progress", "step": 3, "total_steps": 9})
+    root = store.root
+    with sqlite3.connect(store.index_path) as db:  # turn the index back into the old layout, row kept
+        rows = db.execute("SELECT id, name, status, created, step, total_steps FROM runs").fetchall()
+        db.executescript("DROP TABLE runs;" + OLD_RUNS_TABLE)
+        db.executemany("INSERT INTO runs (id, name, status, created, step, total_steps) VALUES (?,?,?,?,?,?)", rows)
+    with sqlite3.connect(store.index_path) as db:
+        assert "phase" not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+
+    reopened = RunStore(root)
+    listed = reopened.list_runs()[0]
+    assert [r["id"] for r in listed] == [run_id] and listed[0]["progress"]["step"] == 3 and listed[0]["phase"] is None
+    reopened.append_event(run_id, {"type": "phase", "phase": "loading model"})
+    assert reopened.get(run_id)["phase"]["name"] == "loading model"
+    assert RunStore(root).list_runs()[0][0]["phase"]["name"] == "loading model"  # a second open changes nothing
+
+
 def _write_events(root: str, run_id: str, count: int) -> None:
     store = RunStore(root)
     for step in range(count):

@@ -22,15 +22,16 @@ PACKAGE = Path(ftkit.__file__).parent
 CONFIG_KEYS = {key for key, _, _ in schema_fields()}
 
 
-def test_the_registry_names_ner_and_classification_and_the_config_takes_its_choices_from_it():
-    assert TASK_NAMES == ("ner", "classification")
+def test_the_registry_names_ner_classification_and_sft_and_the_config_takes_its_choices_from_it():
+    assert TASK_NAMES == ("ner", "classification", "sft")
     task_field = next(field for key, _, field in schema_fields() if key == "task")
     assert task_field.metadata["choices"] == TASK_NAMES
-    assert task_field.metadata["help"] == "What to learn: ner (token classification) or classification (one label per text)."
+    assert task_field.metadata["help"] == ("What to learn: ner (token classification), classification (one label per "
+                                           "text) or sft (generative fine-tuning of a causal LM on chats or prompts).")
 
 
 def test_an_unknown_task_is_a_config_error_that_names_the_known_ones_and_suggests_the_closest():
-    with pytest.raises(ConfigError, match=r"unknown task 'nerr': use ner or classification\. Did you mean 'ner'\?"):
+    with pytest.raises(ConfigError, match=r"unknown task 'nerr': use ner, classification or sft\. Did you mean 'ner'\?"):
         get_task("nerr")
     with pytest.raises(ConfigError, match="unknown task 'summarise'") as caught:
         get_task("summarise")
@@ -62,11 +63,12 @@ def test_a_saved_model_or_lora_checkpoint_leads_back_to_its_task(name):
     task = get_task(name)
     assert tasks.task_for_architectures([f"Bert{task.architecture_suffix}"]) is task
     assert tasks.task_for_peft_type(task.peft_task_type) is task
-    assert tasks.task_for_architectures(["BertModel"]) is None and tasks.task_for_peft_type("CAUSAL_LM") is None
+    assert tasks.task_for_architectures(["BertModel"]) is None and tasks.task_for_peft_type("SEQ_2_SEQ_LM") is None
 
 
 def test_the_default_metric_and_the_file_guess_come_from_the_task():
     assert Config(task="ner").best_metric == "f1" and Config(task="classification").best_metric == "accuracy"
+    assert Config(task="sft").best_metric == "loss"
     assert tasks.task_for_file("reviews.tsv") == "classification" == tasks.task_for_file("x/REVIEWS.CSV")
     assert tasks.task_for_file("train.txt") == "ner" == tasks.task_for_file("data.jsonl")
 

@@ -16,27 +16,19 @@ from ftkit.engine.generation import Generator
 from ftkit.notebook.widgets.chat import ChatWidget
 from ftkit.runs import Run
 from ftkit.store import RunStore
-from tests.sft_fixtures import default_causal_dir, smollm2_tokenizer, tiny_llama  # noqa: F401 - fixtures
+from tests.sft_fixtures import default_causal_dir, smollm2_tokenizer, tiny_llama, tiny_llama_dir  # noqa: F401 - fixtures
 
 TOKENS = 8
 
 
 @pytest.fixture(scope="module")
-def saved_base(tmp_path_factory, tiny_llama, smollm2_tokenizer):  # noqa: F811
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama.save_pretrained(folder)
-    smollm2_tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def lora_checkpoint(tmp_path_factory, saved_base, smollm2_tokenizer):  # noqa: F811
+def lora_checkpoint(tmp_path_factory, tiny_llama_dir, smollm2_tokenizer):  # noqa: F811
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(1)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(saved_base),
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
                            LoraConfig(task_type="CAUSAL_LM", r=4, target_modules="all-linear", init_lora_weights=False))
     folder = tmp_path_factory.mktemp("run") / "checkpoint-4"
     model.save_pretrained(folder)
@@ -45,9 +37,9 @@ def lora_checkpoint(tmp_path_factory, saved_base, smollm2_tokenizer):  # noqa: F
 
 
 @pytest.fixture(scope="module")
-def expected(saved_base, lora_checkpoint):
+def expected(tiny_llama_dir, lora_checkpoint):
     """What each model answers on its own, for comparison with the widget's columns."""
-    return {"base": Generator.load(saved_base), "finetuned": Generator.load(lora_checkpoint)}
+    return {"base": Generator.load(tiny_llama_dir), "finetuned": Generator.load(lora_checkpoint)}
 
 
 def ask(chat: ChatWidget, text: str) -> None:
@@ -123,9 +115,9 @@ def test_a_side_that_cannot_load_shows_its_error_inline_and_the_other_still_answ
     assert chat.finetuned.streamed_text == expected["finetuned"].generate("Hi", max_new_tokens=TOKENS)
 
 
-def test_a_run_answers_with_its_best_checkpoint_beside_its_base_model(runs_dir, saved_base, lora_checkpoint, expected):
+def test_a_run_answers_with_its_best_checkpoint_beside_its_base_model(runs_dir, tiny_llama_dir, lora_checkpoint, expected):
     store = RunStore()
-    run = Run(store.create_run(Config(name="sft-chat", model=str(saved_base))), store)
+    run = Run(store.create_run(Config(name="sft-chat", model=str(tiny_llama_dir))), store)
     chat = ChatWidget(run, max_new_tokens=TOKENS)
     ask(chat, "Hi")  # no checkpoint yet: said inline, the base still answers
     assert "no saved model yet" in chat.finetuned.error.value

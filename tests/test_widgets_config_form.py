@@ -23,7 +23,8 @@ def test_every_schema_field_has_a_control_with_its_help_as_tooltip():
     for key, _, field in schema_fields():
         assert form.fields[key].tooltip == field.metadata["help"]
     assert isinstance(form.fields["adapter.kind"], widgets.Dropdown)
-    assert form.fields["adapter.kind"].options == ("full", "head", "lora")
+    # empty: the task's default adapter (lora for sft, full otherwise)
+    assert [value for _, value in form.fields["adapter.kind"].options] == [None, "full", "head", "lora"]
     assert isinstance(form.fields["training.group_by_length"], widgets.Checkbox)
 
 

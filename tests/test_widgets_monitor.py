@@ -66,6 +66,30 @@ def test_monitor_shows_progress_curves_and_per_entity_table_from_events(store, r
     assert "PER P/R/F1" in table and "0.90/0.85/0.87" in table and "LOC P/R/F1" in table
 
 
+def test_monitor_shows_the_phase_before_the_first_step_then_the_steps(store, run):
+    store.append_event(run.id, {"type": "phase", "phase": "starting"})
+    monitor = RunMonitor(run, follow=False)
+    assert monitor.progress_label.value == "starting"
+    store.append_event(run.id, {"type": "phase", "phase": "tokenising", "done": 3000, "total": 12000, "detail": "train"})
+    monitor.poll()
+    assert monitor.progress_label.value == "tokenising train 3,000/12,000"
+    assert (monitor.progress_bar.value, monitor.progress_bar.max) == (3000, 12000)  # the bar counts the phase
+    store.append_event(run.id, {"type": "phase", "phase": "tokenising", "done": 200, "total": 200,
+                                "detail": "validation", "cached": True})
+    store.append_event(run.id, {"type": "phase", "phase": "first step"})
+    monitor.poll()
+    assert monitor.progress_label.value == "first step"
+    progress(store, run, 1)
+    monitor.poll()
+    assert monitor.progress_label.value.startswith("step 1/100") and monitor.progress_bar.value == 1
+    with capture_output() as captured:  # a terminal's summary says the phase too
+        store.append_event(run.id, {"type": "status", "status": "queued"})
+        store.set_status(run.id, "running", pid=os.getpid())
+        store.append_event(run.id, {"type": "phase", "phase": "loading model", "detail": "default"})
+        show_run(run, mode="text")
+    assert "running — loading model default" in captured.stdout
+
+
 def test_monitor_streams_only_the_new_points(store, run):
     progress(store, run, 10)
     monitor = RunMonitor(run, follow=False)

@@ -16,6 +16,18 @@ export interface IProgress {
   loss: number | null;
 }
 
+/**
+ * What a run does before its first step (ftkit.events.PHASES: starting, reading data, tokenising,
+ * loading model, first step), with its count n/N where it has one; null once it trains.
+ */
+export interface IPhase {
+  name: string;
+  done: number | null;
+  total: number | null;
+  /** The split or file it works on, e.g. "train" or "train (cached)". */
+  detail: string | null;
+}
+
 export interface IRunSummary {
   id: string;
   name: string;
@@ -32,6 +44,8 @@ export interface IRunSummary {
   progress: IProgress;
   best_metric: { name: string; value: number } | null;
   checkpoint_count: number;
+  /** The current phase of a queued or running run; absent from servers older than phases. */
+  phase?: IPhase | null;
 }
 
 export interface ICheckpoint {
@@ -40,6 +54,8 @@ export interface ICheckpoint {
   abs_path: string;
   size: number | null;
   adapter_only: boolean;
+  /** Python that loads this checkpoint and runs it once (the run's task writes it); null for an unknown task. */
+  snippet: string | null;
   metrics: Record<string, number>;
 }
 

@@ -41,6 +41,26 @@ export function formatMetric(value: number | null | undefined): string {
   return Number.isInteger(value) ? String(value) : value.toFixed(4);
 }
 
+/**
+ * A run's phase before its first step, as ftkit.events.phase_text writes it: "tokenising train
+ * 3,000/12,637", "tokenising validation (cached)", "loading model default"; "" for none.
+ */
+export function formatPhase(
+  phase: { name: string; done: number | null; total: number | null; detail: string | null } | null | undefined
+): string {
+  if (!phase || !phase.name) {
+    return '';
+  }
+  const parts = [phase.name];
+  if (phase.detail) {
+    parts.push(phase.detail);
+  }
+  if (phase.total && phase.total > 0 && phase.done !== null && phase.done !== undefined) {
+    parts.push(`${phase.done.toLocaleString('en-US')}/${phase.total.toLocaleString('en-US')}`);
+  }
+  return parts.join(' ');
+}
+
 /** A start time, short, in the reader's locale ("Nov 28, 15:32"). */
 export function formatTime(epochSeconds: number | null | undefined): string {
   if (!epochSeconds) {
@@ -52,31 +72,4 @@ export function formatTime(epochSeconds: number | null | undefined): string {
     hour: '2-digit',
     minute: '2-digit'
   });
-}
-
-/**
- * Python that loads a checkpoint of a run of a given task, keyed by the run's `task`; tasks not
- * listed load for prediction. Each gets the path as a Python string literal.
- */
-const TASK_SNIPPETS = new Map<string, (path: string) => string>([
-  [
-    'sft',
-    path =>
-      'from ftkit.engine.generation import Generator\n' +
-      `generator = Generator.load(${path})\n` +
-      'print(generator.generate("Hello! What can you do?", max_new_tokens=64))'
-  ]
-]);
-
-const PREDICTOR_SNIPPET = (path: string): string =>
-  'from ftkit.engine.inference import Predictor\n' + `predictor = Predictor.from_checkpoint(${path})`;
-
-/**
- * Python that loads a checkpoint: for generation when the run's task is sft, else for prediction.
- * The path becomes a JSON string, which is also a valid Python string literal, so quotes and
- * backslashes in it cannot break out of the code.
- */
-export function loadSnippet(checkpointPath: string, task?: string | null): string {
-  const snippet = (task && TASK_SNIPPETS.get(task)) || PREDICTOR_SNIPPET;
-  return snippet(JSON.stringify(checkpointPath));
 }

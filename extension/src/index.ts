@@ -23,7 +23,6 @@ import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
 import { ServerRunsApi } from './client';
-import { loadSnippet } from './format';
 import { RunsModel } from './model';
 import { CommandIDs, RunsPanel } from './panel';
 
@@ -151,25 +150,25 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     commands.addCommand(CommandIDs.copySnippet, {
       label: 'Copy Code to Load Checkpoint',
-      isEnabled: args => !!target(args as IRunArgs)?.checkpoint,
+      isEnabled: args => !!target(args as IRunArgs)?.checkpoint?.snippet,
       execute: args => {
         const t = target(args as IRunArgs);
-        if (t?.checkpoint) {
-          Clipboard.copyToSystem(loadSnippet(t.checkpoint.abs_path, t.run?.task));
+        if (t?.checkpoint?.snippet) {
+          Clipboard.copyToSystem(t.checkpoint.snippet);
         }
       }
     });
     commands.addCommand(CommandIDs.insertSnippet, {
       label: 'Insert Code to Load Checkpoint into Notebook',
-      isEnabled: args => !!target(args as IRunArgs)?.checkpoint && !!notebooks?.currentWidget,
+      isEnabled: args => !!target(args as IRunArgs)?.checkpoint?.snippet && !!notebooks?.currentWidget,
       execute: args => {
         const t = target(args as IRunArgs);
         const notebook = notebooks?.currentWidget;
-        if (!t?.checkpoint || !notebook) {
+        if (!t?.checkpoint?.snippet || !notebook) {
           return;
         }
         NotebookActions.insertBelow(notebook.content);
-        notebook.content.activeCell?.model.sharedModel.setSource(loadSnippet(t.checkpoint.abs_path, t.run?.task));
+        notebook.content.activeCell?.model.sharedModel.setSource(t.checkpoint.snippet);
         shell.activateById(notebook.id);
       }
     });

@@ -22,6 +22,7 @@ import * as React from 'react';
 import { ICheckpoint, IRunSummary, RUN_STATUSES, RunStatus, SortKey } from './api';
 import { formatBytes, formatDuration, formatMetric, formatTime } from './format';
 import { RunsModel } from './model';
+import { RunProgress } from './progress';
 
 /** The command ids; index.ts registers them. */
 export namespace CommandIDs {
@@ -190,8 +191,6 @@ function IconButton(props: {
 function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JSX.Element {
   const expanded = model.isExpanded(run.id);
   const selected = model.selected?.id === run.id;
-  const { step, total_steps } = run.progress;
-  const fraction = total_steps ? Math.min(1, step / total_steps) : 0;
   const duration =
     run.status === 'running' && run.started
       ? Date.now() / 1000 + model.clockSkew - run.started
@@ -233,21 +232,7 @@ function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JS
           )}
         </span>
       </div>
-      {run.status === 'running' && (
-        <div
-          className="ftkit-Progress"
-          role="progressbar"
-          aria-valuemin={0}
-          aria-valuemax={total_steps ?? undefined}
-          aria-valuenow={step}
-          title={`step ${step} of ${total_steps ?? '?'}`}
-        >
-          <div className="ftkit-Progress-bar" style={{ width: `${(fraction * 100).toFixed(1)}%` }} />
-          <span className="ftkit-Progress-label">
-            {total_steps ? `${step}/${total_steps}` : `step ${step}`}
-          </span>
-        </div>
-      )}
+      <RunProgress run={run} />
       <div className="ftkit-Run-meta">
         <span className="ftkit-Run-metric" title={run.best_metric?.name ?? 'no evaluation yet'}>
           {run.best_metric ? `${run.best_metric.name} ${formatMetric(run.best_metric.value)}` : 'no metric yet'}

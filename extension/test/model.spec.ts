@@ -219,6 +219,19 @@ describe('RunsModel', () => {
     await when(model, () => model.runs[0].status === 'completed');
   });
 
+  it('follows the live channel: the phase before the first step appears, then the steps', async () => {
+    const api = new FakeApi();
+    const starting = { name: 'starting', done: null, total: null, detail: null };
+    api.runs = [{ ...summary('a', 'queued', 0), phase: starting }];
+    const model = makeModel(api, true);
+    await when(model, () => model.runs[0]?.phase?.name === 'starting');
+    const tokenising = { name: 'tokenising', done: 500, total: 1000, detail: 'train' };
+    api.update(() => (api.runs = [{ ...summary('a', 'running', 0), phase: tokenising }]));
+    await when(model, () => model.runs[0].phase?.done === 500);
+    api.update(() => (api.runs = [{ ...summary('a', 'running', 1), phase: null }]));
+    await when(model, () => model.runs[0].phase === null && model.runs[0].progress.step === 1);
+  });
+
   it('asks the live channel for the current query after the query changes', async () => {
     const api = new FakeApi();
     api.runs = [summary('a', 'running'), summary('b', 'failed')];

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import datasets
 
@@ -20,7 +20,11 @@ from ..tasks import get_task
 from ..tasks.base import Task
 
 IGNORE_INDEX = -100  # the label PyTorch's cross-entropy skips
-_TOKENIZE_VERSION = "1"  # bump when the tokenised layout changes, so disk caches are not reused
+_TOKENIZE_VERSION = "2"  # bump when the tokenised layout or the cache key changes, so disk caches are not reused
+
+# on_progress(split, done, total, cached): examples of ``split`` tokenised so far; ``cached`` when the split
+# comes from the disk cache instead (then done == total at once).
+TokenizeProgress = Callable[[str, int, int, bool], None]
 
 
 def label_list(dsd: datasets.DatasetDict | datasets.Dataset, task: str | Task,
@@ -36,7 +40,9 @@ def label_list(dsd: datasets.DatasetDict | datasets.Dataset, task: str | Task,
 
 
 def tokenize_dataset(dsd: datasets.DatasetDict, tokenizer: Any, label2id: dict[str, int], task: str | Task,
-                     max_length: int, cache_dir: str | Path | None = None) -> datasets.DatasetDict:
+                     max_length: int, cache_dir: str | Path | None = None,
+                     options: dict[str, Any] | None = None,
+                     on_progress: TokenizeProgress | None = None) -> datasets.DatasetDict:
     """Tokenise every split in batches with the task's encoder; no padding (the collator pads each batch).
 
     NER rows become input_ids, attention_mask, (token_type_ids), labels, word_ids (-1 for special
@@ -44,8 +50,12 @@ def tokenize_dataset(dsd: datasets.DatasetDict, tokenizer: Any, label2id: dict[s
     word_offset (the window's first word in the sentence) and length; classification rows
     input_ids, attention_mask, (token_type_ids), labels and length. The canonical DatasetDict is
     not changed. With ``cache_dir`` each split is written there (memory-mapped, reused when the
-    same data, tokenizer, labels and max_length come again).
+    same data, tokenizer, labels and max_length come again: the key hashes the split's Arrow
+    content, see `content_key`, so a second launch in another process finds it). ``options`` are the
+    task's encoder options (``Task.encoder_options(config)``, e.g. SFT's train_on). ``on_progress``
+    hears how far each split is, after every batch (the caller throttles what it shows).
     """
+    options = dict(options or {})
     if not getattr(tokenizer, "is_fast", False):
         raise FtkitError(
             f"the tokenizer {type(tokenizer).__name__} is a slow (Python) tokenizer; ftkit needs a fast one "
@@ -59,11 +69,15 @@ def tokenize_dataset(dsd: datasets.DatasetDict, tokenizer: Any, label2id: dict[s
     tokenized = {}
     for split, dataset in dsd.items():
         task.check_known_labels(dataset, split, label2id)
-        function = task.encoder(tokenizer, label2id, max_length)
-        fingerprint = _fingerprint(dataset, tokenizer, label2id, task.name, max_length)
+        function = task.encoder(tokenizer, label2id, max_length, **options)
+        fingerprint = _fingerprint(dataset, tokenizer, label2id, task.name, max_length, options)
         cache_file = str(Path(cache_dir) / f"{split}-{fingerprint}.arrow") if cache_dir else None
         if cache_dir:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        if on_progress is not None:
+            cached = cache_file is not None and datasets.is_caching_enabled() and Path(cache_file).is_file()
+            on_progress(split, len(dataset) if cached else 0, len(dataset), cached)
+            function = _counting(function, split, len(dataset), on_progress)
         tokenized[split] = dataset.map(
             function, batched=True, with_indices=task.encoder_takes_indices, remove_columns=dataset.column_names,
             new_fingerprint=fingerprint, cache_file_name=cache_file, desc=f"Tokenizing {split}",
@@ -71,11 +85,49 @@ def tokenize_dataset(dsd: datasets.DatasetDict, tokenizer: Any, label2id: dict[s
     return datasets.DatasetDict(tokenized)
 
 
+def _counting(function: Callable[..., Any], split: str, total: int, on_progress: TokenizeProgress) -> Callable[..., Any]:
+    """``function`` (a batched map function), telling ``on_progress`` how many rows it has encoded so far."""
+    done = 0
+
+    def encode(batch: dict[str, list], *args: Any, **kwargs: Any) -> Any:
+        nonlocal done
+        result = function(batch, *args, **kwargs)
+        done = min(total, done + len(next(iter(batch.values()), ())))
+        on_progress(split, done, total, False)
+        return result
+
+    return encode
+
+
+def content_key(dataset: datasets.Dataset) -> str:
+    """A hash of what ``dataset`` holds: its Arrow buffers (and its row selection), not how it was made.
+
+    ``dataset._fingerprint`` is datasets' own name for the state; it is content-based for tables
+    built in memory in datasets 5 but random wherever a transform cannot be hashed, and its policy
+    is datasets' to change. Hashing the buffers is cheap (milliseconds for CoNLL-2003's train split:
+    3 MB) and the same in every process that reads the same data the same way, so a second launch
+    finds the tokenised split of the first.
+    """
+    digest = hashlib.sha256()
+    tables = [dataset.data.table] + ([dataset._indices.table] if dataset._indices is not None else [])
+    for table in tables:
+        digest.update(f"{table.schema}|{table.num_rows}".encode())
+        for column in table.columns:
+            for chunk in column.chunks:
+                digest.update(f"|{chunk.type}:{chunk.offset}:{len(chunk)}".encode())
+                for buffer in chunk.buffers():
+                    digest.update(b"-" if buffer is None else buffer)
+    return digest.hexdigest()[:32]
+
+
 def _fingerprint(dataset: datasets.Dataset, tokenizer: Any, label2id: dict[str, int], task: str,
-                 max_length: int) -> str:
-    """A name for the tokenised split that changes whenever its content would."""
-    key = json.dumps([_TOKENIZE_VERSION, dataset._fingerprint, tokenizer.name_or_path, len(tokenizer),
-                      type(tokenizer).__name__, label2id, task, max_length], sort_keys=True)
+                 max_length: int, options: dict[str, Any] | None = None) -> str:
+    """A name for the tokenised split that changes whenever its content would (the chat template included)."""
+    template = getattr(tokenizer, "chat_template", None)
+    key = json.dumps([_TOKENIZE_VERSION, content_key(dataset), tokenizer.name_or_path, len(tokenizer),
+                      type(tokenizer).__name__, label2id, task, max_length, options or {},
+                      hashlib.sha256(str(template).encode()).hexdigest() if template else None], sort_keys=True,
+                     default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

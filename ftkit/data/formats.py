@@ -208,6 +208,28 @@ def read_delimited(path: str | Path, delimiter: str) -> Table:
     return _non_empty(table, path)
 
 
+def read_parquet(path: str | Path) -> Table:
+    """A Parquet file (``DataFrame.to_parquet``, ``Dataset.to_parquet``, hub exports); errors name the row.
+
+    A file written by ``datasets`` keeps its features (ClassLabel names) in the schema's metadata.
+    """
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"not a readable Parquet file: {exc}", str(path)) from None
+    try:
+        features = datasets.Features.from_arrow_schema(table.schema)
+    except (ValueError, TypeError, KeyError):
+        features = None
+    result = Table(table.to_pydict(), path.name, str(path), features=features)
+    return _non_empty(result, path)
+
+
 def looks_like_conll(path: Path) -> bool:
     """Whether the first non-blank line holds two or more whitespace-separated columns."""
     try:

@@ -21,12 +21,15 @@ def colour_of(label: str, labels: list[str]) -> str:
     return PALETTE[sorted(labels).index(label) % len(PALETTE)] if label in labels else PALETTE[0]
 
 
-def preview_html(dataset: Any, n: int = 5, task: str | Task = DEFAULT_TASK) -> str:
+def preview_html(dataset: Any, n: int = 5, task: str | Task = DEFAULT_TASK, *, model: str | None = None,
+                 tokenizer: Any = None, max_length: int | None = None, train_on: str | None = None) -> str:
     """The first ``n`` examples of a Dataset (or the train split of a DatasetDict) as HTML.
 
     Canonical rows are shown as they are; anything else goes through ``load_source`` first.
 
     Text is HTML-escaped; each entity type (or class label) gets one colour and a chip with its name.
+    A task that shows rows as the model sees them (SFT: the rendered chat with the trained tokens
+    highlighted) uses ``tokenizer``, else that of ``model`` (default: the task's default model).
     """
     task = get_task(task)
     canonical = set(task.columns)
@@ -40,4 +43,10 @@ def preview_html(dataset: Any, n: int = 5, task: str | Task = DEFAULT_TASK) -> s
     if isinstance(dataset, dict):  # a DatasetDict: preview the training data
         dataset = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
     rows = dataset.select(range(min(n, len(dataset))))
-    return f'<div class="ftkit-preview" style="line-height:1.9">{task.preview_html(rows)}</div>'
+    if task.stats_use_tokenizer:
+        from .stats import task_tokenizer, token_options
+
+        body = task.token_preview_html(rows, tokenizer or task_tokenizer(task, model), token_options(max_length, train_on))
+    else:
+        body = task.preview_html(rows)
+    return f'<div class="ftkit-preview" style="line-height:1.9">{body}</div>'

@@ -9,16 +9,18 @@ DataError with file and line rather than as a traceback from pandas or datasets.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 import os
 import random
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import datasets
 import pandas as pd
 
-from ..config import TAG_SCHEMES, DataConfig
+from ..config import DATA_FORMATS, TAG_SCHEMES, DataConfig
 from ..errors import ConfigError, DataError
 from ..hub import is_offline
 from ..tasks import DEFAULT_TASK, get_task
@@ -29,29 +31,115 @@ from .formats import Table
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
                  "val": "validation", "dev": "validation", "eval": "validation", "test": "test", "testing": "test"}
-FILE_FORMATS = ("conll", "jsonl", "csv", "tsv")
-_COLUMN_OPTIONS = ("tag_column", "tag_scheme", "text_column", "label_column", "tokens_column", "tags_column", "labels")
+FILE_FORMATS = ("conll", "jsonl", "csv", "tsv", "parquet")
+_COLUMN_OPTIONS = ("subset", "revision", "split_names", "tag_column", "tag_scheme", "text_column", "label_column",
+                   "tokens_column", "tags_column", "labels", "prompt_template", "completion_column", "answer_map")
 
 Source = Any  # a path or hub id, a pandas DataFrame, a list of rows, (tokens, tags) lists, a Dataset(Dict)
 TaskName = str | Task  # a registered task's name, or the Task itself
+# on_progress(done, total, name): sources read so far of those a config names, and the one being read next
+ReadProgress = Callable[[int, int, str], None]
 
 
 # ----- public API ---------------------------------------------------------------------------
 
 
-def load_splits(data: DataConfig, task: TaskName, seed: int = 42) -> datasets.DatasetDict:
+def load_splits(data: DataConfig, task: TaskName, seed: int = 42, on_progress: ReadProgress | None = None,
+                cache_dir: str | os.PathLike | None = None) -> datasets.DatasetDict:
     """The train / validation (/ test) splits a run config names, canonical and checked.
 
     With no validation source, a seeded ``data.validation_fraction`` of train is held out.
+    ``on_progress(done, total, name)`` hears before each source is read and once all are.
+    With ``cache_dir``, splits read from local files are saved there, keyed by the files' bytes, the
+    data options, the task and the seed (`_cache_key`), and a second launch on the same files loads
+    them memory-mapped instead of parsing and checking them again.
     """
     task = get_task(task)
     if not data.train:
         raise DataError("no training data: set data.train to a file (e.g. train.conll), a saved dataset folder or a hub id")
-    tables = _read_splits(data.train, {"validation": data.validation, "test": data.test}, task, data.format, data)
+    key = _cache_key(data, task, seed) if cache_dir is not None else None
+    folder = Path(cache_dir) / key if key else None
+    if folder is not None and (folder / "dataset_dict.json").is_file():
+        try:
+            cached = datasets.load_from_disk(str(folder))
+        except (OSError, ValueError):  # damaged or half-removed: read the files again
+            cached = None
+        if isinstance(cached, datasets.DatasetDict):
+            if on_progress is not None:
+                on_progress(1, 1, "(cached)")
+            return cached
+    tables = _read_splits(data.train, {"validation": data.validation, "test": data.test}, task, data.format, data,
+                          on_progress)
     if "train" not in tables:
         raise DataError(f"{data.train} has no train split (found {', '.join(tables)})")
     splits = _finish(tables, task, data, convert_tags=True, check_labels=True)
-    return _with_validation(splits, data.validation_fraction, seed)
+    result = _with_validation(splits, data.validation_fraction, seed)
+    if folder is not None:
+        result = _save_cached(result, folder)
+    return result
+
+
+_CACHE_VERSION = "1"  # bump when what a cached split holds changes
+
+
+def _cache_key(data: DataConfig, task: Task, seed: int) -> str | None:
+    """A name for the canonical splits of ``data``, or None when a source is not a local file or folder.
+
+    It hashes every source file's bytes (milliseconds for CoNLL-2003), the data options, the task,
+    the seed, and the size and time of the code that reads and checks them (so an edited reader never
+    serves an old result).
+    """
+    import hashlib
+    import inspect
+
+    digest = hashlib.sha256(_CACHE_VERSION.encode())
+    options = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("train", "validation", "test")}
+    digest.update(json.dumps([options, task.name, seed], sort_keys=True, default=str).encode())
+    code = {Path(__file__).parent / f"{name}.py" for name in ("sources", "formats", "tags")}
+    code.add(Path(inspect.getfile(type(task))))
+    for path in sorted(code):
+        stat = path.stat()
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    for split, source in (("train", data.train), ("validation", data.validation), ("test", data.test)):
+        if source is None or (isinstance(source, str) and not source.strip()):
+            continue
+        if not isinstance(source, (str, os.PathLike)):
+            return None
+        path = Path(source).expanduser()
+        if not path.exists():
+            return None  # a hub id: datasets keeps its own cache
+        # By content and name (a suffix picks the format; a folder's file names pick the splits), not by
+        # where it lies: the same DataFrame snapshotted into two runs' folders is one entry.
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(f"|{split}:{file.relative_to(path) if path.is_dir() else file.name}|".encode())
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+def _save_cached(splits: datasets.DatasetDict, folder: Path) -> datasets.DatasetDict:
+    """Save ``splits`` as ``folder`` (written aside, then renamed whole) and return them read back from it,
+    so that this launch and the next see the same memory-mapped tables (and the same tokenised-cache keys)."""
+    import shutil
+    import tempfile
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if not (folder / "dataset_dict.json").is_file():
+        scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            splits.save_to_disk(str(scratch / "splits"))
+            os.replace(scratch / "splits", folder)
+        except OSError:  # another launch got there first, or the disk is full: the splits in memory still serve
+            if not (folder / "dataset_dict.json").is_file():
+                return splits
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        return datasets.load_from_disk(str(folder))
+    except (OSError, ValueError):
+        return splits
 
 
 def load_source(source: Source, task: TaskName, format: str | None = None, convert_tags: bool = True,
@@ -121,14 +209,14 @@ def guess_format(source: str | os.PathLike) -> str:
             return "conll"
         if suffix in formats.JSON_SUFFIXES:
             return "jsonl"
-        if suffix in (".csv", ".tsv"):
+        if suffix in (".csv", ".tsv", ".parquet"):
             return suffix[1:]
         if formats.looks_like_conll(path):
             return "conll"
         raise DataError(f"cannot tell the format of this file from '{suffix or 'no suffix'}': set data.format "
-                        "(conll, jsonl, csv, tsv, hf-disk or hub)", str(path))
+                        f"({', '.join(DATA_FORMATS)})", str(path))
     text = str(source)
-    if text.startswith((".", "/", "~")) or suffix in formats.CONLL_SUFFIXES + formats.JSON_SUFFIXES + (".csv", ".tsv") \
+    if text.startswith((".", "/", "~")) or suffix in formats.CONLL_SUFFIXES + formats.JSON_SUFFIXES + (".csv", ".tsv", ".parquet") \
             or text.count("/") > 1 or "\\" in text:
         raise DataError("file does not exist: check the path (relative paths start from the current folder)", text)
     return "hub"
@@ -151,7 +239,7 @@ def _read(source: Source, task: Task, format: str | None, options: DataConfig) -
     """Raw rows of a source: one Table, or one per split for sources that carry splits."""
     if isinstance(source, datasets.DatasetDict):
         tables = {name: _dataset_table(ds, f"the '{name}' split") for name, ds in source.items()}
-        return _split_tables(tables, "the DatasetDict")
+        return _split_tables(tables, "the DatasetDict", options.split_names)
     if isinstance(source, datasets.Dataset):
         return _dataset_table(source, "the Dataset")
     if isinstance(source, pd.DataFrame):
@@ -181,6 +269,8 @@ def _read_path(source: str | os.PathLike, format: str, options: DataConfig) -> T
         return formats.read_jsonl(path)
     if format in ("csv", "tsv"):
         return formats.read_delimited(path, "," if format == "csv" else "\t")
+    if format == "parquet":
+        return formats.read_parquet(path)
     if format == "hf-disk":
         try:
             loaded = datasets.load_from_disk(str(path))
@@ -188,11 +278,11 @@ def _read_path(source: str | os.PathLike, format: str, options: DataConfig) -> T
             raise DataError(f"not a dataset saved with save_to_disk(): {exc}", str(path)) from None
         if isinstance(loaded, datasets.DatasetDict):
             return _split_tables({name: _dataset_table(ds, f"the '{name}' split", str(path))
-                                  for name, ds in loaded.items()}, str(path))
+                                  for name, ds in loaded.items()}, str(path), options.split_names)
         return _dataset_table(loaded, "the dataset", str(path))
     if format == "hub":
-        return _read_hub(str(source))
-    raise ConfigError(f"unknown data format '{format}'; expected conll, jsonl, csv, tsv, hf-disk or hub")
+        return _read_hub(str(source), options)
+    raise ConfigError(f"unknown data format '{format}'; expected {', '.join(DATA_FORMATS)}")
 
 
 def _read_folder(folder: Path, options: DataConfig, format: str | None) -> dict[str, Table]:
@@ -208,33 +298,50 @@ def _read_folder(folder: Path, options: DataConfig, format: str | None) -> dict[
     return found
 
 
-def _read_hub(name: str) -> dict[str, Table]:
+def _read_hub(name: str, options: DataConfig) -> dict[str, Table]:
+    """A hub dataset by id, with ``data.subset`` (its configuration) and ``data.revision``."""
+    asked = f"'{name}'" + "".join(f", {what} '{value}'" for what, value in
+                                  (("subset", options.subset), ("revision", options.revision)) if value)
     try:
-        loaded = datasets.load_dataset(name)
+        loaded = datasets.load_dataset(name, options.subset, revision=options.revision)
     except Exception as exc:  # datasets raises many unrelated types for "not reachable" and "not found"
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         if is_offline() or _is_connection_error(exc):
             raise DataError(
-                f"could not reach the Hugging Face hub to load the dataset '{name}' ({reason}). Offline? Point at "
+                f"could not reach the Hugging Face hub to load the dataset {asked} ({reason}). Offline? Point at "
                 "local files instead, e.g. data.train: path/to/train.conll, data.validation: path/to/valid.conll, "
-                "format: conll (or jsonl, csv, tsv, or a folder saved with save_to_disk()); if you meant a local "
-                "file, check the path"
+                "format: conll (or jsonl, csv, tsv, parquet, or a folder saved with save_to_disk()); or, once "
+                "online, save it with datasets.load_dataset(...).save_to_disk(FOLDER) and set data.train: FOLDER. "
+                "If you meant a local file, check the path"
             ) from None
-        raise DataError(f"could not load the dataset '{name}' from the Hugging Face hub ({reason}); "
+        hint = " (does it need data.subset? the error above lists its configurations)" if "onfig" in reason else ""
+        raise DataError(f"could not load the dataset {asked} from the Hugging Face hub ({reason}){hint}; "
                         "if you meant a local file, check the path") from None
     if isinstance(loaded, datasets.Dataset):
         return {"train": _dataset_table(loaded, name)}
-    return _split_tables({split: _dataset_table(ds, f"{name} [{split}]") for split, ds in loaded.items()}, name)
+    return _split_tables({split: _dataset_table(ds, f"{name} [{split}]") for split, ds in loaded.items()}, name,
+                         options.split_names)
 
 
 def _is_connection_error(exc: BaseException) -> bool:
     return any(word in cls.__name__ for cls in type(exc).__mro__ for word in ("Connect", "Timeout", "Offline"))
 
 
-def _split_tables(tables: dict[str, Table], source: str) -> dict[str, Table]:
-    """Keep the splits ftkit knows, under their canonical names (dev/valid -> validation)."""
+def _split_tables(tables: dict[str, Table], source: str, split_names: Mapping[str, str] | None = None) -> dict[str, Table]:
+    """Keep the splits ftkit knows, under their canonical names: those ``data.split_names`` maps
+    (``{validation: validation_matched}``), then the usual names (dev/valid -> validation)."""
     named = {}
+    for canonical, name in (split_names or {}).items():
+        if canonical not in SPLITS:
+            raise ConfigError(f"data.split_names maps '{canonical}', which is not one of {', '.join(SPLITS)}")
+        if name not in tables:
+            raise DataError(f"{source} has no split '{name}' (data.split_names.{canonical}); its splits: "
+                            f"{', '.join(tables)}")
+        named[canonical] = tables[name]
+    taken = set((split_names or {}).values())
     for name, table in tables.items():
+        if name in taken:
+            continue
         canonical = SPLIT_ALIASES.get(name.lower())
         if canonical and canonical not in named:
             named[canonical] = table
@@ -244,14 +351,28 @@ def _split_tables(tables: dict[str, Table], source: str) -> dict[str, Table]:
 
 
 def _read_splits(source: Source, extras: dict[str, Source | None], task: Task, format: str | None,
-                 options: DataConfig) -> dict[str, Table]:
+                 options: DataConfig, on_progress: ReadProgress | None = None) -> dict[str, Table]:
     """The splits of ``source`` (or it as train), with ``extras`` replacing or adding splits."""
+    extras = {split: extra for split, extra in extras.items()
+              if extra is not None and not (isinstance(extra, str) and not extra.strip())}
+    report = on_progress or (lambda done, total, name: None)
+    total = 1 + len(extras)
+    report(0, total, _source_name(source))
     read = _read(source, task, format, options)
     tables = dict(read) if isinstance(read, dict) else {"train": read}
-    for split, extra in extras.items():
-        if extra is not None and not (isinstance(extra, str) and not extra.strip()):
-            tables[split] = _one_split(_read(extra, task, format, options), split, extra)
+    for done, (split, extra) in enumerate(extras.items(), start=1):
+        report(done, total, _source_name(extra))
+        tables[split] = _one_split(_read(extra, task, format, options), split, extra)
+    report(total, total, "")
     return tables
+
+
+def _source_name(source: Source) -> str:
+    """What a progress line calls a source: a file's name, a hub id, or the kind of in-memory data."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        return path.name or str(source) if path.is_absolute() or path.exists() else str(source)
+    return type(source).__name__
 
 
 def _with_validation(splits: dict[str, datasets.Dataset], fraction: float | None, seed: int) -> datasets.DatasetDict:
@@ -321,14 +442,17 @@ def class_names(features: Any, column: str) -> list[str] | None:
 
 
 def word_list(value: Any) -> list | None:
-    """A list as stored in JSON/Arrow, or a CSV cell: JSON list text or space-separated words."""
+    """A list as stored in JSON/Arrow, or a CSV cell: JSON list text, a Python-style list as AutoTrain
+    and pandas write it (``"['EU', 'rejects']"``), or space-separated words."""
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                return text.split()
-        else:
+        if not text.startswith("["):
             return text.split()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            try:
+                value = ast.literal_eval(text)  # literals only: never runs code
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                return text.split()
     return list(value) if isinstance(value, (list, tuple)) else None

@@ -29,6 +29,7 @@ class SplitStats:
     lengths: dict[str, int]  # p50, p90, p99, max, in words
     unique_labels: int  # distinct tags (NER) or labels (classification)
     violations: list[dict[str, Any]] = field(default_factory=list)  # split, sentence, position, tag, message
+    extra: dict[str, Any] = field(default_factory=dict)  # the task's own counts (SFT: turns, token lengths, truncated)
 
     @property
     def labelled(self) -> int:
@@ -84,14 +85,17 @@ class DataStats:
     def _rows(self) -> tuple[list[str], list[list[str]]]:
         task = get_task(self.task)
         labels = self._labels()
-        header = ["split", task.example_noun, "tokens", task.labelled_noun, *labels,
-                  "length p50/p90/p99/max", "unique labels", "violations"]
+        extras = list(dict.fromkeys(key for split in self.splits.values() for key in split.extra))
+        header = ["split", task.example_noun, "words" if extras else "tokens", task.labelled_noun, *labels,
+                  "length p50/p90/p99/max", "unique labels" if task.label_column else f"unique {task.label_noun}s", *extras,
+                  "violations"]
         rows = []
         for name, split in self.splits.items():
             lengths = "/".join(str(split.lengths[key]) for key in ("p50", "p90", "p99", "max"))
             rows.append([name, f"{split.examples:,}", f"{split.tokens:,}", f"{split.labelled:,}",
                          *(f"{split.label_counts.get(label, 0):,}" for label in labels),
-                         lengths, str(split.unique_labels), str(len(split.violations))])
+                         lengths, str(split.unique_labels), *(_cell(split.extra.get(key)) for key in extras),
+                         str(len(split.violations))])
         return header, rows
 
     def __str__(self) -> str:
@@ -112,11 +116,14 @@ class DataStats:
                 f"<tbody>{body}</tbody></table>{f'<ul>{notes}</ul>' if notes else ''}</div>")
 
 
-def stats(source: Any, task: str | Task = DEFAULT_TASK, **column_options: Any) -> DataStats:
+def stats(source: Any, task: str | Task = DEFAULT_TASK, *, model: str | None = None, tokenizer: Any = None,
+          max_length: int | None = None, train_on: str | None = None, **column_options: Any) -> DataStats:
     """Statistics of a source (path, hub id, DataFrame, lists, Dataset or DatasetDict).
 
     ``column_options`` are those of ``load_source`` (tag_scheme, tokens_column, ...); NER tags
-    are read as written and checked against ``tag_scheme`` (detected when "auto").
+    are read as written and checked against ``tag_scheme`` (detected when "auto"). A task that
+    counts in tokens (SFT: prompt and completion lengths, what ``max_length`` cuts) uses
+    ``tokenizer``, else that of ``model`` (default: the task's default model).
     """
     from .sources import load_source  # loading needs `datasets`; keep this module light
 
@@ -125,11 +132,51 @@ def stats(source: Any, task: str | Task = DEFAULT_TASK, **column_options: Any) -
     splits = dict(loaded) if hasattr(loaded, "keys") else {"train": loaded}
     scheme = task.tag_scheme(splits, column_options.get("tag_scheme"))
     result = {name: task.split_stats(name, split, scheme) for name, split in splits.items()}
+    if task.stats_use_tokenizer:
+        tokenizer = tokenizer or task_tokenizer(task, model)
+        options = token_options(max_length, train_on)
+        for name, split in splits.items():
+            result[name].extra.update(task.token_stats(split, tokenizer, options))
     unseen = {}
     if "train" in result:
         seen = set(result["train"].label_counts)
         unseen = {name: sorted(set(split.label_counts) - seen) for name, split in result.items() if name != "train"}
     return DataStats(task.name, result, scheme, unseen)
+
+
+def token_options(max_length: int | None = None, train_on: str | None = None) -> Any:
+    """The training options a token count depends on (``max_seq_length``, ``train_on``), defaults filled in."""
+    from types import SimpleNamespace
+
+    from ..config import TrainingConfig
+
+    return SimpleNamespace(max_seq_length=max_length or TrainingConfig().max_seq_length, train_on=train_on)
+
+
+_TOKENIZERS: dict[tuple[str, str], Any] = {}
+
+
+def task_tokenizer(task: Task, model: str | None = None) -> Any:
+    """The tokenizer (with its chat template) of ``model``, or of the task's default model; loaded once.
+
+    Only token counts for a data preview need it: the engine's model resolution is imported here,
+    lazily, so that `model: default-causal` means the same model in a preview as in training.
+    """
+    from ..engine.models import load_tokenizer, resolve_model_source
+
+    source = resolve_model_source(model or "default", task.name)
+    key = (source, task.name)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = load_tokenizer(source, task.name)
+    return _TOKENIZERS[key]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):  # percentiles
+        return "/".join(str(value[key]) for key in ("p50", "p90", "max") if key in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "" if value is None else str(value)
 
 
 def _percentile(values: list[int], q: int) -> int:

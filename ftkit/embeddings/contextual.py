@@ -13,7 +13,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -103,11 +103,13 @@ def pool_word_vectors(
     layer: int = -1,
     batch_size: int = 32,
     max_length: int = 256,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> WordVectors:
     """Mean hidden state (of ``layer``) per word type over ``corpus``, most frequent words first.
 
     Words whose pieces all fall past ``max_length`` contribute nothing (and are dropped if that
-    was their only occurrence).
+    was their only occurrence). ``on_progress(done, total)`` hears the sentences encoded so far
+    after every batch.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise FtkitError("contextual vectors need a fast tokenizer (one with word_ids); this model's is a slow one")
@@ -121,6 +123,8 @@ def pool_word_vectors(
     order = sorted(range(len(corpus)), key=lambda i: -len(corpus.sentences[i]))  # similar lengths pad less
     model.eval()
     for start in range(0, len(order), batch_size):
+        if on_progress is not None and start:
+            on_progress(start, len(order))
         batch = [i for i in order[start:start + batch_size] if corpus.sentences[i]]
         if not batch:
             continue
@@ -145,6 +149,8 @@ def pool_word_vectors(
         rows, cols, type_ids, weights = zip(*picks)
         weighted = hidden[list(rows), list(cols)].float() * torch.tensor(weights, device=device)[:, None]
         sums.index_add_(0, torch.tensor(type_ids, device=device), weighted)
+    if on_progress is not None:
+        on_progress(len(order), len(order))
     if sums is None:
         raise FtkitError("the corpus has no words to build contextual vectors from")
     seen = torch.nonzero(counts > 0).flatten()

@@ -16,7 +16,7 @@ import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -31,6 +31,7 @@ from .vocabulary import byte_level_words, is_byte_level
 _RESERVED_TOKEN = re.compile(r"^(\[unused\d+\]|<unused\d+>)$")
 _CACHE: OrderedDict[tuple, EmbeddingSpace] = OrderedDict()
 _CACHE_SIZE = 6
+PROGRESS_BAR_SENTENCES = 1000  # contextual passes over this many sentences show a progress bar by default
 
 
 @dataclass
@@ -59,6 +60,7 @@ def load(
     batch_size: int = 32,
     device: str | None = None,
     cache: bool = True,
+    progress: "bool | Callable[[int, int], None] | None" = None,
 ) -> EmbeddingSpace:
     """Static input embeddings or contextual word vectors of ``source`` as an `EmbeddingSpace`.
 
@@ -68,6 +70,10 @@ def load(
     contextual: hidden states of ``layer`` averaged per word over ``corpus`` (a data file, a
     ``datasets`` split or a list of sentences; default: the run's training data), the first
     ``max_sentences`` of it. ``max_words`` keeps the most frequent words.
+
+    ``progress`` (contextual): a callable ``(sentences_done, total)`` called after every batch (a
+    widget shows it), True for a tqdm bar, False for silence; by default a bar for corpora of
+    `PROGRESS_BAR_SENTENCES` or more (a pass of more than a few seconds).
     """
     if space not in SPACES:
         raise FtkitError(f"space must be one of {', '.join(SPACES)}, not {space!r}")
@@ -88,8 +94,12 @@ def load(
     if space == "static":
         result = static_space(model, tokenizer, name, lowercase=lowercase, subwords=subwords, corpus=read)
     else:
-        pooled = pool_word_vectors(model, tokenizer, read, lowercase=lowercase, layer=layer, batch_size=batch_size,
-                                   max_length=min(256, tokenizer.model_max_length))
+        on_progress, close = _progress_callback(progress, len(read), f"contextual vectors of {ref.label}")
+        try:
+            pooled = pool_word_vectors(model, tokenizer, read, lowercase=lowercase, layer=layer, batch_size=batch_size,
+                                       max_length=min(256, tokenizer.model_max_length), on_progress=on_progress)
+        finally:
+            close()
         result = EmbeddingSpace(pooled.words, pooled.vectors, kind="contextual", name=name,
                                 frequencies=pooled.frequencies, tags=pooled.tags, lowercase=lowercase)
     result = result.top(max_words)
@@ -98,6 +108,22 @@ def load(
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return result
+
+
+def _progress_callback(progress: Any, total: int, description: str) -> tuple[Any, Callable[[], None]]:
+    """``(on_progress, close)`` for `pool_word_vectors`: the caller's callable, a tqdm bar, or nothing."""
+    if callable(progress):
+        return progress, lambda: None
+    if progress is False or (progress is None and total < PROGRESS_BAR_SENTENCES):
+        return None, lambda: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="sentence", desc=description, mininterval=0.5)
+
+    def advance(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+
+    return advance, bar.close
 
 
 def load_pair(run: Any, space: str = "static", corpus: Any = None,

@@ -37,8 +37,12 @@ def apply_adapter(model: "PreTrainedModel", adapter: "AdapterConfig", task: str)
     if adapter.kind == "full":
         model.requires_grad_(True)
         return model
-    heads = head_module_names(model)
-    if not heads:
+    task_ = get_task(task)
+    if adapter.kind == "head" and not task_.new_head:
+        raise ConfigError(f"adapter 'head' trains only a new task head, and {task} has none (its LM head is "
+                          "pretrained, tied to the embeddings in small models): use adapter.kind lora or full")
+    heads = head_module_names(model) if task_.new_head else []
+    if not heads and task_.new_head:
         raise FtkitError(f"cannot find the task head of {type(model).__name__}; use adapter full")
     if adapter.kind == "head":
         model.requires_grad_(False)
@@ -54,12 +58,15 @@ def _apply_lora(model: "PreTrainedModel", adapter: "AdapterConfig", task: str, h
     from peft import LoraConfig, get_peft_model
 
     model_type = model.config.model_type
-    targets = adapter.target_modules or default_lora_targets(model_type)
+    task_ = get_task(task)
+    targets = adapter.target_modules or task_.lora_target_modules or default_lora_targets(model_type)
     if not targets:
         raise ConfigError(f"no default LoRA target modules for model type '{model_type}': set adapter.target_modules "
                           f"to some of its linear layers ({', '.join(_linear_layer_names(model)[:12])})")
-    config = LoraConfig(task_type=get_task(task).peft_task_type, r=adapter.r, lora_alpha=adapter.alpha,
-                        lora_dropout=adapter.dropout, target_modules=list(targets), modules_to_save=list(heads))
+    config = LoraConfig(task_type=task_.peft_task_type, r=adapter.r, lora_alpha=adapter.alpha,
+                        lora_dropout=adapter.dropout,
+                        target_modules=targets if isinstance(targets, str) else list(targets),  # "all-linear"
+                        modules_to_save=list(heads) or None)
     try:
         return get_peft_model(model, config)
     except ValueError as exc:
@@ -137,17 +144,18 @@ def load_for_inference(checkpoint_dir: str | Path) -> tuple[Any, "PreTrainedToke
     if not folder.is_dir():
         raise FtkitError(f"checkpoint folder {folder} does not exist")
     if adapter_only(folder):
-        model = _load_lora(folder)
+        model, task = _load_lora(folder)
     elif (folder / MODEL_CONFIG_FILE).is_file():
-        model = _load_full(folder)
+        model, task = _load_full(folder)
     else:
         raise FtkitError(f"{folder} is not a checkpoint: it has neither {MODEL_CONFIG_FILE} nor {ADAPTER_CONFIG_FILE}")
-    tokenizer = load_tokenizer(str(folder) if _has_tokenizer(folder) else model.config.name_or_path)
+    # The checkpoint's own tokenizer: for sft it carries the chat template the model was trained with.
+    tokenizer = load_tokenizer(str(folder) if _has_tokenizer(folder) else model.config.name_or_path, task)
     model.eval()
     return model, tokenizer
 
 
-def _load_full(folder: Path) -> "PreTrainedModel":
+def _load_full(folder: Path) -> tuple["PreTrainedModel", str]:
     task = task_of(json.loads((folder / MODEL_CONFIG_FILE).read_text()).get("architectures") or [], folder)
     with quiet_loading():
         try:
@@ -157,10 +165,10 @@ def _load_full(folder: Path) -> "PreTrainedModel":
     if info["missing_keys"]:
         raise FtkitError(f"checkpoint {folder} lacks weights for {', '.join(sorted(info['missing_keys'])[:5])}: "
                          "it is incomplete or was saved from a different architecture")
-    return model
+    return model, task
 
 
-def _load_lora(folder: Path) -> Any:
+def _load_lora(folder: Path) -> tuple[Any, str]:
     from peft import PeftModel
 
     adapter_config = json.loads((folder / ADAPTER_CONFIG_FILE).read_text())
@@ -172,8 +180,8 @@ def _load_lora(folder: Path) -> Any:
     if Path(base).is_absolute() and not Path(base).exists():
         raise FtkitError(f"the base model {base} of LoRA checkpoint {folder} no longer exists: put it back, or "
                          "merge checkpoints while it exists (ftkit.adapters.merge_checkpoint) to make them standalone")
-    model = build_model(base, task.name, _checkpoint_labels(folder))
-    return PeftModel.from_pretrained(model, str(folder))
+    model = build_model(base, task.name, _checkpoint_labels(folder) if task.label_column is not None else [])
+    return PeftModel.from_pretrained(model, str(folder)), task.name
 
 
 def _checkpoint_labels(folder: Path) -> list[str]:

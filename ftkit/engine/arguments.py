@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +11,10 @@ import torch
 from transformers import TrainingArguments
 
 from ..config import Config
-from ..errors import FtkitError
-from ..layout import higher_is_better
+from ..errors import ConfigError, FtkitError
+from ..layout import EVAL_DIR, MLFLOW_DIR, TENSORBOARD_DIR, higher_is_better
 from ..tasks import get_task
+from ..trainer_args import check_trackers_installed, check_trainer_args, trackers
 from .distributed import world_size
 
 
@@ -46,7 +49,13 @@ def hardware_arguments(config: Config, cuda: bool, bf16_supported: bool = False,
 
 
 def training_arguments(config: Config, output_dir: Path) -> TrainingArguments:
-    """Translate the ftkit schema into Trainer arguments (Trainer's names where they exist)."""
+    """Translate the ftkit schema into Trainer arguments (Trainer's names where they exist).
+
+    ``training.trainer_args`` comes last: it may replace what the hardware suggests (``optim``,
+    ``tf32``, ...) but never a field the schema owns (refused when the config is built). The
+    trackers in ``training.report_to`` log beside ftkit's own events (see :func:`tracker_environment`);
+    ``ftkit eval``'s scratch Trainer (``output_dir`` named ``EVAL_DIR``) reports to none.
+    """
     t = config.training
     cuda = torch.cuda.is_available() and t.device != "cpu"
     if t.device == "cuda" and not torch.cuda.is_available():
@@ -59,7 +68,11 @@ def training_arguments(config: Config, output_dir: Path) -> TrainingArguments:
     load_best = eval_strategy == save_strategy and (not save_steps or save_steps % (t.eval_steps or save_steps) == 0)
     auto_batch = t.batch_size == "auto"
     batch_size = 64 if auto_batch else int(t.batch_size)
-    return TrainingArguments(
+    report_to = trackers(t.report_to) if Path(output_dir).name != EVAL_DIR else []
+    if report_to:
+        check_trackers_installed(report_to)
+        tracker_environment(report_to, Path(output_dir))
+    arguments = dict(
         output_dir=str(output_dir),
         num_train_epochs=float(t.epochs),
         max_steps=t.max_steps or -1,
@@ -87,10 +100,38 @@ def training_arguments(config: Config, output_dir: Path) -> TrainingArguments:
         dataloader_num_workers=t.dataloader_num_workers,
         dataloader_persistent_workers=t.dataloader_num_workers > 0,
         **hardware,
-        report_to="none",
+        report_to=report_to or "none",
+        run_name=config.run_name,
         disable_tqdm=True,
         save_only_model=False,
     )
+    if t.trainer_args:
+        check_trainer_args(t.trainer_args, {f.name for f in dataclasses.fields(TrainingArguments) if f.init})
+        arguments.update(t.trainer_args)
+    try:
+        return TrainingArguments(**arguments)
+    except (ValueError, TypeError) as exc:
+        if not t.trainer_args:
+            raise
+        raise ConfigError(f"transformers refused training.trainer_args {t.trainer_args}: {exc}") from None
+
+
+def tracker_environment(report_to: list[str], run_dir: Path) -> None:
+    """Where this worker's trackers write, set in its environment (transformers' integrations read it).
+
+    TensorBoard: the run's own ``tensorboard/`` folder, so ``tensorboard --logdir RUNS_DIR`` shows every
+    run under its id. MLflow: ``$MLFLOW_TRACKING_URI`` when the user set one; else a local file store
+    shared by the runs of this store (``RUNS_DIR/mlruns``: ``mlflow ui --backend-store-uri`` that
+    folder), which MLflow 3 accepts only with ``MLFLOW_ALLOW_FILE_STORE``. wandb: files in the run
+    folder unless ``$WANDB_DIR`` says otherwise.
+    """
+    if "tensorboard" in report_to:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
+    if "mlflow" in report_to and not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = (run_dir.parent / MLFLOW_DIR).resolve().as_uri()
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    if "wandb" in report_to:
+        os.environ.setdefault("WANDB_DIR", str(run_dir))
 
 
 # ZeRO-2 with every size left to the Trainer ("auto"), so it follows the ftkit config.
@@ -124,12 +165,18 @@ def padding_free(config: Config, model: Any, cuda: bool) -> bool:
     """
     choice = config.training.padding_free
     attention = getattr(getattr(model, "config", None), "_attn_implementation", None) or ""
-    packs = get_task(config.task).supports_packing
-    supported = packs and attention.startswith("flash_attention")
+    task = get_task(config.task)
+    packs = task.supports_packing
+    # Causal LMs in transformers 5 build their SDPA/eager masks per packed row from position_ids when
+    # there is no attention mask and no KV cache (Task.configure_model turns the cache off):
+    # tests/test_sft_training.py checks that packed logits equal each example's own.
+    by_positions = task.packs_by_position_ids and attention in ("sdpa", "eager")
+    supported = packs and (attention.startswith("flash_attention") or by_positions)
     if choice == "always" and not supported:
         raise FtkitError(
             f"training.padding_free is 'always', but {type(model).__name__} uses {attention or 'unknown'} attention"
             f"{'' if packs else f' for {config.task}'}: packed batches need a token-level task and "
-            "flash-attention (pip install flash-attn, on an Ampere or newer GPU). Use padding_free: auto")
+            "flash-attention (pip install flash-attn, on an Ampere or newer GPU), or a causal LM (sft) with SDPA. "
+            "Use padding_free: auto")
     return supported and (choice == "always" or cuda) and choice != "never"
 

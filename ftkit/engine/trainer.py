@@ -32,6 +32,19 @@ class FtkitTrainer(Trainer):
 
     train_data_collator: Any = None  # padding-free training batches (see build_trainer); evaluation stays padded
 
+    def __init__(self, *args: Any, loss_metrics: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.loss_metrics = loss_metrics  # the task's metrics that follow from the eval loss (SFT: perplexity)
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's loop, plus the task's loss-derived metrics, before any callback or best-model check sees them."""
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        loss = output.metrics.get(f"{prefix}_loss")
+        if self.loss_metrics is not None and isinstance(loss, (int, float)):
+            output.metrics.update({f"{prefix}_{key}": value for key, value in self.loss_metrics(float(loss)).items()})
+        return output
+
     def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
         # Also when distributed: accelerate deals consecutive batches to the processes and gathers
         # them back in the same order, so predictions still line up with the sentences.
@@ -49,8 +62,10 @@ class FtkitTrainer(Trainer):
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         source = self.train_dataset
         if self.args.train_sampling_strategy == "group_by_length" and "length" in source.column_names:
+            # [:] reads the column at once: datasets 4+ returns a lazy Column, and the sampler's
+            # 14k single-row reads of it cost seconds before the first step (CoNLL-2003 train).
             return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        lengths=source["length"])
+                                        lengths=source["length"][:])
         return super()._get_train_sampler(train_dataset)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:

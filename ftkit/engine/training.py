@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from transformers import DataCollatorWithFlattening, EarlyStoppingCallback, Trainer, TrainerCallback
@@ -17,14 +17,16 @@ from transformers import DataCollatorWithFlattening, EarlyStoppingCallback, Trai
 from .. import data
 from ..config import Config
 from ..errors import FtkitError
-from ..layout import CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
+from ..layout import CACHE_DIR, CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
 from ..store import RunStore
 from ..tasks import get_task
+from ..tasks.base import EvalContext
 from ..tasks.scoring import report_table
 from . import adapters, evaluate, models
 from .arguments import padding_free, training_arguments
+from .card import write_run_card
 from .distributed import is_main_process
-from .reporting import EventCallback
+from .reporting import EventCallback, PhaseReporter
 from .trainer import FtkitTrainer
 
 
@@ -40,10 +42,21 @@ class Prepared:
     model: Any
 
 
-def prepare(config: Config) -> Prepared:
-    """Load data and model, align labels, apply the adapter."""
+def _no_report(phase: str, done: int | None = None, total: int | None = None, detail: str | None = None,
+               cached: bool = False) -> None:
+    return None
+
+
+def prepare(config: Config, report: Callable[..., None] = _no_report) -> Prepared:
+    """Load data and model, align labels, apply the adapter.
+
+    ``report(phase, done, total, detail, cached)`` hears each phase as it starts and how far it is
+    (a `PhaseReporter` in a training worker): reading data, tokenising, loading model.
+    """
     seed = config.training.seed
-    raw = data.load_splits(config.data, config.task, seed=seed)
+    raw = data.load_splits(config.data, config.task, seed=seed,
+                           on_progress=lambda done, total, name: report("reading data", done, total, name or None),
+                           cache_dir=config.runs_dir / CACHE_DIR / "data")
     if config.training.max_train_samples:
         raw["train"] = data.subset(raw["train"], config.training.max_train_samples, seed)
     if config.training.max_eval_samples:
@@ -51,18 +64,27 @@ def prepare(config: Config) -> Prepared:
             if split in raw:
                 raw[split] = data.subset(raw[split], config.training.max_eval_samples, seed)
     labels = data.label_list(raw, config.task, given=config.data.labels)
-    source = models.resolve_model_source(config.model)
-    tokenizer = models.load_tokenizer(source)
+    task = get_task(config.task)
+    source = models.resolve_model_source(config.model, config.task)
+    tokenizer = models.load_tokenizer(source, config.task)
     max_length = min(config.training.max_seq_length, _model_max_length(tokenizer))
     features = data.tokenize_dataset(raw, tokenizer, {label: i for i, label in enumerate(labels)},
-                                     config.task, max_length, cache_dir=config.runs_dir / ".cache" / "tokenized")
+                                     config.task, max_length, cache_dir=config.runs_dir / CACHE_DIR / "tokenized",
+                                     options=task.encoder_options(config),
+                                     on_progress=lambda split, done, total, cached: report("tokenising", done, total,
+                                                                                           split, cached))
+    if not len(features["train"]):
+        raise FtkitError(f"no training example is left after tokenising: every one was cut at max_seq_length "
+                         f"{max_length} before anything it trains on; raise training.max_seq_length")
     for split in ("validation", "test"):
         if split in features:
             # Longest first, evaluated in this order (see FtkitTrainer): little padding, and the
             # predictions line up with these rows, which carry their sentence ids.
             features[split] = features[split].sort("length", reverse=True)
+    report("loading model", detail=str(config.model))
     torch.manual_seed(seed)
     model = models.build_model(source, config.task, labels)
+    task.configure_model(model)
     model = adapters.apply_adapter(model, config.adapter, config.task)
     return Prepared(config, raw, features, labels, tokenizer, model)
 
@@ -92,6 +114,7 @@ def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerC
     task = get_task(config.task)
     compute_metrics = evaluate.make_compute_metrics(config.task, id2label)
     trainer = FtkitTrainer(
+        loss_metrics=task.loss_metrics,
         model=prepared.model,
         args=args,
         train_dataset=prepared.features["train"],
@@ -110,9 +133,28 @@ def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerC
     return trainer
 
 
-def evaluate_split(trainer: Trainer, prepared: Prepared, split: str) -> tuple[dict[str, Any], Any]:
-    """Metrics for one split plus what the task's predictions file needs (the task's ``evaluate``)."""
-    return get_task(prepared.config.task).evaluate(trainer, prepared.features[split], split)
+def evaluate_split(trainer: Trainer, prepared: Prepared, split: str,
+                   predictions_path: Path | None = None) -> tuple[dict[str, Any], Any]:
+    """Metrics for one split plus what the task's predictions file needs (the task's ``evaluate``).
+
+    A generative task also gets the split's rows and a generator over the trained model (built on
+    first use, with the training tokenizer and so its chat template); it may write its predictions
+    to ``predictions_path`` as they are produced.
+    """
+    generators: list[Any] = []
+
+    def generator() -> Any:
+        if not generators:
+            from .generation import Generator
+
+            model = trainer.model
+            getattr(model, "get_base_model", lambda: model)().config.use_cache = True  # off while training
+            generators.append(Generator(model, prepared.tokenizer, trainer.args.device))
+        return generators[0]
+
+    context = EvalContext(prepared.raw[split], prepared.config, prepared.tokenizer, generator, predictions_path,
+                          trainer.is_world_process_zero())
+    return get_task(prepared.config.task).evaluate(trainer, prepared.features[split], split, context)
 
 
 def save_split_predictions(prepared: Prepared, split: str, predictions: Any, path: Path) -> None:
@@ -132,19 +174,25 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
     config = load_config(folder / CONFIG_FILE)
     if main:
         store.set_status(run_id, "running", pid=os.getpid())
-    prepared = prepare(config)
+    prepared = prepare(config, PhaseReporter(store, run_id) if main else _no_report)
 
     def log(message: str) -> None:
         if main:
             store.append_event(run_id, {"type": "log", "message": message})
 
     if main:
-        log(f"model {config.model} ({models.resolve_model_source(config.model)}), adapter {config.adapter.kind}: "
+        log(f"model {config.model} ({models.resolve_model_source(config.model, config.task)}), adapter {config.adapter.kind}: "
             f"{adapters.describe_parameters(prepared.model)}")
-        log(f"data: {', '.join(f'{s} {len(prepared.raw[s])}' for s in prepared.raw)} examples; labels {prepared.labels}")
+        log(f"data: {', '.join(f'{s} {len(prepared.raw[s])}' for s in prepared.raw)} examples"
+            + (f"; labels {prepared.labels}" if prepared.labels else ""))
+        dropped = {s: len(prepared.raw[s]) - len(prepared.features[s]) for s in prepared.raw
+                   if len(prepared.features[s]) < len(prepared.raw[s])}
+        if dropped:  # an SFT example whose answer truncation cut entirely (NER windows only ever add rows)
+            log("dropped, as truncation cut everything they train on: "
+                + ", ".join(f"{s} {n}" for s, n in dropped.items()))
         batch_size = 64 if config.training.batch_size == "auto" else int(config.training.batch_size)
-        longest = max(prepared.features["train"]["length"], default=config.training.max_seq_length)
-        estimate = models.estimate_peak_memory(models.resolve_model_source(config.model), config.task,
+        longest = max(prepared.features["train"]["length"][:], default=config.training.max_seq_length)  # [:]: one read
+        estimate = models.estimate_peak_memory(models.resolve_model_source(config.model, config.task), config.task,
                                                config.adapter.kind, batch_size, longest)
         log(f"estimated peak memory: {models.describe_memory(estimate)}")
         trainable, total = adapters.parameter_counts(prepared.model)
@@ -170,7 +218,8 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
             store.set_status(run_id, "stopped")
         return "stopped"
     if "test" in prepared.features:
-        metrics, predictions = evaluate_split(trainer, prepared, "test")  # every process takes part
+        path = folder / predictions_file("test") if config.output.save_predictions else None
+        metrics, predictions = evaluate_split(trainer, prepared, "test", path)  # every process takes part
         if main:
             store.append_event(run_id, {"type": "eval", "split": "test", "step": trainer.state.global_step,
                                         "epoch": trainer.state.epoch, "metrics": metrics,
@@ -179,6 +228,7 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
             if config.output.save_predictions:
                 save_split_predictions(prepared, "test", predictions, folder / predictions_file("test"))
     if main:
+        write_run_card(store, run_id, config)  # README.md in the best checkpoint, as the hub shows it
         store.set_status(run_id, "completed")
     return "completed"
 
@@ -208,7 +258,7 @@ def resource_usage(prepared: Prepared, train_metrics: dict[str, Any]) -> dict[st
     import resource
 
     runtime = train_metrics.get("train_runtime") or 0.0
-    lengths = prepared.features["train"]["length"]
+    lengths = prepared.features["train"]["length"][:]
     samples_seen = (train_metrics.get("train_samples_per_second") or 0.0) * runtime
     tokens = samples_seen * sum(lengths) / max(1, len(lengths))
     usage = {
@@ -218,3 +268,4 @@ def resource_usage(prepared: Prepared, train_metrics: dict[str, Any]) -> dict[st
     }
     if torch.cuda.is_available():
         usage["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+    return usage

@@ -37,6 +37,9 @@ JOBS = ("evaluate", "predict", "merge")
 def supervise(run_dir: Path, resume: bool) -> int:
     store, run_id = RunStore(run_dir.parent), run_dir.name
     _, start_offset = store.read_events(run_id)  # what this attempt's worker reports comes after here
+    # The first thing a follower sees, a fraction of a second after the launch: this process imports
+    # no torch (the worker's imports alone take seconds).
+    store.append_event(run_id, {"type": "phase", "phase": "starting", **({"detail": "resuming"} if resume else {})})
     config = load_config(run_dir / CONFIG_FILE)
     distributed = launch.is_distributed(config)
     if distributed:  # torchrun starts one worker per device; they report through rank 0 and rank-<i>.err
@@ -76,6 +79,7 @@ def train(run_dir: Path, resume: bool) -> int:
     # SIGTERM straight to the worker also means: checkpoint, then stop.
     signal.signal(signal.SIGTERM, lambda signum, frame: store.request_stop(run_id))
     try:
+        store.append_event(run_id, {"type": "phase", "phase": "starting", "detail": "importing torch and transformers"})
         from .training import run_training
 
         status = run_training(store, run_id, resume=resume)
@@ -115,14 +119,21 @@ def evaluate_job(run_dir: Path, split: str = "test", checkpoint: str | None = No
 def predict_job(run_dir: Path, texts: list[str], checkpoint: str | None = None) -> list[Any]:
     from .inference import Predictor
 
-    return Predictor.from_checkpoint(_checkpoint(RunStore(run_dir.parent), run_dir, checkpoint)).predict(list(texts))
+    predictor = Predictor.from_checkpoint(_checkpoint(RunStore(run_dir.parent), run_dir, checkpoint))
+    predictor.max_new_tokens = load_config(run_dir / CONFIG_FILE).training.max_new_tokens
+    return predictor.predict(list(texts))
 
 
 def merge_job(run_dir: Path, output: str | None = None, checkpoint: str | None = None) -> dict[str, Any]:
     from .adapters import merge_checkpoint
 
-    path = _checkpoint(RunStore(run_dir.parent), run_dir, checkpoint)
-    return {"checkpoint": str(path), "path": str(merge_checkpoint(path, output or run_dir / MERGED_DIR))}
+    from .card import write_run_card
+
+    store = RunStore(run_dir.parent)
+    path = _checkpoint(store, run_dir, checkpoint)
+    merged = merge_checkpoint(path, output or run_dir / MERGED_DIR)
+    write_run_card(store, run_dir.name, load_config(run_dir / CONFIG_FILE), merged)
+    return {"checkpoint": str(path), "path": str(merged)}
 
 
 def run_job(args: argparse.Namespace) -> int:

@@ -10,12 +10,14 @@ import datetime
 import re
 from typing import Any, Mapping
 
+from ..events import phase_text
 from ..rendering import escape, format_number, html_table
 
 STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a34a",
                   "failed": "#dc2626", "stopped": "#d97706"}
 ENTITY_METRIC = re.compile(r"^(?P<kind>.+)_(?P<name>precision|recall|f1|support)$")
-OVERALL_METRICS = ("loss", "precision", "recall", "f1", "accuracy", "macro_f1", "weighted_f1")
+OVERALL_METRICS = ("loss", "precision", "recall", "f1", "accuracy", "macro_f1", "weighted_f1", "perplexity",
+                   "exact_match", "label_accuracy", "rouge_l")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -40,8 +42,11 @@ def status_badge_html(status: str) -> str:
             f'border-radius:9px;padding:1px 8px;font-size:11px;font-weight:600">{escape(status)}</span>')
 
 
-def progress_text(progress: Mapping[str, Any]) -> str:
-    """One line: ``step 120/500 · epoch 1.20 · 85.3 samples/s · ETA 1:10 · loss 0.1234``."""
+def progress_text(progress: Mapping[str, Any], phase: Mapping[str, Any] | None = None) -> str:
+    """One line: ``step 120/500 · epoch 1.20 · 85.3 samples/s · ETA 1:10 · loss 0.1234``; before the first
+    step, the phase the run is in (``tokenising train 3,000/12,637``, see `ftkit.events.phase_text`)."""
+    if phase and phase.get("name"):
+        return phase_text(phase)
     step, total = progress.get("step") or 0, progress.get("total_steps")
     parts = [f"step {step}/{total}" if total else f"step {step}"]
     if progress.get("epoch") is not None:
@@ -132,7 +137,7 @@ def run_summary_html(detail: Mapping[str, Any], log_tail: str = "") -> str:
     parts = [
         f'<div class="ftkit-run-summary"><b>{escape(detail["name"])}</b> <code>{escape(detail["id"])}</code> '
         f'{status_badge_html(detail["status"])}',
-        f'{bar}<div style="font-size:12px">{escape(progress_text(progress))}</div>',
+        f'{bar}<div style="font-size:12px">{escape(progress_text(progress, detail.get("phase")))}</div>',
     ]
     metrics = detail.get("metrics") or {}
     rows = [{"split": split, "metrics": values} for split, values in metrics.items()]
@@ -146,7 +151,8 @@ def run_summary_html(detail: Mapping[str, Any], log_tail: str = "") -> str:
 
 
 def run_summary_text(detail: Mapping[str, Any], log_tail: str = "") -> str:
-    lines = [f"{detail['name']} ({detail['id']}): {detail['status']} — {progress_text(detail.get('progress') or {})}"]
+    lines = [f"{detail['name']} ({detail['id']}): {detail['status']} — "
+             f"{progress_text(detail.get('progress') or {}, detail.get('phase'))}"]
     for split, values in (detail.get("metrics") or {}).items():
         overall, _ = split_metrics(values)
         scores = ", ".join(f"{k} {format_number(overall[k])}" for k in OVERALL_METRICS if k in overall)

@@ -39,7 +39,7 @@ FLAG_ALIASES: dict[str, tuple[str, ...]] = {
     "output.dir": ("--runs-dir",),
 }
 METAVARS = {"data.train": "PATH_OR_HUB_ID", "data.validation": "PATH", "data.test": "PATH", "output.dir": "DIR"}
-FTKIT_COMMANDS = ("runs", "show", "stop", "resume", "data", "predict", "neighbors", "moved")
+FTKIT_COMMANDS = ("runs", "show", "stop", "resume", "data", "predict", "chat", "neighbors", "moved")
 
 
 @functools.cache
@@ -193,8 +193,9 @@ class FtkitMagics(Magics):
                 result: Any = config
             else:
                 from .. import runs
+                from .namespace import with_namespace_data
 
-                result = runs.start(config)
+                result = runs.start(with_namespace_data(config, self.shell.user_ns))
                 display(result)
         if args.output:
             self.shell.user_ns[args.output] = result
@@ -207,6 +208,10 @@ class FtkitMagics(Magics):
     @argument("--space", help="neighbors/moved: which embedding space (default: static / contextual)")
     @argument("--task", choices=TASK_NAMES, help="data: how to read the file (default: ner, classification for .tsv/.csv)")
     @argument("-n", type=int, default=5, metavar="N", help="data: sentences to preview (default 5)")
+    @argument("--model", metavar="MODEL", type=unquote,
+              help="data: whose tokenizer counts and renders sft chats (default: the task's default model)")
+    @argument("--max-new-tokens", type=int, default=128, metavar="N", help="chat: the longest answer (default 128)")
+    @argument("--temperature", type=float, default=0.0, metavar="T", help="chat: 0 for greedy answers (default)")
     @argument("--status", help="runs: only runs with this status")
     @argument("--runs-dir", metavar="DIR", type=unquote,
               help="the run store to look in (default: $FTKIT_RUNS_DIR or ./ftkit-runs, then the stores of "
@@ -222,6 +227,7 @@ class FtkitMagics(Magics):
         %ftkit resume RUN                    continue a stopped or failed run from its checkpoint
         %ftkit data PATH [--task ner] [-n 5] statistics and a preview of a data set
         %ftkit predict RUN "some text"       entities highlighted inline (or the label, for classification)
+        %ftkit chat RUN "a question"         an sft run's answer, streamed as it is generated
         %ftkit neighbors WORD [--run RUN] [--k 10]   nearest words in the embedding space
         %ftkit moved --run RUN [--k 20]      words whose embeddings moved most in fine-tuning
 
@@ -284,10 +290,11 @@ class FtkitMagics(Magics):
 
         path = self._one_target(args, "PATH")
         task = args.task or task_for_file(path)
-        display(data.stats(path, task))  # from the file as written: reports its own tag scheme
+        model = {"model": args.model} if args.model else {}  # sft: the tokenizer that renders and counts
+        display(data.stats(path, task, **model))  # from the file as written: reports its own tag scheme
         dataset = data.load(path, task=task)
         split = "train" if "train" in dataset else next(iter(dataset))
-        display(HTML(data.preview_html(dataset[split], n=args.n, task=task)))
+        display(HTML(data.preview_html(dataset[split], n=args.n, task=task, **model)))
         return dataset
 
     def _ftkit_predict(self, args: argparse.Namespace) -> Any:
@@ -298,6 +305,29 @@ class FtkitMagics(Magics):
         plain, page = get_task(run.config.task).prediction_display(text, prediction)
         display({"text/plain": plain, "text/html": page}, raw=True)
         return prediction
+
+    def _ftkit_chat(self, args: argparse.Namespace) -> str:
+        """The answer of the run's best checkpoint, streamed into this cell's output as it is generated."""
+        from ..rendering import escape
+
+        if len(args.target) < 2:
+            raise UsageError('%ftkit chat: give a run and a message, e.g. %ftkit chat RUN "Is this review positive?"')
+        run, text = self._run(args.target[0], args), " ".join(args.target[1:])
+        generator = run.generator()  # loads the checkpoint with its own tokenizer and chat template
+        answer = ""
+
+        def bundle(done: bool) -> dict[str, str]:
+            cursor = "" if done else "▌"
+            page = (f"<div><div style='color:#6b7280'><b>you</b>: {escape(text)}</div>"
+                    f"<div><b>{escape(run.name)}</b>: {escape(answer)}{cursor}</div></div>")
+            return {"text/plain": f"{run.name}: {answer}", "text/html": page}
+
+        handle = display(bundle(False), raw=True, display_id=True)
+        for piece in generator.stream(text, max_new_tokens=args.max_new_tokens, temperature=args.temperature):
+            answer += piece
+            handle.update(bundle(False), raw=True)
+        handle.update(bundle(True), raw=True)
+        return answer
 
     def _ftkit_neighbors(self, args: argparse.Namespace) -> Any:
         from ..embeddings import show_neighbors
@@ -326,6 +356,23 @@ def load_ipython_extension(ipython: Any) -> None:
 
     ipython.register_magics(FtkitMagics)
     register_run_formatter(ipython)
+    if type(ipython).__name__ == "ZMQInteractiveShell":  # a notebook kernel, where runs show as live monitors
+        _warm_up_monitor()
+
+
+def _warm_up_monitor() -> None:
+    """Import the run monitor (ipywidgets, bokeh: about a second) while the kernel is idle, so the first
+    ``%finetune`` shows its monitor, already saying "starting", well within 2 s instead of after that import."""
+    import threading
+    from importlib import import_module
+
+    def warm_up() -> None:
+        try:
+            import_module(".widgets.monitor", __package__)
+        except Exception:  # noqa: BLE001 - the first %finetune imports it again and reports a real problem
+            pass
+
+    threading.Thread(target=warm_up, name="ftkit-warm-up", daemon=True).start()
 
 
 __all__ = ["FtkitMagics", "build_config", "config_flags", "load_ipython_extension"]

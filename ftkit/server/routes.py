@@ -39,6 +39,7 @@ from ..errors import FtkitError, RunError
 from ..events import STATUSES
 from ..layout import CONFIG_FILE
 from ..store import SORT_KEYS, RunStore
+from ..tasks import TASK_NAMES, get_task
 
 T = TypeVar("T")
 
@@ -197,9 +198,12 @@ class RunHandler(FtkitHandler):
     async def get(self, run_id: str) -> None:
         detail = await self.find_run(run_id)
         folder = Path(detail["dir"])
+        task = get_task(detail["task"]) if detail.get("task") in TASK_NAMES else None
         for checkpoint in detail["checkpoints"]:
             # the same place the store deletes: the checkpoint's folder name inside its run
             checkpoint["abs_path"] = str(folder / checkpoint["name"])
+            # the task's "load this checkpoint" code (a pipeline, or ftkit for LoRA adapter weights)
+            checkpoint["snippet"] = task.load_snippet(checkpoint["abs_path"], checkpoint["adapter_only"]) if task else None
         detail["log_tail"] = await self.in_thread(self.store.log_tail, run_id)
         detail["stop_requested"] = await self.in_thread(self.store.stop_requested, run_id)
         self.reply(detail)

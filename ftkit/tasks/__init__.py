@@ -35,6 +35,7 @@ class TaskEntry(NamedTuple):
 TASK_CLASSES: dict[str, TaskEntry] = {
     "ner": TaskEntry("ftkit.tasks.ner:NerTask", "token classification"),
     "classification": TaskEntry("ftkit.tasks.classification:ClassificationTask", "one label per text"),
+    "sft": TaskEntry("ftkit.tasks.sft:SftTask", "generative fine-tuning of a causal LM on chats or prompts"),
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASK_CLASSES)  # the config schema's `task` choices, in this order
 DEFAULT_TASK = "ner"

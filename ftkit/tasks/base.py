@@ -18,6 +18,7 @@ task without one (SFT) sets ``label_column = None`` and overrides what that chan
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
@@ -29,6 +30,22 @@ if TYPE_CHECKING:
     from ..data.stats import SplitStats
 
 ReportRow = tuple[str, "float | None", "float | None", "float | None", "int | None"]  # name, P, R, F1, support
+
+
+@dataclass
+class EvalContext:
+    """What the engine hands a task's ``evaluate`` besides the tokenised split (a generative task needs it).
+
+    ``generator()`` builds, on first call, the engine's `Generator` over the trainer's model and the
+    training tokenizer (its chat template), so a task generates without importing the engine.
+    """
+
+    raw: Any  # the split's canonical rows (datasets.Dataset), in their order
+    config: Any  # the run's Config
+    tokenizer: Any
+    generator: Callable[[], Any]
+    predictions_path: Path | None = None  # where predictions/<split>.jsonl goes; None: not saved
+    main_process: bool = True  # in a distributed run only the main process generates and writes
 
 
 class Task(ABC):
@@ -51,6 +68,18 @@ class Task(ABC):
     architecture_suffix: ClassVar[str]  # how a saved model's `architectures` names this task ("ForTokenClassification")
     supports_packing: ClassVar[bool] = False  # padding-free packed rows keep their meaning (token-level losses only)
     encoder_takes_indices: ClassVar[bool] = False  # the encoder wants each row's index (to stitch windows back)
+    pre_split_words: ClassVar[bool] = True  # the encoder passes words (byte-level BPE then needs add_prefix_space)
+    new_head: ClassVar[bool] = True  # from_pretrained adds a fresh task head (trained by adapter head, saved with LoRA)
+    lora_target_modules: ClassVar[str | None] = None  # LoRA default: None = attention projections per architecture
+    packs_by_position_ids: ClassVar[bool] = False  # packed rows stay apart under SDPA/eager too (causal LM masks)
+    default_model: ClassVar[str] = "default"  # what `model: default` means for this task
+    default_adapter: ClassVar[str] = "full"  # adapter.kind unless the config names one
+    stats_use_tokenizer: ClassVar[bool] = False  # statistics and preview count tokens (``token_stats``)
+
+    # ----- Hugging Face conventions ---------------------------------------------------------------------
+    pipeline_task: ClassVar[str]  # transformers.pipeline's name for this task ("token-classification")
+    pipeline_options: ClassVar[str] = ""  # extra pipeline() arguments in the load snippet, as Python source
+    example_input: ClassVar[str] = "..."  # a text the load snippet runs the model on
 
     # ----- data: canonical columns and label checks ---------------------------------------------------
     @abstractmethod
@@ -84,6 +113,12 @@ class Task(ABC):
         if self.label_column is None:
             return
         column = self.label_column
+        for split, table in tables.items():
+            if split != "test":
+                unlabelled = next((i for i, row in enumerate(table.columns[column]) if row is None), None)
+                if unlabelled is not None:
+                    raise table.error(unlabelled, f"{split} split: this row has no label (-1 marks an unlabelled "
+                                      "row, which only a test split may have: it is predicted, not scored)")
         if given:
             allowed = {self.label_of(name) for name in given} - {"O"}
             checked = dict(tables)
@@ -139,6 +174,14 @@ class Task(ABC):
     def preview_html(self, rows: Iterable[Mapping[str, Any]]) -> str:
         """Canonical rows as HTML examples (escaped), one colour per label."""
 
+    def token_stats(self, dataset: "datasets.Dataset", tokenizer: Any, options: Any) -> dict[str, Any]:
+        """Counts in the model's tokens for one split (where ``stats_use_tokenizer``); ``options`` is the TrainingConfig."""
+        return {}
+
+    def token_preview_html(self, rows: Iterable[Mapping[str, Any]], tokenizer: Any, options: Any) -> str:
+        """The preview as the model sees it (SFT: the rendered chat, trained tokens highlighted)."""
+        return self.preview_html(rows)
+
     # ----- model, tokenisation, batches and loss ---------------------------------------------------------
     @abstractmethod
     def model_class(self) -> type:
@@ -155,8 +198,16 @@ class Task(ABC):
     def encoder(self, tokenizer: Any, label2id: Mapping[str, int], max_length: int) -> Callable[..., dict[str, list]]:
         """A batched ``datasets.map`` function: canonical rows -> model inputs, ``labels`` and ``length``, unpadded.
 
-        It takes ``(batch, indices)`` when ``encoder_takes_indices`` is set.
+        It takes ``(batch, indices)`` when ``encoder_takes_indices`` is set, and ``encoder_options(config)``
+        as keyword arguments.
         """
+
+    def encoder_options(self, config: Any) -> dict[str, Any]:
+        """Keyword arguments for ``encoder`` from the run's Config (part of the tokenised cache's key)."""
+        return {}
+
+    def configure_model(self, model: Any) -> None:
+        """Adjust a freshly loaded model for training (SFT: no KV cache, which would also defeat packing)."""
 
     @abstractmethod
     def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
@@ -171,7 +222,12 @@ class Task(ABC):
         """A Trainer ``compute_metrics`` on argmax ids (plain keys: "f1"); None when the loss is the measure."""
         return None
 
-    def evaluate(self, trainer: Any, features: Any, split: str) -> tuple[dict[str, Any], Any]:
+    def loss_metrics(self, loss: float) -> dict[str, float]:
+        """Metrics that follow from an evaluation's loss, added to every evaluation (SFT: perplexity)."""
+        return {}
+
+    def evaluate(self, trainer: Any, features: Any, split: str,
+                 context: EvalContext | None = None) -> tuple[dict[str, Any], Any]:
         """Metrics of one tokenised split (without the split prefix) and what ``save_predictions`` needs."""
         output = trainer.predict(features, metric_key_prefix=split)
         return {k.removeprefix(f"{split}_"): v for k, v in output.metrics.items()}, output.predictions
@@ -191,6 +247,20 @@ class Task(ABC):
     @abstractmethod
     def prediction_display(self, text: str, prediction: Any) -> tuple[str, str]:
         """One prediction for people: (plain text, escaped HTML), as `%ftkit predict` shows it."""
+
+    def load_snippet(self, path: str, adapter_only: bool) -> str:
+        """Python that loads the checkpoint at ``path`` and runs it once: for the panel and model cards.
+
+        A whole model loads with `transformers.pipeline` as it is; LoRA adapter weights need their base
+        model, which ftkit's Predictor rebuilds (or `ftkit merge` makes a whole model of them).
+        """
+        if adapter_only:
+            return ("from ftkit.engine.inference import Predictor\n"
+                    f"model = Predictor.from_checkpoint({path!r})\n"
+                    f"print(model.predict({self.example_input!r}))")
+        return ("from transformers import pipeline\n"
+                f"model = pipeline({self.pipeline_task!r}, model={path!r}{self.pipeline_options})\n"
+                f"print(model({self.example_input!r}))")
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"

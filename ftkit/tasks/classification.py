@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
+UNLABELLED = "(unlabelled)"  # how statistics and previews show a test row without a label
+IGNORE_INDEX = -100  # the label id the loss and the metrics skip
 
 
 class ClassificationTask(Task):
@@ -28,6 +30,8 @@ class ClassificationTask(Task):
     label_column = "label"
     form_fields = ("data.text_column", "data.label_column")
     file_suffixes = (".tsv", ".csv")
+    pipeline_task = "text-classification"
+    example_input = "A gripping, beautifully acted film."
     default_metric = "accuracy"
     peft_task_type = "SEQ_CLS"
     architecture_suffix = "ForSequenceClassification"
@@ -58,7 +62,13 @@ class ClassificationTask(Task):
         """The labels seen in any split, sorted naturally; ``given`` as is."""
         if given:
             return list(dict.fromkeys(given))
-        return sorted({label for split in splits for label in split["label"]}, key=_natural_key)
+        return sorted({label for split in splits for label in split["label"] if label is not None}, key=_natural_key)
+
+    def labels_in(self, row_labels: Any) -> set[str]:
+        return set() if row_labels is None else {row_labels}
+
+    def model_labels_in(self, row_labels: Any) -> Iterable[str]:
+        return [] if row_labels is None else [row_labels]
 
     # ----- statistics and preview --------------------------------------------------------------------
     def split_stats(self, name: str, dataset: "datasets.Dataset", scheme: str | None) -> "SplitStats":
@@ -67,7 +77,7 @@ class ClassificationTask(Task):
         from ..data.stats import SplitStats
 
         lengths = [len(text.split()) for text in dataset["text"]]
-        counts = Counter(dataset["label"])
+        counts = Counter(UNLABELLED if label is None else label for label in dataset["label"])
         return SplitStats.of(len(dataset), lengths, counts, len(counts))
 
     def preview_html(self, rows: Iterable[Mapping[str, Any]]) -> str:
@@ -76,6 +86,7 @@ class ClassificationTask(Task):
         from ..data.preview import CHIP_STYLE, MARK_STYLE, colour_of
 
         rows = list(rows)
+        rows = [{**row, "label": UNLABELLED if row["label"] is None else row["label"]} for row in rows]
         labels = sorted({row["label"] for row in rows})
         return "".join(
             f'<div class="ftkit-example"><span style="{MARK_STYLE.format(colour=colour_of(row["label"], labels))}">'
@@ -109,16 +120,27 @@ class ClassificationTask(Task):
         id2label = int_keys(id2label)
 
         def compute_classification(prediction: Any) -> dict[str, float]:
-            predicted = class_ids(prediction.predictions)
+            import numpy as np
+
+            predicted, gold = class_ids(prediction.predictions), np.asarray(prediction.label_ids)
+            labelled = gold != IGNORE_INDEX  # unlabelled test rows (GLUE's -1) are predicted, not scored
+            if not labelled.any():
+                return {"unlabelled_examples": int(len(gold))}
             labels = [id2label[i] for i in sorted(id2label)]
-            return classification_report_dict([id2label[int(i)] for i in prediction.label_ids],
-                                              [id2label[int(i)] for i in predicted], labels)
+            metrics = classification_report_dict([id2label[int(i)] for i in gold[labelled]],
+                                                  [id2label[int(i)] for i in predicted[labelled]], labels)
+            if not labelled.all():
+                metrics["unlabelled_examples"] = int((~labelled).sum())
+            return metrics
 
         return compute_classification
 
     def report_summary(self, metrics: Mapping[str, Any], support: int) -> tuple[str, list[ReportRow]]:
         m = metrics
-        return "classification scores", [("accuracy", None, None, m.get("accuracy"), support),
+        unlabelled = m.get("unlabelled_examples")
+        title = "classification scores" + (f" ({int(unlabelled)} unlabelled examples predicted, not scored)"
+                                           if unlabelled else "")
+        return title, [("accuracy", None, None, m.get("accuracy"), support),
                                          ("macro avg", None, None, m.get("macro_f1"), support),
                                          ("weighted avg", None, None, m.get("weighted_f1"), support)]
 
@@ -155,9 +177,13 @@ class ClassificationTask(Task):
         return f"{prediction['label']}  {scores}", page
 
 
-def _label_name(label: Any, names: list[str] | None, table: "Table", index: int, column: str) -> str:
+def _label_name(label: Any, names: list[str] | None, table: "Table", index: int, column: str) -> str | None:
+    """The label's name; None for an unlabelled row (-1 under ClassLabel names, the `datasets`
+    convention for GLUE-style test splits), which only a test split may have."""
     if label is None or (isinstance(label, float) and label != label):  # None, or NaN from pandas
         raise table.error(index, f"this row has no '{column}' value")
+    if names is not None and label == -1 and not isinstance(label, bool):
+        return None
     if isinstance(label, int) and not isinstance(label, bool) and names is not None:
         if not 0 <= label < len(names):
             raise table.error(index, f"label id {label} is outside the {len(names)} label names")
@@ -186,6 +212,6 @@ class _ClassificationEncoder:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         encoded = self.tokenizer(batch["text"], truncation=True, max_length=self.max_length)
         rows = dict(encoded)
-        rows["labels"] = [self.label2id[label] for label in batch["label"]]
+        rows["labels"] = [IGNORE_INDEX if label is None else self.label2id[label] for label in batch["label"]]
         rows["length"] = [len(ids) for ids in encoded["input_ids"]]
         return rows

@@ -39,6 +39,9 @@ class NerTask(Task):
     labelled_noun = "entities"
     distribution_title = "entities per type"
     form_fields = ("data.tag_column", "data.tag_scheme", "data.tokens_column", "data.tags_column")
+    pipeline_task = "token-classification"
+    pipeline_options = ', aggregation_strategy="first"'  # a word takes its first subword's tag, as in training
+    example_input = "John Smith lives in Paris."
     default_metric = "f1"
     peft_task_type = "TOKEN_CLS"
     architecture_suffix = "ForTokenClassification"

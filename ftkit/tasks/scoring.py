@@ -155,6 +155,14 @@ def report_html(metrics: Mapping[str, Any], task: str) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
+def report_markdown(metrics: Mapping[str, Any], task: str) -> str:
+    """The same table in Markdown, for model cards."""
+    title, rows = _report_rows(metrics, task)
+    lines = [f"**{title}**", "", "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 # ----- predictions --------------------------------------------------------------------------------
 
 

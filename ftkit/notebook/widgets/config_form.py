@@ -164,10 +164,11 @@ class ConfigForm(widgets.VBox):
         from IPython.display import display
 
         from ... import runs
+        from ..namespace import with_namespace_data
 
         if self.validate() is not None:
             return None
-        self.run = runs.start(self.config)
+        self.run = runs.start(with_namespace_data(self.config))
         with self.output:
             self.output.clear_output()
             display(self.run)
@@ -218,6 +219,8 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):  # YAML's flow style, which `_read` parses back
+        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
     return str(value)
 
 

@@ -18,9 +18,15 @@ _BAR_COLOUR = "#60a5fa"
 
 
 class DataPicker(widgets.VBox):
-    """``DataPicker("train.txt", task="ner")``: ``.dataset`` and ``.stats`` after a successful load."""
+    """``DataPicker("train.txt", task="ner")``: ``.dataset`` and ``.stats`` after a successful load.
 
-    def __init__(self, value: str = "", task: str = DEFAULT_TASK, preview_size: int = 5, **kwargs: Any):
+    For sft the preview is each chat as the model sees it (trained tokens highlighted) and the
+    statistics count tokens, with the tokenizer of ``model`` (default: the task's default model).
+    """
+
+    def __init__(self, value: str = "", task: str = DEFAULT_TASK, preview_size: int = 5, model: str | None = None,
+                 **kwargs: Any):
+        self.model = model
         self.path = widgets.Text(value=value, description="data", continuous_update=False,
                                  placeholder="a file, a saved datasets folder, or a hub id",
                                  tooltip="Training data: a CoNLL/JSONL/CSV/TSV file, a saved `datasets` folder or a hub id",
@@ -59,10 +65,11 @@ class DataPicker(widgets.VBox):
         if not source:
             return False
         try:
-            stats = data.stats(source, task)
+            tokens = {"model": self.model} if self.model and get_task(task).stats_use_tokenizer else {}
+            stats = data.stats(source, task, **tokens)
             dataset = data.load(source, task=task)
             split = "train" if "train" in dataset else next(iter(dataset))
-            preview = data.preview_html(dataset[split], n=self.preview_size, task=task)
+            preview = data.preview_html(dataset[split], n=self.preview_size, task=task, **tokens)
         except DataError as exc:
             where = f"{exc.path}, line {exc.line}" if exc.path and exc.line else (exc.path or source)
             self._show_error(f"Cannot read {where}: {exc.reason}")

@@ -167,16 +167,18 @@ class RunMonitor(widgets.VBox):
         self._render_status()
 
     def _render_status(self) -> None:
-        status, progress = self._state.status, self._state.progress
+        status, progress, phase = self._state.status, self._state.progress, self._state.phase_info
         self.status_badge.value = status_badge_html(status)
-        total = progress.get("total_steps") or 0
+        total, done = progress.get("total_steps") or 0, progress.get("step") or 0
+        if phase is not None and phase.get("total"):  # before the first step: the phase's own count (tokenising n/N)
+            total, done = phase["total"], phase.get("done") or 0
         with self.progress_bar.hold_sync():
-            self.progress_bar.max = max(total, progress.get("step") or 0, 1)
-            self.progress_bar.value = progress.get("step") or 0
+            self.progress_bar.max = max(total, done, 1)
+            self.progress_bar.value = done
             self.progress_bar.bar_style = BAR_STYLES.get(status, "")
         last_checkpoint = self._state.last_checkpoint
         suffix = f" · checkpoint {last_checkpoint}" if last_checkpoint is not None else ""
-        self.progress_label.value = escape(progress_text(progress) + suffix)
+        self.progress_label.value = escape(progress_text(progress, phase) + suffix)
         if self.finished:
             self.stop_button.disabled = True
             self.stop_button.description = status.capitalize()

@@ -8,6 +8,8 @@ setting values in Python and reading ``browser.table.value``.
 
 from __future__ import annotations
 
+import inspect
+import time
 from functools import partial
 from typing import Any, Callable, Mapping
 
@@ -73,9 +75,23 @@ class NeighborBrowser(widgets.VBox):
         entry = self._spaces.get(key)
         if entry is None or isinstance(entry, EmbeddingSpace):
             return entry
-        self.table.value = message_html(f"loading the {key[1]} space of {key[0]}…")
-        self._spaces[key] = entry()
+        loading = f"loading the {key[1]} space of {key[0]}…"
+        self.table.value = message_html(loading)
+        self._spaces[key] = entry(progress=self._progress_shower(loading)) if _takes_progress(entry) else entry()
         return self._spaces[key]
+
+    def _progress_shower(self, loading: str, interval: float = 0.25) -> Callable[[int, int], None]:
+        """Shows a contextual pass's sentences done / total in place of the table, a few times a second."""
+        last = [0.0]
+
+        def show(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done < total and now - last[0] < interval:
+                return
+            last[0] = now
+            self.table.value = message_html(f"{loading} {done:,}/{total:,} sentences")
+
+        return show
 
     def _refresh(self, change: Any = None) -> None:
         word = self.word.value.strip()
@@ -89,3 +105,11 @@ class NeighborBrowser(widgets.VBox):
                 self.table.value = NeighborTable(word, {space.name: space.neighbors(word, self.k.value)})._repr_html_()
         except FtkitError as exc:
             self.table.value = message_html(str(exc), error=True)
+
+
+def _takes_progress(loader: Callable[..., Any]) -> bool:
+    """Whether a space loader accepts ``progress=`` (`ftkit.embeddings.load` does; a plain function may not)."""
+    try:
+        return "progress" in inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        return False
