@@ -32,10 +32,7 @@ def _run(command: list[str], env: dict[str, str], cwd: Path) -> str:
 
 
 def test_a_built_wheel_installs_into_a_fresh_venv_without_node_and_enables_ftkit(tmp_path):
-    if not BUILT_PANEL.is_file():
-        pytest.skip("the side panel is not built yet (pip install -e . builds it)")
-    pytest.importorskip("hatchling")
-    pytest.importorskip("hatch_jupyter_builder")
+    assert BUILT_PANEL.is_file(), "the side panel is not built: `make setup` (pip install -e .) builds it"
     no_node = tmp_path / "bin"  # the only PATH entry: nothing in it, so no node, npm or jupyter
     no_node.mkdir()
     home = tmp_path / "home"
