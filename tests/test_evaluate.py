@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import EvalPrediction
 
-from ftkit.engine.evaluate import make_compute_metrics, preprocess_logits_for_metrics
+from ftkit.engine.evaluate import make_compute_metrics, make_preprocess_logits
 from ftkit.tasks.scoring import (
     classification_report_dict,
     ner_report,
@@ -76,8 +76,15 @@ def test_a_split_without_any_entity_scores_zero_not_nan():
 
 def test_preprocess_logits_keeps_only_the_argmax_on_the_device():
     logits = torch.tensor([[[0.1, 2.0, 0.3], [3.0, 0.0, 0.0]]])
-    predicted = preprocess_logits_for_metrics(logits, None)
+    predicted = make_preprocess_logits("ner")(logits, None)
     assert predicted.tolist() == [[1, 0]] and predicted.dtype == torch.int64
+
+
+def test_classification_keeps_every_labels_probability_and_its_metrics_take_the_argmax():
+    probabilities = make_preprocess_logits("classification")((torch.tensor([[0.0, 2.0], [1.0, 1.0]]),), None)
+    assert torch.allclose(probabilities.sum(-1), torch.ones(2)) and probabilities[0, 1] > 0.8
+    prediction = EvalPrediction(probabilities.numpy(), np.array([1, 0]))
+    assert make_compute_metrics("classification", {0: "neg", 1: "pos"})(prediction)["accuracy"] == 1.0
 
 
 def test_classification_metrics_give_accuracy_macro_weighted_and_per_class_f1():

@@ -1,4 +1,4 @@
-"""The Trainer's evaluation hooks: argmax on the device, and the task's compute_metrics.
+"""The Trainer's evaluation hooks: the task's reduction of logits on the device, and its compute_metrics.
 
 What is scored and how it is reported belongs to the task (``ftkit.tasks``; shared helpers in
 ``ftkit.tasks.scoring``).
@@ -11,11 +11,15 @@ from typing import Any, Callable, Mapping
 from ..tasks import get_task
 
 
-def preprocess_logits_for_metrics(logits: Any, labels: Any) -> Any:
-    """Argmax where the logits are (on the device), so evaluation gathers ints, not vocab-wide floats."""
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    return logits.argmax(dim=-1)
+def make_preprocess_logits(task: str) -> Callable[[Any, Any], Any]:
+    """The Trainer's ``preprocess_logits_for_metrics``: the task's ``reduce_logits`` where the logits are (on
+    the device), so evaluation gathers argmax ids (or classification's probabilities), not vocab-wide floats."""
+    reduce_logits = get_task(task).reduce_logits
+
+    def preprocess_logits_for_metrics(logits: Any, labels: Any) -> Any:
+        return reduce_logits(logits[0] if isinstance(logits, tuple) else logits)
+
+    return preprocess_logits_for_metrics
 
 
 def make_compute_metrics(task: str, id2label: Mapping[int, str], mode: str | None = None) -> Callable[[Any], dict] | None:

@@ -3,9 +3,9 @@
 A task owns everything that differs between kinds of fine-tuning: the canonical columns of its
 data and how raw tables become them, its label set and the checks on it, statistics and preview,
 tokenisation, the model class and collator and loss, metrics and their report, the predictions it
-writes after training, ``predict`` on new text, and the form fields it adds. The generic machinery
-(readers, tag schemes, windows, report helpers, errors with file and line) stays in ``ftkit.data``
-and ``ftkit.engine``; a task calls it.
+writes after training and where they go wrong, ``predict`` on new text, and the form fields it
+adds. The generic machinery (readers, tag schemes, windows, report helpers, errors with file and
+line) stays in ``ftkit.data`` and ``ftkit.engine``; a task calls it.
 
 Importing a task module must stay cheap (the CLI and the notebook layer import it to read a
 default metric or a form field): torch, transformers, datasets, peft and seqeval are imported
@@ -218,8 +218,14 @@ class Task(ABC):
         return None
 
     # ----- evaluation and predictions ------------------------------------------------------------------
+    def reduce_logits(self, logits: Any) -> Any:
+        """What evaluation keeps of a batch's logits, on the device: argmax ids, so it gathers ints, not
+        label-wide floats (classification keeps every label's probability, for the predictions file)."""
+        return logits.argmax(dim=-1)
+
     def compute_metrics(self, id2label: Mapping[int, str], mode: str | None = None) -> Callable[[Any], dict] | None:
-        """A Trainer ``compute_metrics`` on argmax ids (plain keys: "f1"); None when the loss is the measure."""
+        """A Trainer ``compute_metrics`` on what ``reduce_logits`` kept (plain keys: "f1"); None when the
+        loss is the measure."""
         return None
 
     def loss_metrics(self, loss: float) -> dict[str, float]:
@@ -239,6 +245,28 @@ class Task(ABC):
     @abstractmethod
     def save_predictions(self, prepared: Any, split: str, predictions: Any, path: Path) -> None:
         """Write ``predictions/<split>.jsonl``: one line per example of ``prepared.raw[split]``, in its order."""
+
+    # ----- where the model goes wrong (from the predictions file, no model loaded) ---------------------
+    @abstractmethod
+    def error_report(self, rows: Sequence[Mapping[str, Any]], limit: int | None = None) -> dict[str, Any]:
+        """``{"summary", "table", "confusion", "examples"}`` of a predictions file's rows (`ftkit.runs.error_report`).
+
+        ``summary`` counts (``examples``: the rows scored), ``table`` is ``{"title", "columns", "rows"}``,
+        ``confusion`` is ``{"title", "labels", "matrix"}`` (rows gold, columns predicted) or None, and
+        ``examples`` are at most ``limit`` rows (None: all), worst first.
+        """
+
+    @abstractmethod
+    def error_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The same judgements as flat records in the split's order, for ``Run.errors()``'s DataFrame."""
+
+    @abstractmethod
+    def error_facets(self, example: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        """The (kind, type) pairs one report example is found under in the error browser's filters."""
+
+    @abstractmethod
+    def error_example_html(self, example: Mapping[str, Any], labels: Sequence[str]) -> str:
+        """One report example as escaped HTML for the error browser; ``labels`` fix the colours across examples."""
 
     @abstractmethod
     def predict(self, predictor: Any, texts: list[str], batch_size: int) -> list[Any]:

@@ -144,17 +144,73 @@ class ClassificationTask(Task):
                                          ("macro avg", None, None, m.get("macro_f1"), support),
                                          ("weighted avg", None, None, m.get("weighted_f1"), support)]
 
+    def reduce_logits(self, logits: Any) -> Any:
+        """Every label's probability (one short row per text): the predictions file keeps them all."""
+        return logits.float().softmax(dim=-1)
+
     def save_predictions(self, prepared: Any, split: str, predictions: Any, path: Path) -> None:
-        """``{"id", "text", "label", "predicted", "scores"}`` per text, in the split's order."""
+        """``{"id", "text", "label", "predicted", "scores"}`` per text, in the split's order; ``scores`` are
+        every label's probability (``reduce_logits``)."""
         from .scoring import save_predictions
 
         raw, features = prepared.raw[split], prepared.features[split]
-        id2label = dict(enumerate(prepared.labels))
         order = features["sentence_id"] if "sentence_id" in features.column_names else range(len(features))
-        predicted = [None] * len(raw)
-        for row, sentence in zip(predictions, order):
-            predicted[sentence] = id2label[int(row)]
-        save_predictions(path, raw["text"], raw["label"], predicted)
+        by_text = {int(sentence): {label: float(p) for label, p in zip(prepared.labels, probabilities)}
+                   for probabilities, sentence in zip(predictions, order)}
+        scores = [by_text[i] for i in range(len(raw))]
+        save_predictions(path, raw["text"], raw["label"], [max(s, key=s.get) for s in scores], scores)
+
+    # ----- where the model goes wrong ----------------------------------------------------------------
+    def error_report(self, rows: Sequence[Mapping[str, Any]], limit: int | None = None) -> dict[str, Any]:
+        """Per-class precision/recall/F1, the confusion matrix, and the mistakes, most confident first
+        (confidence: the predicted label's probability; None in files saved without probabilities,
+        whose mistakes come in the split's order)."""
+        from .scoring import confusion_matrix, precision_recall_f1
+
+        labelled = [row for row in rows if row.get("label") is not None]
+        labels = sorted({row[key] for row in labelled for key in ("label", "predicted")}, key=_natural_key)
+        matrix = confusion_matrix(((row["label"], row["predicted"]) for row in labelled), labels)
+        table = []
+        for i, label in enumerate(labels):
+            support = sum(matrix[i])
+            table.append([label, *precision_recall_f1(matrix[i][i], sum(r[i] for r in matrix), support), support])
+        correct = sum(row["label"] == row["predicted"] for row in labelled)
+        summary = {"examples": len(labelled), "correct": correct, "mistakes": len(labelled) - correct,
+                   "accuracy": correct / len(labelled) if labelled else 0.0}
+        if len(labelled) < len(rows):
+            summary["unlabelled"] = len(rows) - len(labelled)
+        mistakes = sorted((_example(row) for row in labelled if row["label"] != row["predicted"]),
+                          key=lambda e: (e["confidence"] is None, -(e["confidence"] or 0.0), e["id"]))
+        return {
+            "summary": summary,
+            "table": {"title": "per class", "columns": ["label", "precision", "recall", "f1", "support"],
+                      "rows": table},
+            "confusion": {"title": "gold (rows) by predicted (columns)", "labels": labels, "matrix": matrix},
+            "examples": mistakes[:limit],
+        }
+
+    def error_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """One record per text: id, text, label, predicted, confidence, correct (None when unlabelled)."""
+        return [{**_example(row), "correct": None if row.get("label") is None else row["label"] == row["predicted"]}
+                for row in rows]
+
+    def error_facets(self, example: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        """A mistake is found under its gold label and under the label it was mistaken for."""
+        return [("mistake", example["label"]), ("mistake", example["predicted"])]
+
+    def error_example_html(self, example: Mapping[str, Any], labels: Sequence[str]) -> str:
+        import html
+
+        from ..data.preview import CHIP_STYLE, MARK_STYLE, colour_of
+        from ..rendering import format_number
+
+        def chip(side: str, label: str) -> str:
+            return (f'<span style="{MARK_STYLE.format(colour=colour_of(label, list(labels)))}">{side}'
+                    f'<span style="{CHIP_STYLE}">{html.escape(label)}</span></span>')
+
+        confidence = "" if example["confidence"] is None else f" ({format_number(example['confidence'], 3)})"
+        return (f'<div class="ftkit-error-example">{chip("gold", example["label"])} '
+                f'{chip("predicted", example["predicted"])}{confidence} {html.escape(example["text"])}</div>')
 
     def predict(self, predictor: Any, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
         """``{"label", "scores"}`` per text: the most probable label and every label's probability."""
@@ -196,6 +252,13 @@ def _label_name(label: Any, names: list[str] | None, table: "Table", index: int,
     if not text:
         raise table.error(index, f"this row has an empty '{column}'")
     return text
+
+
+def _example(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A predictions-file row as a report example; confidence is the predicted label's probability."""
+    confidence = (row.get("scores") or {}).get(row["predicted"])
+    return {"id": row["id"], "text": row["text"], "label": row.get("label"), "predicted": row["predicted"],
+            "confidence": confidence}
 
 
 def _natural_key(label: str) -> tuple:

@@ -27,6 +27,7 @@ TOKEN_COLUMNS = ("tokens", "words", "token", "word")
 TAG_COLUMNS = ("tags", "ner_tags", "labels", "ner", "tag")
 SCHEME = "IOB2"  # the scheme tags are converted to, and scored in
 WORD_PATTERN = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")  # how raw text is split into words for predict
+_SIDE_STYLE = "display:inline-block;width:5.5em;color:#6b7280;font-size:0.8em"  # the error browser's "gold", "predicted"
 ENTITY_COLOURS = ("#fde68a", "#a7f3d0", "#bfdbfe", "#fbcfe8", "#ddd6fe", "#fed7aa", "#c7d2fe", "#bbf7d0")
 
 
@@ -242,6 +243,74 @@ class NerTask(Task):
         plain = "\n".join(f"{e['label']}: {e['text']} ({e['score']:.2f})" for e in prediction) or "(no entities)"
         return plain, entities_html(text, prediction)
 
+    # ----- where the model goes wrong ----------------------------------------------------------------
+    def error_report(self, rows: Sequence[Mapping[str, Any]], limit: int | None = None) -> dict[str, Any]:
+        """Entity decisions per type (`ftkit.tasks.scoring.span_decisions` defines the kinds; a type's
+        correct count is seqeval's true positives, so its precision, recall and F1 are seqeval's), a type
+        confusion matrix, and the sentences with the most errors first.
+
+        The matrix has the entity types plus "O": a missed entity is predicted "O", a spurious one is
+        gold "O". It compares types only: a wrong boundary counts under its gold and predicted types, so
+        the diagonal is correct plus same-type wrong boundaries.
+        """
+        from collections import Counter
+
+        from .scoring import ENTITY_ERROR_KINDS, confusion_matrix, precision_recall_f1
+
+        examples = _judged(rows)
+        decisions = [decision for example in examples for decision in example["errors"]]
+        gold = Counter(span[2] for example in examples for span in example["gold"])
+        predicted = Counter(span[2] for example in examples for span in example["predicted"])
+        counts = Counter((decision["type"], decision["kind"]) for decision in decisions)
+        types = sorted(gold.keys() | predicted.keys())
+        table = [[entity, *(counts[entity, kind] for kind in ENTITY_ERROR_KINDS),
+                  *precision_recall_f1(counts[entity, "correct"], predicted[entity], gold[entity])] for entity in types]
+        kinds = Counter(decision["kind"] for decision in decisions)
+        summary = {"examples": len(examples), "entities": sum(gold.values()), "predicted": sum(predicted.values()),
+                   **{kind: kinds[kind] for kind in ENTITY_ERROR_KINDS}}
+        if len(examples) < len(rows):
+            summary["unlabelled"] = len(rows) - len(examples)
+        labels = [*types, "O"]
+        pairs = ((d["gold"][2] if d["gold"] else "O", d["predicted"][2] if d["predicted"] else "O") for d in decisions)
+        examples.sort(key=lambda e: (-sum(d["kind"] != "correct" for d in e["errors"]), e["id"]))
+        return {
+            "summary": summary,
+            "table": {"title": "entity decisions per type (seqeval's spans, default mode)",
+                      "columns": ["type", *(k.replace("_", " ") for k in ENTITY_ERROR_KINDS),
+                                  "precision", "recall", "f1"],
+                      "rows": table},
+            "confusion": {"title": "entity types, gold (rows) by predicted (columns); O: no entity",
+                          "labels": labels, "matrix": confusion_matrix(pairs, labels)},
+            "examples": examples[:limit],
+        }
+
+    def error_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """One record per span decision: id, kind, type, the gold and predicted words, the sentence."""
+        return [{"id": example["id"], "kind": decision["kind"], "type": decision["type"],
+                 "gold": _span_text(example["tokens"], decision["gold"]),
+                 "predicted": _span_text(example["tokens"], decision["predicted"]),
+                 "sentence": " ".join(example["tokens"])}
+                for example in _judged(rows) for decision in example["errors"]]
+
+    def error_facets(self, example: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        return [(decision["kind"], decision["type"]) for decision in example["errors"]]
+
+    def error_example_html(self, example: Mapping[str, Any], labels: Sequence[str]) -> str:
+        """The sentence twice, gold and predicted entities highlighted as in the data preview, then its errors."""
+        tokens, labels = example["tokens"], list(labels)
+
+        def line(name: str, spans: list[list[Any]]) -> str:
+            sentence = _sentence_html(tokens, [(kind, start, end) for start, end, kind in spans], labels)
+            return f'<div><span style="{_SIDE_STYLE}">{name}</span>{sentence}</div>'
+
+        def side(span: list[Any] | None) -> str:
+            return "—" if span is None else f"“{html.escape(_span_text(tokens, span))}” {html.escape(span[2])}"
+
+        notes = "".join(f"<li>{html.escape(d['kind'].replace('_', ' '))}: {side(d['gold'])} → {side(d['predicted'])}</li>"
+                        for d in example["errors"] if d["kind"] != "correct")
+        return (f'<div class="ftkit-error-example">{line("gold", example["gold"])}'
+                f'{line("predicted", example["predicted"])}<ul style="margin:2px 0">{notes}</ul></div>')
+
 
 def _tag_name(tag: Any, names: list[str] | None, table: "Table", index: int, position: int) -> str:
     if isinstance(tag, str):
@@ -254,6 +323,24 @@ def _tag_name(tag: Any, names: list[str] | None, table: "Table", index: int, pos
             raise table.error(index, f"tag id {tag} is outside the {len(names)} tag names", token=position)
         return names[tag]
     raise table.error(index, f"tag {tag!r} is neither a tag string nor a tag id", token=position)
+
+
+def _judged(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Predictions-file rows with gold tags as report examples: spans as ``[start, end, type]`` and their decisions."""
+    from .scoring import span_decisions, tag_spans
+
+    judged = []
+    for row in rows:
+        if row.get("tags") is None:  # unlabelled: predicted, not scored
+            continue
+        gold, predicted = tag_spans(row["tags"]), tag_spans(row["predicted"])
+        judged.append({"id": row["id"], "tokens": row["tokens"], "gold": [list(span) for span in gold],
+                       "predicted": [list(span) for span in predicted], "errors": span_decisions(gold, predicted)})
+    return judged
+
+
+def _span_text(tokens: Sequence[str], span: Sequence[Any] | None) -> str | None:
+    return None if span is None else " ".join(tokens[span[0]:span[1]])
 
 
 def _sentence_html(tokens: list[str], spans: list[tuple[str, int, int]], labels: list[str]) -> str:

@@ -1,4 +1,5 @@
-"""Scoring helpers the tasks share: seqeval entity scores, per-class scores, report tables, predictions files.
+"""Scoring helpers the tasks share: seqeval entity scores, per-class scores, report tables, predictions files,
+and where a model goes wrong (entity span decisions, confusion matrices).
 
 Which metrics a task computes, how its report ends and which predictions file it writes are the
 task's own (its module in ``ftkit.tasks``); the helpers they call live here, below the engine, so
@@ -215,3 +216,87 @@ def save_predictions(
                        "predicted": list(pred_tags[i])}
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
+
+
+# ----- where a model goes wrong -------------------------------------------------------------------
+
+Span = tuple[int, int, str]  # (start, end, type): words, end exclusive
+ENTITY_ERROR_KINDS = ("correct", "wrong_type", "wrong_boundary", "missed", "spurious")
+
+
+def tag_spans(tags: Sequence[str]) -> list[Span]:
+    """A tag sequence's entities as ``(start, end, type)``, as seqeval's default mode reads IOB1/IOB2/BIOES."""
+    from ..data.tags import entity_spans
+
+    return [(start, end, kind) for kind, start, end in entity_spans(tags)]
+
+
+def span_decisions(gold: Sequence[Span], predicted: Sequence[Span]) -> list[dict[str, Any]]:
+    """Every gold and predicted entity of one sentence judged: ``{"kind", "type", "gold", "predicted"}``.
+
+    Spans are ``(start, end, type)`` (words, end exclusive); the spans of one side never overlap.
+
+    - ``correct``: a prediction with a gold span's boundaries and type (seqeval's true positive);
+    - ``wrong_type``: a gold span's boundaries, another type;
+    - ``wrong_boundary``: a prediction that overlaps gold without sharing a gold span's boundaries,
+      paired with the gold span it overlaps most (the leftmost on a tie); a gold span that overlaps
+      predictions all paired elsewhere gets one more, with the prediction it overlaps most. When the
+      types differ too it is still a wrong boundary: both spans keep their types, and the confusion
+      matrix shows the type error;
+    - ``missed``: a gold span that no prediction overlaps;
+    - ``spurious``: a prediction that overlaps no gold span.
+
+    ``type`` is the gold span's (the prediction's for spurious); ``gold``/``predicted`` are
+    ``[start, end, type]`` or None. Every prediction is judged once and every gold span at least
+    once; where overlaps pair one to one, exactly once, so a type's correct,
+    wrong_type, wrong_boundary and missed add up to its gold count. Sorted by position.
+    """
+    gold, predicted = sorted(gold), sorted(predicted)
+    by_bounds = {span[:2]: span for span in gold}
+    decisions, judged = [], set()
+
+    def most_overlapping(span: Span, others: Sequence[Span]) -> Span | None:
+        touching = [other for other in others if _overlap(span, other) > 0]
+        return max(touching, key=lambda other: _overlap(span, other)) if touching else None  # first max: leftmost
+
+    for guess in predicted:
+        same = by_bounds.get(guess[:2])
+        partner = same or most_overlapping(guess, gold)
+        if same is not None:
+            kind = "correct" if same[2] == guess[2] else "wrong_type"
+        else:
+            kind = "spurious" if partner is None else "wrong_boundary"
+        decisions.append(_decision(kind, partner, guess))
+        if partner is not None:
+            judged.add(partner)
+    for span in gold:
+        if span not in judged:
+            guess = most_overlapping(span, predicted)
+            decisions.append(_decision("missed" if guess is None else "wrong_boundary", span, guess))
+    return sorted(decisions, key=lambda d: (d["gold"] or d["predicted"])[:2])
+
+
+def _overlap(a: Span, b: Span) -> int:
+    return min(a[1], b[1]) - max(a[0], b[0])
+
+
+def _decision(kind: str, gold: Span | None, predicted: Span | None) -> dict[str, Any]:
+    return {"kind": kind, "type": (gold or predicted)[2], "gold": list(gold) if gold else None,
+            "predicted": list(predicted) if predicted else None}
+
+
+def confusion_matrix(pairs: Iterable[tuple[str, str]], labels: Sequence[str]) -> list[list[int]]:
+    """Counts of (gold, predicted) pairs: rows gold, columns predicted, both in ``labels`` order."""
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for gold, predicted in pairs:
+        matrix[index[gold]][index[predicted]] += 1
+    return matrix
+
+
+def precision_recall_f1(correct: int, predicted: int, gold: int) -> tuple[float, float, float]:
+    """From counts; 0.0 where a denominator is 0 (as seqeval and scikit-learn with ``zero_division=0``)."""
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1

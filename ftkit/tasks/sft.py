@@ -490,6 +490,35 @@ class SftTask(Task):
                 f"<div><b>assistant</b>: {html.escape(str(prediction))}</div></div>")
         return f"{text}\n→ {prediction}", page
 
+    # ----- where the model goes wrong ----------------------------------------------------------------
+    def error_report(self, rows: Sequence[Mapping[str, Any]], limit: int | None = None) -> dict[str, Any]:
+        """Prompt, reference, generation and exact match per example, mismatches first (then the split's order)."""
+        examples = sorted((_generation_example(row) for row in rows), key=lambda e: (e["match"], e["id"]))[:limit]
+        matches = sum(bool(row["match"]) for row in rows)
+        columns = ["prompt", "reference", "generation", "match"]
+        return {
+            "summary": {"examples": len(rows), "matches": matches, "mismatches": len(rows) - matches,
+                        "exact_match": matches / len(rows) if rows else 0.0},
+            "table": {"title": "generations, mismatches first", "columns": columns,
+                      "rows": [[example[column] for column in columns] for example in examples]},
+            "confusion": None,
+            "examples": examples,
+        }
+
+    def error_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """One record per example: id, prompt, reference, generation, match."""
+        return [_generation_example(row) for row in rows]
+
+    def error_facets(self, example: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        return [("match" if example["match"] else "mismatch", None)]
+
+    def error_example_html(self, example: Mapping[str, Any], labels: Sequence[str]) -> str:
+        verdict = "match" if example["match"] else "mismatch"
+        return (f'<div class="ftkit-error-example"><div style="color:#6b7280;white-space:pre-wrap">'
+                f'<b>prompt</b>: {html.escape(example["prompt"])}</div>'
+                f'<div><b>reference</b>: {html.escape(example["reference"])}</div>'
+                f'<div><b>generation</b> ({verdict}): {html.escape(example["generation"])}</div></div>')
+
     def load_snippet(self, path: str, adapter_only: bool) -> str:
         """A chat turn through the checkpoint's own chat template: ftkit's Generator for LoRA adapter
         weights (it rebuilds the base), transformers' text-generation pipeline for a whole model."""
@@ -588,6 +617,15 @@ def answer_metrics(rows: Sequence[Mapping[str, Any]], rouge: bool = False) -> di
 def _prompt_value(messages: list[dict[str, str]]) -> Any:
     """One user turn as its text; anything longer as the messages."""
     return messages[0]["content"] if len(messages) == 1 and messages[0]["role"] == "user" else messages
+
+
+def _generation_example(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A predictions-file row for the error report: the prompt as text (a conversation as "role: content" lines)."""
+    prompt = row["prompt"]
+    if not isinstance(prompt, str):
+        prompt = "\n".join(f"{message['role']}: {message['content']}" for message in prompt)
+    return {"id": row["id"], "prompt": prompt, "reference": row["reference"], "generation": row["generation"],
+            "match": bool(row["match"])}
 
 
 def _open_predictions(path: Path | None) -> Any:

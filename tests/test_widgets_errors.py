@@ -1,0 +1,126 @@
+"""ErrorBrowser and `%ftkit errors`: a run's saved predictions, filtered by error kind and type."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from ftkit.config import Config
+from ftkit.notebook.widgets import ErrorBrowser
+from ftkit.runs import Run
+from ftkit.store import RunStore
+
+SENTENCES = [
+    ("John Smith lives in New York", "B-PER I-PER O O B-LOC I-LOC", "B-PER I-PER O O B-LOC I-LOC"),
+    ("Mary met Anna in Paris", "B-PER O B-PER O B-LOC", "B-PER O B-LOC O O"),
+    ("the <EU> said it", "O B-ORG O O", "B-ORG I-ORG O B-MISC"),
+    ("no entities here", "O O O", "O O O"),
+]
+
+
+def saved_run(store: RunStore, task: str, rows: list[dict], name: str = "tagger") -> Run:
+    run = Run(store.create_run(Config.from_dict({"name": name, "task": task})), store)
+    (run.dir / "predictions").mkdir()
+    (run.dir / "predictions" / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return run
+
+
+@pytest.fixture
+def ner_run(runs_dir):
+    rows = [{"id": i, "tokens": text.split(), "tags": tags.split(), "predicted": predicted.split()}
+            for i, (text, tags, predicted) in enumerate(SENTENCES)]
+    return saved_run(RunStore(), "ner", rows)
+
+
+def shown_sentences(browser):
+    return [e["id"] for e in browser.matching[:browser.shown]]
+
+
+def test_the_browser_lists_every_sentence_worst_first_with_gold_and_predicted_entities_highlighted(ner_run):
+    browser = ErrorBrowser.for_run(ner_run)
+    assert shown_sentences(browser) == [1, 2, 0, 3]
+    html = browser.examples.value
+    assert html.count('class="ftkit-entity"') == 6 + 6  # every gold and predicted entity, as in the data preview
+    assert "&lt;EU&gt;" in html and "<EU>" not in html
+    assert "wrong type: “Anna” PER → “Anna” LOC" in html
+    assert "showing 4 of 4 sentences" in browser.count.value
+
+
+def test_the_kind_filter_keeps_the_sentences_with_a_decision_of_that_kind(ner_run):
+    browser = ErrorBrowser.for_run(ner_run)
+    assert list(browser.kind.options) == ["all", "correct", "missed", "spurious", "wrong_boundary", "wrong_type"]
+    browser.kind.value = "spurious"
+    assert shown_sentences(browser) == [2]
+    assert "Mary" not in browser.examples.value and "said" in browser.examples.value
+    browser.kind.value = "correct"
+    assert shown_sentences(browser) == [1, 0]
+
+
+def test_kind_and_type_filters_must_hold_for_the_same_decision(ner_run):
+    browser = ErrorBrowser.for_run(ner_run)
+    assert list(browser.type.options) == ["all", "LOC", "MISC", "ORG", "PER"]
+    browser.type.value = "LOC"
+    assert shown_sentences(browser) == [1, 0]
+    browser.kind.value = "missed"
+    assert shown_sentences(browser) == [1]
+    browser.type.value = "PER"  # Mary's sentence has a PER decision and a missed one, but no missed PER
+    assert shown_sentences(browser) == []
+    assert "no example matches" in browser.examples.value
+
+
+def test_show_more_pages_through_the_matching_examples(ner_run):
+    browser = ErrorBrowser.for_run(ner_run, page_size=3)
+    assert shown_sentences(browser) == [1, 2, 0] and browser.more.layout.display is None
+    browser.more.click()
+    assert shown_sentences(browser) == [1, 2, 0, 3] and browser.more.layout.display == "none"
+    browser.kind.value = "correct"  # a new filter starts from the first page again
+    assert browser.shown == 3
+
+
+def test_the_overview_shows_the_summary_the_per_type_table_and_the_confusion_matrix(ner_run):
+    overview = browser_overview(ErrorBrowser.for_run(ner_run))
+    assert "wrong boundary <b>1</b>" in overview and "spurious <b>1</b>" in overview
+    assert "entity decisions per type" in overview and "gold (rows) by predicted (columns)" in overview
+
+
+def browser_overview(browser):
+    return browser.children[0].value
+
+
+def test_classification_mistakes_are_found_under_their_gold_and_their_predicted_label(runs_dir):
+    rows = [{"id": 0, "text": "fine", "label": "pos", "predicted": "pos", "scores": {"neg": 0.1, "pos": 0.9}},
+            {"id": 1, "text": "meh", "label": "pos", "predicted": "neg", "scores": {"neg": 0.6, "pos": 0.4}},
+            {"id": 2, "text": "awful <b>", "label": "neg", "predicted": "pos", "scores": {"neg": 0.2, "pos": 0.8}}]
+    browser = ErrorBrowser.for_run(saved_run(RunStore(), "classification", rows, "sentiment"))
+    assert shown_sentences(browser) == [2, 1]  # most confident mistake first
+    assert "awful &lt;b&gt;" in browser.examples.value and "0.800" in browser.examples.value
+    browser.type.value = "neg"
+    assert shown_sentences(browser) == [2, 1]
+    assert list(browser.kind.options) == ["all", "mistake"]
+
+
+def test_sft_filters_by_match_and_hides_the_type_filter(runs_dir):
+    rows = [{"id": 0, "prompt": "2+2?", "reference": "4", "generation": "4", "match": True},
+            {"id": 1, "prompt": "Capital?", "reference": "Paris", "generation": "Lyon", "match": False}]
+    browser = ErrorBrowser.for_run(saved_run(RunStore(), "sft", rows, "chat"))
+    assert browser.type.layout.display == "none"
+    browser.kind.value = "match"
+    assert shown_sentences(browser) == [0]
+    assert "entity decisions" not in browser_overview(browser) and "mismatches <b>1</b>" in browser_overview(browser)
+
+
+def test_ftkit_errors_shows_the_browser_of_a_run_by_name(ner_run, monkeypatch):
+    monkeypatch.setenv("FTKIT_MONITOR", "text")
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "ftkit")
+    with capture_output():
+        result = shell.run_cell("%ftkit errors tagger -o browser")
+    assert result.success
+    browser = shell.user_ns.pop("browser")
+    assert isinstance(browser, ErrorBrowser) and browser.report["run"] == ner_run.id
+    with capture_output() as captured:
+        shell.run_cell("%ftkit errors tagger --split validation")
+    assert "no saved predictions for its validation split" in captured.stderr
