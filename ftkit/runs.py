@@ -7,6 +7,7 @@ records how it ended. This module never imports the training stack.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .config import DATA_SPLITS, Config, is_in_memory_data, load_config, resolve_runs_dir
-from .errors import RunError
+from .device_queue import DeviceQueue
+from .errors import ConfigError, RunError
 from .events import FINAL_STATUSES
-from .layout import CONFIG_FILE, DATA_DIR, LOG_FILE, RUN_FILE, choose_checkpoint
-from .store import RunStore, process_alive
+from .layout import CONFIG_FILE, DATA_DIR, LOG_FILE, RUN_FILE, choose_checkpoint, predictions_file
+from .store import RunBusy, RunStore, process_alive
+from .tasks import get_task
 from .trainer_args import check_launch
 
 # The run stores this process has opened runs in (newest last): `get` looks there after the default
@@ -126,13 +129,15 @@ class Run:
     def resume(self) -> "Run":
         """Continue a stopped or failed run from its last checkpoint to the same final step.
 
-        Compare-and-set under the run's lock: of two resumes at once, one starts a worker and the
-        other finds the run queued. A run found dead that no one recorded (its supervisor died too)
-        is recorded as failed first.
+        Compare-and-set under the run's lock: of two resumes at once, one starts a supervisor and the
+        other gets `RunBusy` (the run is already queued). A run found dead that no one recorded (its
+        supervisor died too) is recorded as failed first.
         """
         with self.store.run_lock(self.id):
             self.store.record_if_dead(self.id)
             status = self.status
+            if status in ("queued", "running"):
+                raise RunBusy(f"run {self.id} is {status} already: another resume (or its first launch) started it")
             if status not in ("stopped", "failed"):
                 raise RunError(f"run {self.id} is {status}; only stopped or failed runs can be resumed")
             if not self.checkpoints:
@@ -144,12 +149,12 @@ class Run:
         return self
 
     def _wait_for_supervisor_exit(self, timeout: float = 30) -> None:
-        """One writer per run: the previous attempt's supervisor must be gone before a new one starts."""
-        pid = self.store.read_record(self.id).get("supervisor_pid")
+        """One writer per run: the previous attempt's supervisor (which records how its worker ended, then
+        exits) must have let go of the run's life lock before a new one starts."""
         deadline = time.monotonic() + timeout
-        while process_alive(pid):
+        while self.store.has_supervisor(self.id):
             if time.monotonic() > deadline:
-                raise RunError(f"run {self.id}: its previous process {pid} has not exited yet; try again shortly")
+                raise RunBusy(f"run {self.id}: the supervisor of its previous attempt has not exited yet; try again shortly")
             time.sleep(0.1)
 
     def checkpoint_path(self, checkpoint: str | int | None = None) -> Path:
@@ -162,6 +167,18 @@ class Run:
         from .engine.inference import Predictor
 
         return Predictor.from_run(self, checkpoint).predict(texts)
+
+    def error_report(self, split: str = "test", limit: int | None = 200) -> dict[str, Any]:
+        """Where the model goes wrong on ``split``, from the saved predictions (no model loaded): see `error_report`."""
+        return error_report(self.store, self.id, split, limit)
+
+    def errors(self, split: str = "test") -> Any:
+        """The same judgements as a pandas DataFrame, in the split's order: one row per entity decision (NER:
+        id, kind, type, gold, predicted, sentence) or per example (classification with its confidence; sft)."""
+        import pandas as pd
+
+        task = get_task(self.store.read_record(self.id)["task"])
+        return pd.DataFrame(task.error_rows(read_predictions(self.store, self.id, split)))
 
     def generator(self, checkpoint: str | int | None = None) -> Any:
         """The `ftkit.engine.generation.Generator` of a checkpoint (default: the best), loaded once per process.
@@ -268,12 +285,37 @@ def list(status: str | None = None, runs_dir: str | os.PathLike | None = None) -
     return RunStore(runs_dir).list_runs(status=status)[0]
 
 
+def read_predictions(store: RunStore, run_id: str, split: str = "test") -> "list[dict[str, Any]]":
+    """The rows of a run's ``predictions/<split>.jsonl``; an unfinished last line (still being written) is left out."""
+    if split not in DATA_SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(DATA_SPLITS)}; got {split!r}")
+    path = store.run_dir(run_id) / predictions_file(split)
+    if not path.is_file():
+        raise RunError(f"run {run_id} has no saved predictions for its {split} split ({predictions_file(split)}); "
+                       "a run writes them when it finishes with a test split and output.save_predictions on")
+    lines = path.read_text(encoding="utf-8").split("\n")[:-1]
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def error_report(store: RunStore, run_id: str, split: str = "test", limit: int | None = 200) -> dict[str, Any]:
+    """Where a run's model goes wrong on ``split``, from its saved predictions (for the panel's route and `Run`).
+
+    ``{"run", "task", "split", "summary", "table", "confusion", "examples"}``: the task's
+    ``error_report`` of the predictions file, with at most ``limit`` examples (None: all), worst first.
+    """
+    task = store.read_record(run_id)["task"]
+    report = get_task(task).error_report(read_predictions(store, run_id, split), limit)
+    return {"run": run_id, "task": task, "split": split, **report}
+
+
 def _spawn(store: RunStore, run_id: str, resume: bool) -> None:
     folder = store.run_dir(run_id)
     command = [sys.executable, "-m", "ftkit.engine.worker", "supervise", str(folder)] + (["--resume"] if resume else [])
-    with open(folder / LOG_FILE, "ab") as log:
+    # The run's place in its devices' queue, taken now (launch order) and held on by the supervisor.
+    ticket = DeviceQueue(store.root).take_ticket(run_id)
+    with open(folder / LOG_FILE, "ab") as log, ticket.handle:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, cwd=os.getcwd())
+                                   start_new_session=True, cwd=os.getcwd(), pass_fds=(ticket.handle.fileno(),))
     _reap_later(process)
 
 
@@ -284,4 +326,4 @@ def _reap_later(process: subprocess.Popen) -> None:
     threading.Thread(target=process.wait, daemon=True).start()
 
 
-__all__ = ["Run", "start", "get", "list", "process_alive"]
+__all__ = ["Run", "start", "get", "list", "error_report", "read_predictions", "process_alive"]

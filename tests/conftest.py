@@ -135,6 +135,17 @@ def tiny_config(tiny_model_dir, tmp_path, runs_dir):
     }
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Say which real file system each full-disk test filled (a skipped one says why it could not)."""
+    ran = [f"{report.nodeid}: {value}" for reports in terminalreporter.stats.values() for report in reports
+           if getattr(report, "when", None) == "call"
+           for name, value in getattr(report, "user_properties", ()) if name == "small disk"]
+    if ran:
+        terminalreporter.write_sep("-", "full-disk tests ran on")
+        for line in ran:
+            terminalreporter.write_line(line)
+
+
 def wait_for(condition, timeout: float = 120, poll: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -143,3 +154,17 @@ def wait_for(condition, timeout: float = 120, poll: float = 0.1):
             return value
         time.sleep(poll)
     raise TimeoutError("condition not met in time")
+
+
+@pytest.fixture
+def shell(runs_dir, monkeypatch):
+    """IPython with ftkit loaded and the text monitor; the names a test's cells define go afterwards."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("FTKIT_MONITOR", "text")
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "ftkit")
+    before = set(ip.user_ns)
+    yield ip
+    for name in set(ip.user_ns) - before:
+        ip.user_ns.pop(name, None)

@@ -10,7 +10,6 @@ import types
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import ftkit
@@ -20,16 +19,6 @@ from ftkit.errors import DataError
 from ftkit.notebook.magics import FtkitMagics, config_flags
 from ftkit.runs import Run
 from ftkit.store import RunStore
-
-
-@pytest.fixture
-def shell(runs_dir, monkeypatch):
-    monkeypatch.setenv("FTKIT_MONITOR", "text")
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "ftkit")
-    yield ip
-    for name in ("cfg", "run", "rows", "result"):
-        ip.user_ns.pop(name, None)
 
 
 @pytest.fixture

@@ -135,7 +135,9 @@ def train_rank(run_dir: Path, resume: bool) -> int:
     try:
         from .training import run_training
 
-        run_training(RunStore(run_dir.parent), run_dir.name, resume=resume)
+        # Only rank 0 opens the index: the others (on this node or another) write no events, and
+        # SQLite's WAL index does not work across the machines of a shared file system.
+        run_training(RunStore(run_dir.parent, index=rank == 0), run_dir.name, resume=resume)
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the supervisor
         rank_error_file(run_dir, rank).write_text(f"{failure_summary(exc)}\n\n{traceback.format_exc()}", encoding="utf-8")
         traceback.print_exc()

@@ -39,7 +39,8 @@ FLAG_ALIASES: dict[str, tuple[str, ...]] = {
     "output.dir": ("--runs-dir",),
 }
 METAVARS = {"data.train": "PATH_OR_HUB_ID", "data.validation": "PATH", "data.test": "PATH", "output.dir": "DIR"}
-FTKIT_COMMANDS = ("runs", "show", "stop", "resume", "data", "predict", "chat", "neighbors", "moved")
+FTKIT_COMMANDS = ("runs", "show", "stop", "resume", "data", "predict", "chat", "errors", "neighbors", "moved",
+                  "compare", "sweep")
 
 
 @functools.cache
@@ -213,6 +214,14 @@ class FtkitMagics(Magics):
     @argument("--max-new-tokens", type=int, default=128, metavar="N", help="chat: the longest answer (default 128)")
     @argument("--temperature", type=float, default=0.0, metavar="T", help="chat: 0 for greedy answers (default)")
     @argument("--status", help="runs: only runs with this status")
+    @argument("--split", default="test", help="errors: whose saved predictions to read (default test)")
+    @argument("--sweep", metavar="NAME", type=unquote, help="compare: also compare every run of this sweep")
+    @argument("--grid", action="append", default=[], metavar="KEY=V1,V2", type=unquote,
+              help="sweep: a config key and its values (repeatable: every combination runs)")
+    @argument("--optuna", type=int, metavar="N", help="sweep: search with optuna instead, N trials one after another")
+    @argument("--search", action="append", default=[], metavar="KEY=LOW:HIGH[:log]", type=unquote,
+              help="sweep --optuna: a range to search (:log for a log scale) or choices KEY=A,B (repeatable)")
+    @argument("--name", metavar="NAME", type=unquote, help="sweep: the sweep's name (default: from the run name and time)")
     @argument("--runs-dir", metavar="DIR", type=unquote,
               help="the run store to look in (default: $FTKIT_RUNS_DIR or ./ftkit-runs, then the stores of "
                    "runs this kernel started)")
@@ -228,8 +237,12 @@ class FtkitMagics(Magics):
         %ftkit data PATH [--task ner] [-n 5] statistics and a preview of a data set
         %ftkit predict RUN "some text"       entities highlighted inline (or the label, for classification)
         %ftkit chat RUN "a question"         an sft run's answer, streamed as it is generated
+        %ftkit errors RUN [--split test]     where the model goes wrong: counts, confusions, worst examples
         %ftkit neighbors WORD [--run RUN] [--k 10]   nearest words in the embedding space
         %ftkit moved --run RUN [--k 20]      words whose embeddings moved most in fine-tuning
+        %ftkit compare RUN RUN ... [--sweep NAME]   differing config keys, final metrics, overlaid curves
+        %ftkit sweep CONFIG --grid KEY=V1,V2 ...    a run per setting, tagged with the sweep (or
+                                             --optuna N --search KEY=LOW:HIGH[:log] ...)
 
         RUN is a run id, a unique id prefix, a run name, a run folder, or a variable holding a Run
         (which carries its own store). Runs launched with --runs-dir / output.dir are found
@@ -328,6 +341,37 @@ class FtkitMagics(Magics):
             handle.update(bundle(False), raw=True)
         handle.update(bundle(True), raw=True)
         return answer
+
+    def _ftkit_errors(self, args: argparse.Namespace) -> Any:
+        """The error browser over the run's saved predictions (no model is loaded)."""
+        from .widgets.errors import ErrorBrowser
+
+        browser = ErrorBrowser.for_run(self._run(self._one_target(args, "RUN"), args), args.split)
+        display(browser)
+        return browser
+
+    def _ftkit_compare(self, args: argparse.Namespace) -> Any:
+        from .. import compare
+        from ..sweeps import Sweep
+
+        def named(ref: str) -> Any:  # a Sweep variable, or a run as every %ftkit command finds one
+            value = self.shell.user_ns.get(ref)
+            return value if isinstance(value, Sweep) else self._run(ref, args)
+
+        frame = compare(*map(named, args.target), sweep=args.sweep, runs_dir=args.runs_dir)
+        display(frame)
+        return frame
+
+    def _ftkit_sweep(self, args: argparse.Namespace) -> Any:
+        """Grid runs start at once; an optuna search runs in a background thread (``sweep.wait()`` joins it)."""
+        from ..sweeps import start_sweep
+
+        config = load_config(self._one_target(args, "CONFIG"))
+        if args.runs_dir:
+            config = config.replace({"output.dir": args.runs_dir})
+        sweep = start_sweep(config, args.grid, args.search, args.optuna, args.name)
+        display(sweep)
+        return sweep
 
     def _ftkit_neighbors(self, args: argparse.Namespace) -> Any:
         from ..embeddings import show_neighbors

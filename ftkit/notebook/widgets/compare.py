@@ -1,0 +1,147 @@
+"""CompareCurves: the training loss and the main validation metric of several runs, overlaid.
+
+Drawn from `ftkit.comparison.comparison`, the data the side panel's compare view plots: each point
+where it was logged (``log`` and ``eval`` events), one colour per run in both figures, the legend
+beside the plots so it never covers a curve (click a run there to hide it). While a compared run
+is queued or running, a daemon thread reads the comparison again every few seconds and streams only
+the new points (``ColumnDataSource.stream``), as the run monitor does.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping, Sequence
+
+import ipywidgets as widgets
+
+from ...comparison import comparison
+from ...layout import SELECTION_SPLIT
+from ...rendering import ensure_bokehjs
+from ...runs import Run
+from .monitor import _BokehPlot, monitor_mode
+
+ACTIVE_STATUSES = ("queued", "running")
+LOSS_CURVE = "loss"
+
+
+class CompareCurves(widgets.VBox):
+    """Two figures side by side, sharing their step axis: training loss, and ``validation_<metric>``.
+
+    ``follow=False`` builds it without the background thread; :meth:`refresh` streams what the runs
+    have logged since (what the tests do).
+    """
+
+    def __init__(self, runs: Sequence[Run], data: Mapping[str, Any] | None = None, follow: bool = True,
+                 poll_interval: float = 2.0, **kwargs: Any):
+        from bokeh.layouts import row
+
+        self._closed = threading.Event()
+        self.runs = list(runs)
+        data = data or comparison(self.runs)
+        self.metric = _main_metric(self.runs, data)
+        self.poll_interval = poll_interval
+        self._lock = threading.RLock()
+        self.loss_figure, self.loss_sources = _figure(data, LOSS_CURVE, "training loss")
+        self.metric_figure, self.metric_sources = _figure(data, self.metric, self.metric.replace("_", " ", 1))
+        self.metric_figure.x_range = self.loss_figure.x_range
+        self.plot = _BokehPlot(row(self.loss_figure, self.metric_figure))
+        super().__init__([self.plot], **kwargs)
+        self.active = _active(data)
+        if follow and self.active:
+            threading.Thread(target=self._follow, name="ftkit-compare", daemon=True).start()
+
+    def refresh(self) -> bool:
+        """Stream the points logged since the last refresh; True while a compared run is still active."""
+        data = comparison(self.runs)
+        with self._lock:
+            for curve, sources in ((LOSS_CURVE, self.loss_sources), (self.metric, self.metric_sources)):
+                for run_id, source in sources.items():
+                    _extend(source, data["curves"].get(curve, {}).get(run_id, []))
+        self.active = _active(data)
+        return self.active
+
+    def _follow(self) -> None:
+        while not self._closed.wait(self.poll_interval):
+            try:
+                if not self.refresh():
+                    return
+            except Exception:  # noqa: BLE001 - a run deleted while shown: the curves stay as they are
+                return
+
+    def close(self) -> None:
+        self._closed.set()
+        self.plot.close()
+        super().close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        from bokeh.embed import components
+
+        ensure_bokehjs()  # jupyter_bokeh's view draws with the page's BokehJS
+        self.plot.send_state("render_bundle")  # a view made now starts from the points streamed so far
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:  # front ends without widgets (nbconvert, FTKIT_MONITOR=html) draw this picture
+            bundle["text/html"] = "".join(components(self.plot._model))
+        return bundle
+
+
+def show_comparison(runs: Sequence[Run], data: Mapping[str, Any]) -> CompareCurves | None:
+    """Display the overlaid curves where widgets render (following active runs); nothing in a terminal."""
+    from IPython.display import display
+
+    mode = monitor_mode()
+    if mode == "text":
+        return None
+    curves = CompareCurves(runs, data, follow=mode == "widget")
+    display(curves)
+    return curves
+
+
+def _figure(data: Mapping[str, Any], curve: str, title: str) -> tuple[Any, dict[str, Any]]:
+    from bokeh.models import ColumnDataSource, Legend, LegendItem
+    from bokeh.palettes import Category10_10, Category20_20
+    from bokeh.plotting import figure
+
+    fig = figure(height=300, width=470, title=title, x_axis_label="step", tools="pan,wheel_zoom,box_zoom,reset,save",
+                 toolbar_location="above")
+    palette = Category10_10 if len(data["runs"]) <= 10 else Category20_20
+    names = [run["name"] for run in data["runs"]]
+    sources, items = {}, []
+    for i, run in enumerate(data["runs"]):
+        points = data["curves"].get(curve, {}).get(run["id"], [])
+        source = ColumnDataSource({"step": [p[0] for p in points], "value": [p[1] for p in points]})
+        colour = palette[i % len(palette)]
+        renderers = [fig.line("step", "value", source=source, color=colour, line_width=2)]
+        if curve != LOSS_CURVE:  # evaluations are few: mark each one
+            renderers.append(fig.scatter("step", "value", source=source, color=colour, size=5))
+        label = run["name"] if names.count(run["name"]) == 1 else f"{run['name']} ({run['id']})"
+        items.append(LegendItem(label=label, renderers=renderers))
+        sources[run["id"]] = source
+    fig.add_layout(Legend(items=items, click_policy="hide", label_text_font_size="11px"), "right")
+    return fig, sources
+
+
+def _extend(source: Any, points: Sequence[Sequence[float]]) -> None:
+    """Stream the points past those ``source`` holds; a curve a resumed run rewrote is replaced whole."""
+    known = source.data["step"]
+    if len(points) < len(known) or (known and points[len(known) - 1][0] != known[-1]):
+        source.data = {"step": [p[0] for p in points], "value": [p[1] for p in points]}
+    elif len(points) > len(known):
+        new = points[len(known):]
+        source.stream({"step": [p[0] for p in new], "value": [p[1] for p in new]})
+
+
+def _main_metric(runs: Sequence[Run], data: Mapping[str, Any]) -> str:
+    """``validation_<metric>`` for the metric the first run picks checkpoints by, else the first
+    validation score logged."""
+    try:
+        wanted = f"{SELECTION_SPLIT}_{runs[0].config.best_metric}"
+    except Exception:  # noqa: BLE001 - an unreadable config must not keep the curves from showing
+        wanted = ""
+    if wanted in data["curves"]:
+        return wanted
+    logged = [name for name in data["curves"] if name.startswith(f"{SELECTION_SPLIT}_") and not name.endswith("_loss")]
+    return logged[0] if logged else wanted or f"{SELECTION_SPLIT}_loss"
+
+
+def _active(data: Mapping[str, Any]) -> bool:
+    return any(run["status"] in ACTIVE_STATUSES for run in data["runs"])
