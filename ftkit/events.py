@@ -9,24 +9,30 @@ Plain Python: no torch, no SQLite.
 
 Before its first step a run reports phases (:data:`PHASES`, in the order they come):
 ``{"type": "phase", "phase": "tokenising", "done": 3000, "total": 12637, "detail": "train"}``.
-The supervisor writes "starting" before the worker imports anything heavy; "reading data" and
-"tokenising" count splits and examples (``detail`` names the split, ``cached`` marks a tokenised
-split reused from the cache); "first step" lasts until the first progress event after it. A
-progress event or a final status ends the phase (the fold sets it to None).
+A run whose devices are busy first waits as queued ("waiting for device"; ``detail`` says how many
+runs are ahead, see `ftkit.device_queue`). The supervisor writes "starting" before the worker
+imports anything heavy; "reading data" and "tokenising" count splits and examples (``detail``
+names the split, ``cached`` marks a tokenised split reused from the cache); "first step" lasts
+until the first progress event after it. A progress event or a final status ends the phase (the
+fold sets it to None).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .layout import checkpoint_of_event, is_better
+from .layout import SELECTION_SPLIT, checkpoint_of_event, is_better
 
 STATUSES = ("queued", "running", "completed", "failed", "stopped")
 FINAL_STATUSES = ("completed", "failed", "stopped")
 PROGRESS_KEYS = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
 EVENT_TYPES = ("phase", "progress", "log", "eval", "checkpoint", "checkpoint_deleted", "status")
-PHASES = ("starting", "reading data", "tokenising", "loading model", "first step")
+PHASES = ("waiting for device", "starting", "reading data", "tokenising", "loading model", "first step")
+# What a log event carries at the step it was logged: the training curves. Progress events repeat the
+# last logged loss at later steps, so a curve drawn from them runs one logging interval late.
+CURVES = ("loss", "learning_rate", "grad_norm")
 
 
 def phase_text(phase: Mapping[str, Any] | None) -> str:
@@ -53,7 +59,7 @@ class Update:
     checkpoint: dict[str, Any] | None = None  # a new checkpoint: step, name, size, adapter_only, metrics, t
     kept: list[int] | None = None  # after rotation: the steps of the checkpoints still on disk
     deleted_step: int | None = None
-    loss_point: tuple[int, float] | None = None  # a new point of the training-loss curve
+    curve_points: dict[str, tuple[int, float]] = field(default_factory=dict)  # new (step, value) per CURVES name
     message: str | None = None  # a log line meant for people
 
 
@@ -75,10 +81,10 @@ class RunState:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # the latest value per split and name
     metric_history: list[dict[str, Any]] = field(default_factory=list)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
-    best_metric: dict[str, Any] | None = None  # {"name": "validation_f1", "value": 0.91}
+    best_metric: dict[str, Any] | None = None  # the best on SELECTION_SPLIT: {"name": "validation_f1", "value": 0.91}
     checkpoints: dict[int, dict[str, Any]] = field(default_factory=dict)
     last_checkpoint: int | None = None
-    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=lambda: {name: [] for name in CURVES})
 
     @classmethod
     def from_events(cls, events: Iterable[Mapping[str, Any]]) -> "RunState":
@@ -134,16 +140,20 @@ class RunState:
         self.updated = t
         update.summary.update(updated=t, **values)
         self._set_phase(None, update)  # training has started: the phases before it are over
-        step, loss = event.get("step"), event.get("loss")
-        if isinstance(loss, (int, float)) and isinstance(step, int):
-            if not self.loss_curve or step > self.loss_curve[-1][0]:  # a resumed run repeats no point
-                self.loss_curve.append((step, float(loss)))
-                update.loss_point = (step, float(loss))
 
     def _apply_log(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
         self.updated = t
         update.summary["updated"] = t
         update.message = event.get("message")
+        step = event.get("step")
+        if not isinstance(step, int):
+            return
+        for name in CURVES:
+            value, curve = event.get(name), self.curves[name]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+                    and (not curve or step > curve[-1][0]):  # a resumed run repeats no point
+                curve.append((step, float(value)))
+                update.curve_points[name] = (step, float(value))
 
     def _apply_phase(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
         name = event.get("phase") or event.get("name") or event.get("message")
@@ -178,11 +188,11 @@ class RunState:
                 self.metric_history.append(row)
                 update.metrics.append(row)
         best_name = event.get("best_metric_name")
-        value = metrics.get(best_name) if best_name else None
+        value = metrics.get(best_name) if best_name and split == SELECTION_SPLIT else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # Ranked on the split checkpoints are chosen by, so runs compare like with like.
             current = self.best_metric["value"] if self.best_metric else None
-            # A test split's score is the run's final word; among validations the better one stays.
-            if split == "test" or is_better(best_name, value, current):
+            if is_better(best_name, value, current):
                 self.best_metric = {"name": f"{split}_{best_name}", "value": value}
                 update.summary.update(best_metric_name=self.best_metric["name"], best_metric=value)
         self.updated = t
@@ -214,4 +224,5 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-__all__ = ["EVENT_TYPES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS", "STATUSES", "RunState", "Update", "phase_text"]
+__all__ = ["CURVES", "EVENT_TYPES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS", "STATUSES", "RunState", "Update",
+           "phase_text"]

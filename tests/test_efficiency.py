@@ -136,7 +136,8 @@ def test_the_loss_is_divided_by_the_labelled_items_of_the_whole_step():
 def test_every_resources_field_has_help_and_enums_have_choices():
     fields = {key: field for key, _, field in schema_fields() if key.startswith("resources.")}
     assert set(fields) == {"resources.devices", "resources.nodes", "resources.node_rank", "resources.main_address",
-                           "resources.main_port", "resources.strategy", "resources.mixed_precision", "resources.compile"}
+                           "resources.main_port", "resources.strategy", "resources.mixed_precision", "resources.compile",
+                           "resources.runs_per_device"}
     assert all(field.metadata["help"] for field in fields.values())
     assert fields["resources.strategy"].metadata["choices"] == ("ddp", "fsdp", "deepspeed")
     assert fields["resources.mixed_precision"].metadata["choices"] == ("auto", "bf16", "fp16", "no")

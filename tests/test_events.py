@@ -11,18 +11,21 @@ from ftkit.store import RunStore
 STREAM = [
     {"t": 1.0, "type": "status", "status": "running", "pid": 123},
     {"t": 1.5, "type": "phase", "name": "tokenising", "message": "tokenising 64/64"},
+    {"t": 2.0, "type": "log", "step": 5, "epoch": 0.25, "loss": 1.5, "learning_rate": 5e-5, "grad_norm": 3.0},
     {"t": 2.0, "type": "progress", "step": 5, "total_steps": 20, "epoch": 0.25, "loss": 1.5, "samples_per_second": 10.0,
      "eta_seconds": 30.0},
     {"t": 3.0, "type": "eval", "split": "validation", "step": 10, "epoch": 0.5, "best_metric_name": "loss",
      "metrics": {"loss": 0.9, "f1": 0.4, "note": "text"}},
     {"t": 3.1, "type": "checkpoint", "step": 10, "checkpoint": "checkpoint-10", "size": 7, "metrics": {"loss": 0.9},
      "kept": [10]},
+    {"t": 4.0, "type": "log", "step": 10, "epoch": 0.5, "loss": 1.0, "learning_rate": 4e-5, "grad_norm": None},
     {"t": 4.0, "type": "progress", "step": 10, "total_steps": 20, "epoch": 0.5, "loss": 1.0},
     {"t": 5.0, "type": "eval", "split": "validation", "step": 20, "epoch": 1.0, "best_metric_name": "loss",
      "metrics": {"loss": 1.2, "f1": 0.5}},  # a worse loss: the best stays at 0.9
     {"t": 5.1, "type": "checkpoint", "step": 20, "path": "/an/old/store/run/checkpoint-20", "metrics": {"loss": 1.2},
      "kept": [10, 20]},
-    {"t": 5.5, "type": "progress", "step": 8, "total_steps": 20, "loss": 1.1},  # resumed from an earlier step
+    {"t": 5.5, "type": "log", "step": 8, "loss": 1.1, "learning_rate": 4.5e-5},  # resumed from an earlier step
+    {"t": 5.5, "type": "progress", "step": 8, "total_steps": 20, "loss": 1.1},
     {"t": 6.0, "type": "log", "message": "stop requested"},
     {"t": 7.0, "type": "status", "status": "stopped"},
 ]
@@ -39,7 +42,9 @@ def test_the_fold_gives_status_progress_metrics_best_and_checkpoints():
     assert state.best_metric == {"name": "validation_loss", "value": 0.9}  # lower is better for a loss
     assert {s: c["name"] for s, c in state.checkpoints.items()} == {10: "checkpoint-10", 20: "checkpoint-20"}
     assert state.last_checkpoint == 20
-    assert state.loss_curve == [(5, 1.5), (10, 1.0)]  # no point goes back in steps
+    # each curve holds the values logged at their steps; no point goes back in steps
+    assert state.curves == {"loss": [(5, 1.5), (10, 1.0)], "learning_rate": [(5, 5e-5), (10, 4e-5)],
+                            "grad_norm": [(5, 3.0)]}
     assert len(state.evaluations) == 2
 
 
@@ -48,23 +53,27 @@ def test_each_update_says_what_changed():
     running = state.apply(STREAM[0])
     assert running.summary == {"status": "running", "updated": 1.0, "error": None, "started": 1.0, "pid": 123,
                                "ended": None}
-    progress = state.apply(STREAM[2])
-    assert progress.loss_point == (5, 1.5) and progress.summary["step"] == 5
-    evaluation = state.apply(STREAM[3])
+    logged = state.apply(STREAM[2])
+    assert logged.curve_points == {"loss": (5, 1.5), "learning_rate": (5, 5e-5), "grad_norm": (5, 3.0)}
+    progress = state.apply(STREAM[3])
+    assert progress.curve_points == {} and progress.summary["step"] == 5  # progress repeats a loss; it draws none
+    evaluation = state.apply(STREAM[4])
     assert [m["name"] for m in evaluation.metrics] == ["loss", "f1"]  # text values are not metrics
     assert evaluation.summary["best_metric"] == 0.9 and evaluation.evaluation["split"] == "validation"
-    checkpoint = state.apply(STREAM[4])
+    checkpoint = state.apply(STREAM[5])
     assert checkpoint.checkpoint["name"] == "checkpoint-10" and checkpoint.kept == [10]
     assert state.apply({"type": "log", "message": "hello", "t": 9}).message == "hello"
     assert state.apply({"type": "checkpoint_deleted", "step": 10, "t": 10}).deleted_step == 10
     assert state.checkpoints == {}
 
 
-def test_a_test_score_is_the_final_word_and_rotation_forgets_checkpoints():
+def test_the_best_metric_ranks_validation_scores_only_and_rotation_forgets_checkpoints():
     state = RunState()
     state.apply({"type": "eval", "split": "validation", "metrics": {"f1": 0.9}, "best_metric_name": "f1"})
-    state.apply({"type": "eval", "split": "test", "metrics": {"f1": 0.7}, "best_metric_name": "f1"})
-    assert state.best_metric == {"name": "test_f1", "value": 0.7}
+    test = state.apply({"type": "eval", "split": "test", "metrics": {"f1": 0.95}, "best_metric_name": "f1"})
+    state.apply({"type": "eval", "split": "validation", "metrics": {"f1": 0.8}, "best_metric_name": "f1"})
+    assert state.best_metric == {"name": "validation_f1", "value": 0.9}  # neither the test score nor a worse one
+    assert "best_metric" not in test.summary and state.metrics["test"] == {"f1": 0.95}
     for step in (1, 2, 3):
         state.apply({"type": "checkpoint", "step": step, "checkpoint": f"checkpoint-{step}", "kept": [max(1, step - 1), step]})
     assert sorted(state.checkpoints) == [2, 3]
@@ -73,9 +82,11 @@ def test_a_test_score_is_the_final_word_and_rotation_forgets_checkpoints():
 def test_unknown_and_malformed_events_change_nothing():
     state = RunState()
     for event in ({"type": "mystery"}, {"type": "eval"}, {"type": "status", "status": "sleeping"},
-                  {"type": "checkpoint", "step": "x"}, {}, {"type": "progress", "step": None, "loss": None}):
+                  {"type": "checkpoint", "step": "x"}, {}, {"type": "progress", "step": None, "loss": None},
+                  {"type": "log", "step": None, "loss": 1.0}, {"type": "log", "step": 4, "loss": float("nan")}):
         state.apply(event)
-    assert state.status == "queued" and state.metrics == {} and state.checkpoints == {} and state.loss_curve == []
+    assert state.status == "queued" and state.metrics == {} and state.checkpoints == {} \
+        and state.curves == {"loss": [], "learning_rate": [], "grad_norm": []}
 
 
 def test_the_store_index_says_what_the_fold_says(tmp_path):
@@ -131,7 +142,7 @@ def test_phases_fold_into_a_current_phase_with_its_count_and_end_with_the_first_
                                                                   "detail": None}
     update = state.apply({"t": 3.0, "type": "progress", "step": 1, "total_steps": 10, "loss": 2.0})
     assert state.phase is None and update.summary["phase"] is None
-    assert phase_text(None) == "" and PHASES[0] == "starting" and PHASES[-1] == "first step"
+    assert phase_text(None) == "" and PHASES[:2] == ("waiting for device", "starting") and PHASES[-1] == "first step"
 
 
 def test_a_final_status_ends_the_phase_and_a_phase_update_names_its_columns():

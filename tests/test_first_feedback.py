@@ -58,7 +58,7 @@ def test_a_run_reports_its_phases_in_order_before_the_first_step(launches):
     assert events[0]["type"] == "phase" and events[0]["phase"] == "starting"  # the supervisor's, before the worker
     names = [e["phase"] for e in _phases(events)]
     in_order = [name for i, name in enumerate(names) if i == 0 or names[i - 1] != name]
-    assert tuple(in_order) == PHASES
+    assert tuple(in_order) == PHASES[1:]  # alone in its store, it never waited for its device
     first_step = next(i for i, e in enumerate(events) if e["type"] == "progress" and e["step"] >= 1)
     assert all(i < first_step for i, e in enumerate(events) if e["type"] == "phase")
     for phase in ("reading data", "tokenising"):  # their counts reach their totals
@@ -72,9 +72,11 @@ def test_a_run_reports_its_phases_in_order_before_the_first_step(launches):
 
 def test_the_first_event_lands_within_two_seconds_of_the_launch(launches):
     for launch in launches[:2]:
-        starting = launch["events"][0]
-        assert starting["phase"] == "starting" and "detail" not in starting  # the supervisor's, which imports no torch
-        assert starting["t"] - launch["returned"] < FIRST_FEEDBACK_S, starting["t"] - launch["called"]
+        # The supervisor's, which imports no torch: "starting", or "waiting for device" while the
+        # previous run's worker is still exiting (it holds the device until it has).
+        first = launch["events"][0]
+        assert first["phase"] == PHASES[0] or (first["phase"] == "starting" and "detail" not in first), first
+        assert first["t"] - launch["returned"] < FIRST_FEEDBACK_S, first["t"] - launch["called"]
 
 
 def test_a_second_launch_reuses_the_tokenised_cache(launches):

@@ -1,49 +1,19 @@
-"""The side panel in a real browser: JupyterLab on 127.0.0.1, Debian's chromium driven by Playwright.
-
-Needs the installed extension (`make setup`) and /usr/bin/chromium (the Makefile installs it). The
-test writes to the store while the page is open, as a training worker would, and watches the panel.
+"""The side panel in a real browser: JupyterLab on 127.0.0.1, Debian's chromium driven by Playwright
+(`tests/browser.py`). The test writes to the store while the page is open, as a training worker would,
+and watches the panel.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from ftkit.store import STOP_FILE, RunStore
+from .browser import OUTPUT_DIR, chromium, jupyter_lab
 from .test_routes import add_run
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
-OUTPUT_DIR = Path(__file__).resolve().parents[1] / "test-output"
 HOSTILE_NAME = '<img src=x onerror="window.__ftkit_xss=1">'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"JupyterLab did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture
@@ -55,45 +25,15 @@ def lab(tmp_path, sleeper):
         "failed": add_run(store, HOSTILE_NAME, "failed", step=5),
         "running": add_run(store, "ner-full-running", "running", pid=sleeper.pid, checkpoints=1, f1=0.5, step=10),
     }
-    port, token = free_port(), secrets.token_hex(16)
-    home = tmp_path / "home"
-    env = {**os.environ, "FTKIT_RUNS_DIR": str(store.root), "JUPYTER_CONFIG_DIR": str(home / "config"),
-           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings")}
-    news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text('{"fetchNews": "false"}')  # no "get news?" toast over the screenshot
-    log = tmp_path / "lab.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-             f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-             f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=", "--ServerApp.open_browser=False"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_server(f"{base}/api/status?token={token}", process, log)
-        yield {"url": f"{base}/lab?token={token}&reset", "store": store, "ids": ids, "log": log}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with jupyter_lab(tmp_path, store.root) as server:
+        yield {"url": f"{server['base']}/lab?token={server['token']}&reset", "store": store, "ids": ids,
+               "log": server["log"]}
 
 
 @pytest.fixture
 def browser():
-    if not (Path(CHROMIUM).exists() and shutil.which(CHROMIUM)):
-        pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's chromium "
-                    "(`apt-get install -y chromium`, which `make setup` runs)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.mark.slow

@@ -200,7 +200,8 @@ async def test_unknown_run_and_checkpoint_are_json_404s(api, store_with_runs):
 @pytest.mark.parametrize("verb", ["GET", "POST", "DELETE"])
 async def test_every_route_requires_the_token(api, store_with_runs, verb):
     store, ids = store_with_runs
-    paths = {"GET": [("runs",), ("live",), ("runs", ids["completed"]), ("runs", ids["completed"], "config")],
+    paths = {"GET": [("runs",), ("live",), ("runs", ids["completed"]), ("runs", ids["completed"], "config"),
+                     ("runs", ids["completed"], "log"), ("runs", ids["completed"], "errors")],
              "POST": [("runs", ids["running"], "stop")],
              "DELETE": [("runs", ids["completed"]), ("runs", ids["completed"], "checkpoints", "10")]}[verb]
     for parts in paths:
@@ -303,3 +304,73 @@ async def test_a_get_never_writes_and_reports_a_run_whose_processes_died_as_fail
     code, failed = await api("runs", params={"status": "failed"})
     assert run_id in {r["id"] for r in failed["runs"]}
     assert snapshot() == before, "a GET wrote to the run store"
+
+
+async def test_the_list_counts_runs_of_each_status_matching_the_search_whatever_the_status_filter(api, store_with_runs):
+    code, page = await api("runs", params={"status": "running"})
+    assert code == 200 and page["total"] == 1
+    assert page["counts"] == {"queued": 1, "running": 1, "completed": 1, "failed": 1, "stopped": 1}
+    _, page = await api("runs", params={"q": "lora"})
+    assert page["counts"] == {"queued": 0, "running": 0, "completed": 1, "failed": 0, "stopped": 0}
+    _, page = await api("runs", params={"q": "no such run"})
+    assert page["total"] == 0 and set(page["counts"].values()) == {0}
+
+
+async def test_listed_runs_carry_task_model_adapter_live_loss_eta_and_their_best_checkpoint(api, store_with_runs):
+    store, ids = store_with_runs
+    store.append_event(ids["running"], {"type": "progress", "step": 41, "loss": 0.25, "eta_seconds": 90.0})
+    store.append_event(ids["running"], {"type": "checkpoint", "step": 50, "size": 1, "metrics": {"f1": 0.4}})
+    _, page = await api("runs")
+    running = next(r for r in page["runs"] if r["id"] == ids["running"])
+    assert (running["task"], running["model"], running["adapter"]) == ("ner", "default", "full")
+    assert running["progress"]["loss"] == 0.25 and running["progress"]["eta_seconds"] == 90.0
+    # checkpoints 10 (f1 0.51), 20 (0.52) and 50 (0.40): the best by the ranked metric, not the latest
+    assert running["best_checkpoint"] == 20
+    assert next(r for r in page["runs"] if r["id"] == ids["queued"])["best_checkpoint"] is None
+
+
+async def test_the_log_route_returns_the_last_lines_and_a_server_path_only_inside_the_root(api, store_with_runs):
+    store, ids = store_with_runs
+    (store.run_dir(ids["completed"]) / "train.log").write_text("".join(f"line {i}\n" for i in range(1000)))
+    code, log = await api("runs", ids["completed"], "log", params={"lines": "3"})
+    assert code == 200
+    assert log["text"] == "line 997\nline 998\nline 999" and log["lines"] == 3
+    assert log["path"] == str(store.run_dir(ids["completed"]) / "train.log")
+    assert log["server_path"] is None and log["status"] == "completed"  # the store lies outside the server root
+    code, error = await api("runs", ids["completed"], "log", params={"lines": "0"})
+    assert code == 400 and error["code"] == "invalid_lines"
+
+
+async def test_the_errors_route_reports_where_a_finished_run_goes_wrong_from_its_saved_predictions(
+        api, store_with_runs):
+    store, ids = store_with_runs
+    rows = [{"id": 0, "tokens": ["Mary", "met", "Anna"], "tags": ["B-PER", "O", "B-PER"], "predicted": ["B-PER", "O", "B-LOC"]},
+            {"id": 1, "tokens": ["<b>Paris</b>"], "tags": ["B-LOC"], "predicted": ["O"]},
+            {"id": 2, "tokens": ["hello"], "tags": ["O"], "predicted": ["O"]}]
+    (store.run_dir(ids["completed"]) / "predictions").mkdir()
+    (store.run_dir(ids["completed"]) / "predictions" / "test.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in rows))
+    code, report = await api("runs", ids["completed"], "errors", params={"split": "test", "limit": "2"})
+    assert code == 200
+    assert list(report) == ["run", "task", "split", "summary", "table", "confusion", "examples"]
+    assert (report["run"], report["task"], report["split"]) == (ids["completed"], "ner", "test")
+    assert report["summary"] == {"examples": 3, "entities": 3, "predicted": 2, "correct": 1, "wrong_type": 1,
+                                 "wrong_boundary": 0, "missed": 1, "spurious": 0}
+    assert report["table"]["columns"][:6] == ["type", "correct", "wrong type", "wrong boundary", "missed", "spurious"]
+    assert [row[:6] for row in report["table"]["rows"]] == [["LOC", 0, 0, 0, 1, 0], ["PER", 1, 1, 0, 0, 0]]
+    assert report["confusion"]["labels"] == ["LOC", "PER", "O"]
+    assert report["confusion"]["matrix"] == [[0, 0, 1], [1, 1, 0], [0, 0, 0]]
+    assert [e["id"] for e in report["examples"]] == [0, 1]
+    assert report["examples"][1] == {"id": 1, "tokens": ["<b>Paris</b>"], "gold": [[0, 1, "LOC"]], "predicted": [],
+                                     "errors": [{"kind": "missed", "type": "LOC", "gold": [0, 1, "LOC"], "predicted": None}]}
+
+
+async def test_the_errors_route_says_when_a_run_has_no_saved_predictions_or_the_split_is_unknown(api, store_with_runs):
+    _, ids = store_with_runs
+    code, error = await api("runs", ids["stopped"], "errors")
+    assert code == 404 and error["code"] == "no_predictions"
+    assert "has no saved predictions for its test split" in error["message"]
+    code, error = await api("runs", ids["stopped"], "errors", params={"split": "../../etc"})
+    assert code == 400 and "split must be one of train, validation, test" in error["message"]
+    code, error = await api("runs", ids["stopped"], "errors", params={"limit": "0"})
+    assert code == 400 and error["code"] == "invalid_limit"

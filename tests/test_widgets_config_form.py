@@ -1,4 +1,5 @@
-"""ConfigForm: fields from the schema, validation as you type, and the same Config as YAML and %finetune."""
+"""ConfigForm: fields from the schema, validation as you type (training data included), the chosen task's
+defaults, and the same Config as YAML and %finetune."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import ftkit.runs
 from ftkit.config import load_config, schema_fields
 from ftkit.errors import ConfigError
 from ftkit.notebook.widgets import ConfigForm
+from ftkit.store import RunStore
+from ftkit.tasks import get_task
 
 
 def choose(form: ConfigForm, **values: str) -> None:
@@ -38,7 +41,7 @@ def test_lora_fields_are_visible_only_for_lora():
 
 
 def test_a_bad_value_is_flagged_at_its_field_as_you_type():
-    form = ConfigForm()
+    form = ConfigForm({"data": {"train": "/data/train.txt"}})
     form.fields["training.learning_rate"].value = "2"
     error = form.field_errors["training.learning_rate"]
     assert error.layout.display is None and "between 0 and 1" in error.value
@@ -103,6 +106,41 @@ def test_launch_starts_the_run_the_form_describes(runs_dir, monkeypatch):
     form.launch_button.click()
     assert started[0].to_dict() == form.config.to_dict()
     assert form.run == "a run handle" and launched == ["a run handle"]
+
+
+def test_without_training_data_the_form_is_not_ready_and_launch_creates_no_run(runs_dir):
+    form = ConfigForm()
+    error = form.field_errors["data.train"]
+    assert error.layout.display is None and "data.train&#x27; is needed to train" in error.value
+    assert form.launch_button.disabled and "ready" not in form.status.value
+    assert form.launch() is None and form.run is None
+    assert RunStore(runs_dir).list_runs()[1] == 0
+    assert not runs_dir.exists() or [p for p in runs_dir.iterdir() if p.is_dir()] == []
+    form.fields["data.train"].value = "reviews"  # a file, a hub id or a notebook variable: any name will do here
+    assert error.layout.display == "none" and not form.launch_button.disabled and "ready" in form.status.value
+
+
+def test_choosing_another_task_shows_its_defaults_in_the_fields_left_alone():
+    form = ConfigForm()
+    default_adapter = form.fields["adapter.kind"].value
+    sft_adapter = get_task("sft").default_adapter
+    assert sft_adapter != default_adapter  # what makes this test mean something
+    form.fields["task"].value = "sft"
+    assert form.fields["adapter.kind"].value == sft_adapter == form.config.adapter.kind
+    assert form.changes() == {"task": "sft"}  # the task's own default needs no saying
+    form.fields["task"].value = "ner"
+    assert form.fields["adapter.kind"].value == get_task("ner").default_adapter
+
+
+def test_a_field_the_user_set_stays_when_the_task_changes():
+    form = ConfigForm({"task": "classification", "adapter": {"kind": "full"}})  # said, not defaulted
+    form.fields["task"].value = "sft"
+    assert form.fields["adapter.kind"].value == "full" == form.config.adapter.kind
+    assert form.changes() == {"task": "sft", "adapter.kind": "full"}  # differs from sft's default: it is said
+    typed = ConfigForm()
+    typed.fields["adapter.kind"].value = "head"
+    typed.fields["task"].value = "classification"
+    assert typed.fields["adapter.kind"].value == "head"
 
 
 @pytest.mark.parametrize("key, text", [("training.epochs", ""), ("training.batch_size", "big"), ("adapter.dropout", "1.5")])

@@ -1,9 +1,11 @@
-"""RunMonitor follows a run's event stream: progress, streamed curves, evaluation table, stop, errors, re-attach."""
+"""RunMonitor follows a run's event stream: progress, the logged curves, evaluation table, stop and the
+result in its place, why a plot is empty, errors, re-attach."""
 
 from __future__ import annotations
 
 import os
 import time
+from xml.etree import ElementTree
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -15,6 +17,7 @@ from ftkit.config import Config
 from ftkit.runs import Run
 from ftkit.store import RunStore
 from ftkit.notebook.widgets import register_run_formatter
+from ftkit.notebook.display import eval_table_html
 from ftkit.notebook.widgets.monitor import RunMonitor, show_run
 
 
@@ -35,12 +38,34 @@ def progress(store: RunStore, run: Run, step: int, total: int = 100, loss: float
                                 "samples_per_second": 64.0, "eta_seconds": (total - step) * 0.5, "loss": loss})
 
 
+# (step, loss, learning rate, gradient norm) as a 30-step run logging every 5 steps reports them
+LOGGED = [(5, 1.31, 5.0e-5, 4.2), (10, 1.02, 4.2e-5, 3.3), (15, 0.87, 3.3e-5, 2.9), (20, 0.74, 2.5e-5, 2.1),
+          (25, 0.658, 1.7e-5, 1.8), (30, 0.4435, 0.8e-5, 1.2)]
+
+
+def train(store: RunStore, run: Run, logged=LOGGED, total: int = 30) -> None:
+    """Write what the worker's EventCallback writes: at each logging step a progress event that still
+    carries the loss logged before it, the log event, then a progress event with the new loss."""
+    last = None
+    for step, loss, rate, norm in logged:
+        progress(store, run, step, total, loss=last)
+        store.append_event(run.id, {"type": "log", "step": step, "epoch": step / total, "loss": loss,
+                                    "learning_rate": rate, "grad_norm": norm})
+        progress(store, run, step, total, loss=loss)
+        last = loss
+
+
 def evaluation(store: RunStore, run: Run, step: int, f1: float, split: str = "validation") -> None:
     store.append_event(run.id, {"type": "eval", "split": split, "step": step, "epoch": step / 50,
                                 "best_metric_name": "f1",
                                 "metrics": {"loss": 0.4, "precision": 0.7, "recall": 0.8, "f1": f1,
                                             "PER_precision": 0.9, "PER_recall": 0.85, "PER_f1": 0.87,
                                             "LOC_precision": 0.6, "LOC_recall": 0.5, "LOC_f1": 0.55}})
+
+
+def curve(monitor: RunMonitor, name: str) -> list[tuple[int, float]]:
+    data = monitor.curve_sources[name].data
+    return list(zip(data["step"], data["value"]))
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:
@@ -50,9 +75,18 @@ def wait_until(condition, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_monitor_shows_progress_curves_and_per_entity_table_from_events(store, run):
-    for step in (10, 20, 30):
-        progress(store, run, step, loss=1.0 / step)
+def test_the_curves_are_the_logged_values_at_their_steps_up_to_the_last(store, run):
+    train(store, run)
+    monitor = RunMonitor(run, follow=False)
+    assert curve(monitor, "loss") == [(step, loss) for step, loss, _, _ in LOGGED]
+    assert curve(monitor, "learning_rate") == [(step, rate) for step, _, rate, _ in LOGGED]
+    assert curve(monitor, "grad_norm") == [(step, norm) for step, _, _, norm in LOGGED]
+    assert "loss 0.4435" in monitor.progress_label.value  # the label and the curve's end agree
+    assert monitor.optimizer_figure.x_range is monitor.figure.x_range  # zooming one zooms both
+
+
+def test_monitor_shows_progress_curves_and_an_evaluation_table_from_events(store, run):
+    train(store, run, total=100)
     evaluation(store, run, 30, f1=0.61)
     monitor = RunMonitor(run, follow=False)
 
@@ -60,55 +94,108 @@ def test_monitor_shows_progress_curves_and_per_entity_table_from_events(store, r
     label = monitor.progress_label.value
     assert "step 30/100" in label and "64.0 samples/s" in label and "ETA 0:35" in label
     assert "running" in monitor.status_badge.value
-    assert monitor.loss_source.data["step"] == [10, 20, 30]
     assert monitor.eval_source.data["metric"] == [0.61]
-    table = monitor.eval_table.value
-    assert "PER P/R/F1" in table and "0.90/0.85/0.87" in table and "LOC P/R/F1" in table
+    assert monitor.plot.layout.display is None and monitor.plot_note.value == ""
 
 
-def test_monitor_shows_the_phase_before_the_first_step_then_the_steps(store, run):
-    store.append_event(run.id, {"type": "phase", "phase": "starting"})
+def test_the_evaluation_table_puts_entity_types_in_rows_inside_a_scrolling_box():
+    """Columns per entity type made the table wider than the output; rows keep it as wide as the scores."""
+    kinds = ["PER", "LOC", "ORG", "MISC", "DATE", "EVENT", "PRODUCT", "WORK_OF_ART"]
+    def scores(f1):
+        return {"loss": 0.4, "f1": f1, **{f"{k}_{name}": 0.5 for k in kinds for name in ("precision", "recall", "f1")},
+                "PER_f1": f1}
+    table = ElementTree.fromstring(eval_table_html([
+        {"split": "validation", "step": 10, "epoch": 0.5, "metrics": scores(0.4)},
+        {"split": "validation", "step": 20, "epoch": 1.0, "metrics": scores(0.6)},
+        {"split": "test", "step": 20, "epoch": 1.0, "metrics": scores(0.55)},
+    ]))
+    assert table.get("class") == "ftkit-eval" and "overflow-x:auto" in table.get("style")
+    overall, *by_entity = table.findall(".//table")
+    assert [th.text for th in overall.iter("th")] == ["split", "epoch", "step", "loss", "f1"]
+    assert [[td.text for td in row.iter("td")][:4] for row in overall.find("tbody")] == [
+        ["validation", "0.50", "10", "0.4000"], ["validation", "1.00", "20", "0.4000"], ["test", "1.00", "20", "0.4000"]]
+    # one table per split, for its latest evaluation: a row per entity type
+    titles = [box.find("div").text for box in table.findall("div[@class='ftkit-eval-entities']")]
+    assert titles == ["validation by entity type, step 20", "test by entity type, step 20"]
+    validation = by_entity[0]
+    assert [th.text for th in validation.iter("th")] == ["type", "precision", "recall", "f1"]  # no support given
+    rows = {row[0].text: [td.text for td in row][1:4] for row in validation.find("tbody")}
+    assert sorted(rows) == sorted(kinds) and rows["PER"] == ["0.5000", "0.5000", "0.6000"]
+
+
+def test_an_empty_plot_gives_way_to_a_line_saying_why(store, run):
+    store.append_event(run.id, {"type": "phase", "phase": "loading model", "detail": "default"})
     monitor = RunMonitor(run, follow=False)
-    assert monitor.progress_label.value == "starting"
-    store.append_event(run.id, {"type": "phase", "phase": "tokenising", "done": 3000, "total": 12000, "detail": "train"})
+    assert monitor.plot.layout.display == "none"
+    assert "No curves yet: the run is loading model default; the first training loss is logged at step 10" \
+        in monitor.plot_note.value  # Config's logging_steps
+    progress(store, run, 3, loss=None)
     monitor.poll()
-    assert monitor.progress_label.value == "tokenising train 3,000/12,000"
-    assert (monitor.progress_bar.value, monitor.progress_bar.max) == (3000, 12000)  # the bar counts the phase
-    store.append_event(run.id, {"type": "phase", "phase": "tokenising", "done": 200, "total": 200,
-                                "detail": "validation", "cached": True})
-    store.append_event(run.id, {"type": "phase", "phase": "first step"})
+    assert "training has started; the first training loss is logged at step 10" in monitor.plot_note.value
+    train(store, run, logged=LOGGED[:1])
     monitor.poll()
-    assert monitor.progress_label.value == "first step"
-    progress(store, run, 1)
-    monitor.poll()
-    assert monitor.progress_label.value.startswith("step 1/100") and monitor.progress_bar.value == 1
-    with capture_output() as captured:  # a terminal's summary says the phase too
-        store.append_event(run.id, {"type": "status", "status": "queued"})
-        store.set_status(run.id, "running", pid=os.getpid())
-        store.append_event(run.id, {"type": "phase", "phase": "loading model", "detail": "default"})
-        show_run(run, mode="text")
-    assert "running — loading model default" in captured.stdout
+    assert monitor.plot.layout.display is None and monitor.plot_note.value == ""
+
+
+def test_a_run_that_failed_before_logging_says_so_in_place_of_the_plot(store, run):
+    progress(store, run, 2, loss=None)
+    store.set_status(run.id, "failed", error="RuntimeError: CUDA out of memory")
+    monitor = RunMonitor(run, follow=False)
+    assert monitor.plot.layout.display == "none"
+    assert "No curves: the run failed before it logged a training loss (logged every 10 steps)." in monitor.plot_note.value
 
 
 def test_monitor_streams_only_the_new_points(store, run):
-    progress(store, run, 10)
+    train(store, run, logged=LOGGED[:1])
     monitor = RunMonitor(run, follow=False)
     changes = []
     monitor.figure.document.on_change(changes.append)  # what jupyter_bokeh sends to the browser
-    progress(store, run, 20, loss=0.3)
-    progress(store, run, 30, loss=0.2)
+    train(store, run, logged=LOGGED[1:3])
     monitor.poll()
     monitor.poll()  # nothing new: nothing sent
-    assert [type(change).__name__ for change in changes] == ["ColumnsStreamedEvent"]
-    assert changes[0].model is monitor.loss_source
-    assert changes[0].data == {"step": [20, 30], "loss": [0.3, 0.2]}
+    assert [type(change).__name__ for change in changes] == ["ColumnsStreamedEvent"] * 3
+    streamed = {change.model.name: change.data for change in changes}
+    assert streamed["ftkit-loss"] == {"step": [10, 15], "value": [1.02, 0.87]}
+    assert streamed["ftkit-learning_rate"] == {"step": [10, 15], "value": [4.2e-5, 3.3e-5]}
+    assert streamed["ftkit-grad_norm"] == {"step": [10, 15], "value": [3.3, 2.9]}
 
 
 def test_stop_button_asks_the_worker_to_stop(run):
     monitor = RunMonitor(run, follow=False)
     monitor.stop_button.click()
     assert (run.dir / "STOP").exists()
-    assert monitor.stop_button.disabled
+    assert monitor.stop_button.disabled and monitor.stop_button.description == "Stopping…"
+    assert monitor.stop_button.layout.width == "auto"  # never cut off to "Stopp…"
+
+
+@pytest.mark.parametrize("status", ["completed", "stopped", "failed"])
+def test_a_finished_run_shows_its_result_in_place_of_the_stop_button(store, run, status):
+    train(store, run)
+    evaluation(store, run, 30, f1=0.61)
+    store.append_event(run.id, {"type": "checkpoint", "step": 30, "checkpoint": "checkpoint-30", "kept": [30]})
+    store.set_status(run.id, status, error="boom" if status == "failed" else None)
+    monitor = RunMonitor(run, follow=False)
+    assert monitor.stop_button.layout.display == "none"
+    assert monitor.outcome.layout.display is None
+    text = monitor.outcome.value
+    assert f"{status}: 30/30 steps in " in text
+    assert "final train loss 0.4435 · best validation_f1 0.6100 · checkpoint at step 30" in text
+
+
+def test_a_stop_recorded_elsewhere_reaches_the_monitor_within_a_poll(store, run):
+    """The panel or the CLI asks for the stop, the worker records it: the monitor follows both."""
+    train(store, run, logged=LOGGED[:2])
+    monitor = RunMonitor(run, poll_interval=0.05)
+    try:
+        store.request_stop(run.id)  # what the panel's stop button does
+        wait_until(lambda: monitor.stop_button.description == "Stopping…", timeout=2)
+        assert monitor.stop_button.disabled
+        store.append_event(run.id, {"type": "checkpoint", "step": 10, "checkpoint": "checkpoint-10"})
+        store.set_status(run.id, "stopped")  # what the worker writes once it has saved
+        wait_until(lambda: monitor.stop_button.layout.display == "none", timeout=2)
+        assert "stopped: 10/30 steps" in monitor.outcome.value and "checkpoint at step 10" in monitor.outcome.value
+    finally:
+        monitor.close()
 
 
 def test_failed_run_shows_its_error_and_the_log_tail(store, run):
@@ -118,7 +205,7 @@ def test_failed_run_shows_its_error_and_the_log_tail(store, run):
     assert monitor.finished and "failed" in monitor.status_badge.value
     assert monitor.error_box.layout.display != "none"
     assert "RuntimeError: out of memory" in monitor.error_box.value and "loading data" in monitor.error_box.value
-    assert monitor.stop_button.disabled
+    assert monitor.stop_button.layout.display == "none" and "failed: 0 steps" in monitor.outcome.value
     assert monitor.progress_bar.bar_style == "danger"
 
 
@@ -140,16 +227,15 @@ def test_monitor_follows_events_written_while_it_is_shown(store, run):
 
 def test_a_new_monitor_on_a_running_run_replays_its_history(store, run):
     """After a kernel restart, `ftkit.runs.get(ID)` and a fresh monitor show everything so far."""
-    for step in (10, 20):
-        progress(store, run, step)
-    evaluation(store, run, 20, f1=0.5)
+    train(store, run, logged=LOGGED[:2])
+    evaluation(store, run, 10, f1=0.5)
     reattached = ftkit.runs.get(run.id)
     monitor = RunMonitor(reattached, poll_interval=0.05)
     try:
-        assert monitor.loss_source.data["step"] == [10, 20]
+        assert curve(monitor, "loss") == [(5, 1.31), (10, 1.02)]
         assert monitor.eval_source.data["metric"] == [0.5]
-        progress(store, run, 30)
-        wait_until(lambda: monitor.loss_source.data["step"] == [10, 20, 30])
+        train(store, run, logged=LOGGED[2:3])
+        wait_until(lambda: curve(monitor, "loss") == [(5, 1.31), (10, 1.02), (15, 0.87)])
     finally:
         monitor.close()
 
@@ -184,12 +270,12 @@ def test_without_a_widget_front_end_a_run_shows_a_summary(store, run):
     store.set_status(run.id, "completed")
     with capture_output() as captured:
         show_run(run, mode="html")
-    assert "completed" in captured.outputs[0].data["text/html"]
+    assert "completed: 50/100 steps" in captured.outputs[0].data["text/html"]
 
 
 def test_a_view_created_later_starts_from_the_points_streamed_so_far(store, run):
     monitor = RunMonitor(run, follow=False)
-    progress(store, run, 10, loss=0.123456)
+    train(store, run, logged=[(10, 0.123456, 1e-5, 1.0)])
     monitor.poll()
     state = monitor.plot.get_state()  # what a reloaded page or a second display receives
     assert "0.123456" in state["render_bundle"]

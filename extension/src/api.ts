@@ -46,6 +46,10 @@ export interface IRunSummary {
   checkpoint_count: number;
   /** The current phase of a queued or running run; absent from servers older than phases. */
   phase?: IPhase | null;
+  /** The step of the checkpoint the run's ranked metric picks (what loads by default); null before one. */
+  best_checkpoint?: number | null;
+  /** The sweep the run belongs to; runs of one sweep are listed together. */
+  sweep?: string | null;
 }
 
 export interface ICheckpoint {
@@ -75,9 +79,13 @@ export interface IRunDetail extends IRunSummary {
   stop_requested: boolean;
 }
 
+export type StatusCounts = Record<RunStatus, number>;
+
 export interface IRunsPage {
   runs: IRunSummary[];
   total: number;
+  /** Runs of each status matching the search, whatever the status filter. */
+  counts?: StatusCounts;
   offset: number;
   limit: number;
   /** Changes whenever anything on the page changes (a running run's duration aside). */
@@ -90,6 +98,57 @@ export interface IRunConfig {
   text: string;
   /** The config's path relative to the server root, or null when it lies outside. */
   server_path: string | null;
+}
+
+/** The end of a run's train.log. */
+export interface IRunLog {
+  path: string;
+  text: string;
+  lines: number;
+  status: RunStatus;
+  /** The log's path relative to the server root, or null when it lies outside. */
+  server_path: string | null;
+}
+
+/** One [step, value] point of a curve. */
+export type CurvePoint = [number, number];
+
+/** Runs side by side: the config keys whose values differ, final metrics, and every logged curve. */
+export interface IComparison {
+  runs: (Pick<IRunSummary, 'id' | 'name' | 'status' | 'task' | 'model' | 'adapter'> & {
+    sweep: string | null;
+  })[];
+  /** One entry per differing config key; `values` in the order of `runs`. */
+  differing: { key: string; values: unknown[] }[];
+  metrics: { name: string; values: (number | null)[] }[];
+  /** Curve name (loss, learning_rate, validation_f1, ...) → run id → points. */
+  curves: Record<string, Record<string, CurvePoint[]>>;
+}
+
+/** An entity of a sentence: words [start, end) and its type. */
+export type EntitySpan = [number, number, string];
+
+/** One judged entity of a sentence (ftkit.tasks.scoring.span_decisions); `type` is the gold one's,
+ * the prediction's for a spurious entity. */
+export interface IEntityDecision {
+  kind: 'correct' | 'wrong_type' | 'wrong_boundary' | 'missed' | 'spurious';
+  type: string;
+  gold: EntitySpan | null;
+  predicted: EntitySpan | null;
+}
+
+/** What a finished run got wrong on a split, from its saved predictions. */
+export interface IErrorReport {
+  run: string;
+  task: string;
+  split: string;
+  summary: Record<string, unknown>;
+  table: { title: string; columns: string[]; rows: unknown[][] };
+  /** Rows gold, columns predicted; null for a task without labels. */
+  confusion: { title: string; labels: string[]; matrix: number[][] } | null;
+  /** NER: `{id, tokens, gold, predicted, errors}` sentences, most errors first; other tasks: their
+   * mistakes as flat records (text, label, predicted, confidence). */
+  examples: Record<string, unknown>[];
 }
 
 export interface IListQuery {
@@ -113,6 +172,9 @@ export interface IRunsApi {
   ): Promise<IRunsPage>;
   detail(runId: string): Promise<IRunDetail>;
   config(runId: string): Promise<IRunConfig>;
+  log(runId: string, lines: number): Promise<IRunLog>;
+  compare(runIds: string[]): Promise<IComparison>;
+  errors(runId: string, split: string): Promise<IErrorReport>;
   stop(runId: string): Promise<void>;
   deleteRun(runId: string): Promise<void>;
   deleteCheckpoint(runId: string, step: number): Promise<void>;

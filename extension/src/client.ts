@@ -7,8 +7,11 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import {
+  IComparison,
+  IErrorReport,
   IListQuery,
   IRunConfig,
+  IRunLog,
   IRunDetail,
   IRunsApi,
   IRunsPage,
@@ -43,6 +46,18 @@ export class ServerRunsApi implements IRunsApi {
 
   config(runId: string): Promise<IRunConfig> {
     return this.request(`runs/${encodeURIComponent(runId)}/config`);
+  }
+
+  log(runId: string, lines: number): Promise<IRunLog> {
+    return this.request(`runs/${encodeURIComponent(runId)}/log?lines=${lines}`);
+  }
+
+  compare(runIds: string[]): Promise<IComparison> {
+    return this.request(`compare?${new URLSearchParams({ ids: runIds.join(',') })}`);
+  }
+
+  errors(runId: string, split: string): Promise<IErrorReport> {
+    return this.request(`runs/${encodeURIComponent(runId)}/errors?${new URLSearchParams({ split, limit: '200' })}`);
   }
 
   async stop(runId: string): Promise<void> {

@@ -73,3 +73,41 @@ export function formatTime(epochSeconds: number | null | undefined): string {
     minute: '2-digit'
   });
 }
+
+/** "ner · default · lora": what a run trains, leaving out what it does not say. */
+export function runSubtitle(run: { task: string | null; model: string | null; adapter: string | null }): string {
+  return [run.task, run.model, run.adapter].filter(part => !!part).join(' · ');
+}
+
+/** A config value in a table cell: numbers as written, lists and objects as JSON, nothing as a dash. */
+export function formatValue(value: unknown): string {
+  if (value === null || value === undefined) {
+    return '—';
+  }
+  if (typeof value === 'object') {
+    return JSON.stringify(value);
+  }
+  return String(value);
+}
+
+/** What the list says when no run is shown: the search and status that found nothing, or that there are none. */
+export function emptyText(query: { q: string; status: readonly string[] }): string {
+  const status = query.status.length ? `${query.status.join(' or ')} ` : '';
+  const q = query.q.trim();
+  if (q) {
+    return `No ${status}runs match “${q}”`;
+  }
+  return status ? `No ${status}runs` : 'No runs yet';
+}
+
+/** A training run's latest loss and time left: "loss 0.4321 · ETA 3m 05s"; "" before either is known. */
+export function liveText(progress: { loss: number | null; eta_seconds: number | null }): string {
+  const parts: string[] = [];
+  if (progress.loss !== null && progress.loss !== undefined) {
+    parts.push(`loss ${formatMetric(progress.loss)}`);
+  }
+  if (progress.eta_seconds !== null && progress.eta_seconds !== undefined) {
+    parts.push(`ETA ${formatDuration(progress.eta_seconds)}`);
+  }
+  return parts.join(' · ');
+}

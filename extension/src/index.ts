@@ -1,6 +1,7 @@
 /**
  * The ftkit JupyterLab plugin: a "Fine-tuning runs" tab in the left side panel, restored with the
- * layout, and the commands behind its buttons (also in the command palette under "Fine-tuning").
+ * layout, the commands behind its buttons (also in the command palette under "Fine-tuning"), and
+ * the main-area views they open: a comparison of runs, a run's errors, its train.log.
  */
 
 import {
@@ -13,6 +14,7 @@ import {
   CommandToolbarButton,
   Dialog,
   ICommandPalette,
+  MainAreaWidget,
   showDialog,
   showErrorMessage
 } from '@jupyterlab/apputils';
@@ -23,8 +25,13 @@ import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
 import { ServerRunsApi } from './client';
+import { CompareView } from './compare';
+import { ErrorView } from './errors-view';
+import { LogView } from './log';
 import { RunsModel } from './model';
 import { CommandIDs, RunsPanel } from './panel';
+import { Remote } from './remote';
+import { RemoteWidget } from './widgets';
 
 export { RunsModel } from './model';
 
@@ -41,7 +48,12 @@ const runsIcon = new LabIcon({
 interface IRunArgs {
   runId?: string;
   step?: number;
+  /** Runs to compare (default: those ticked in the panel). */
+  runIds?: string[];
 }
+
+/** Lines of train.log a log view shows. */
+const LOG_LINES = 2000;
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'ftkit:runs-panel',
@@ -102,6 +114,30 @@ const plugin: JupyterFrontEndPlugin<void> = {
         buttons: [Dialog.cancelButton(), Dialog.warnButton({ label })]
       });
       return result.button.accept;
+    };
+
+    /** Open main-area views by what they show, so a second click reveals the view instead of opening another. */
+    const views = new Map<string, MainAreaWidget<RemoteWidget<unknown>>>();
+    let opened = 0;
+    const openView = <T>(key: string, remote: Remote<T>, view: (data: T) => JSX.Element, follow: string[]) => {
+      const open = views.get(key);
+      if (open) {
+        remote.dispose();
+        shell.activateById(open.id);
+        return;
+      }
+      const content = new RemoteWidget(remote, view) as RemoteWidget<unknown>;
+      const widget = new MainAreaWidget({ content });
+      widget.id = `ftkit-view-${++opened}`;
+      widget.title.label = remote.title;
+      widget.title.icon = runsIcon;
+      widget.title.closable = true;
+      views.set(key, widget);
+      widget.disposed.connect(() => views.delete(key));
+      shell.add(widget, 'main');
+      shell.activateById(widget.id);
+      remote.follow(model, follow);
+      void remote.refresh();
     };
 
     commands.addCommand(CommandIDs.show, {
@@ -196,6 +232,59 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+
+    commands.addCommand(CommandIDs.compare, {
+      label: 'Compare Fine-tuning Runs',
+      caption: 'Open the ticked runs side by side: the config keys that differ, final metrics, curves',
+      isEnabled: args => ((args as IRunArgs).runIds ?? model.checked).length >= 2,
+      execute: args => {
+        const ids = [...((args as IRunArgs).runIds ?? model.checked)];
+        if (ids.length < 2) {
+          return;
+        }
+        const remote = new Remote(() => api.compare(ids), `Compare ${ids.length} runs`);
+        openView(`compare:${ids.join(',')}`, remote, data => React.createElement(CompareView, { data }), ids);
+      }
+    });
+    /** A command that opens a view of one run (its log, its errors) in the main area. */
+    const addRunView = <T>(
+      id: string,
+      options: { label: string; caption: string; view: string },
+      load: (runId: string) => Promise<T>,
+      render: (data: T) => JSX.Element
+    ) =>
+      commands.addCommand(id, {
+        label: options.label,
+        caption: options.caption,
+        isEnabled: args => !!target(args as IRunArgs),
+        execute: args => {
+          const t = target(args as IRunArgs);
+          if (t) {
+            const remote = new Remote(() => load(t.runId), `${t.name} · ${options.view}`);
+            openView(`${options.view}:${t.runId}`, remote, render, [t.runId]);
+          }
+        }
+      });
+    addRunView(
+      CommandIDs.openLog,
+      {
+        label: 'Open Fine-tuning Run Log',
+        caption: "The end of the run's train.log, following it while the run trains",
+        view: 'train.log'
+      },
+      runId => api.log(runId, LOG_LINES),
+      log => React.createElement(LogView, { log })
+    );
+    addRunView(
+      CommandIDs.openErrors,
+      {
+        label: 'Show Fine-tuning Run Errors',
+        caption: 'What a finished run got wrong on its test split, from its saved predictions',
+        view: 'errors'
+      },
+      runId => api.errors(runId, 'test'),
+      report => React.createElement(ErrorView, { report })
+    );
 
     for (const command of Object.values(CommandIDs)) {
       palette?.addItem({ command, category: CATEGORY });

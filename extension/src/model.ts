@@ -10,9 +10,11 @@ import {
   IListQuery,
   IRunDetail,
   IRunsApi,
+  IRunsPage,
   IRunSummary,
   RUN_STATUSES,
-  RunStatus
+  RunStatus,
+  StatusCounts
 } from './api';
 
 export const DEFAULT_QUERY: IListQuery = {
@@ -24,8 +26,8 @@ export const DEFAULT_QUERY: IListQuery = {
   offset: 0
 };
 
-/** What must change for an expanded run's detail to be fetched again. */
-function detailKey(run: IRunSummary): string {
+/** What must change for views of a run (its detail, a comparison, its log) to be fetched again. */
+export function runKey(run: IRunSummary): string {
   return JSON.stringify([
     run.status,
     run.progress.step,
@@ -33,6 +35,30 @@ function detailKey(run: IRunSummary): string {
     run.best_metric,
     run.error
   ]);
+}
+
+/** A row of the list: a run on its own, or the runs of one sweep together (in the page's order). */
+export type RunGroup = { sweep: null; runs: [IRunSummary] } | { sweep: string; runs: IRunSummary[] };
+
+/** The page's runs with each sweep's runs gathered where its first run appears. */
+export function groupBySweep(runs: readonly IRunSummary[]): RunGroup[] {
+  const groups: RunGroup[] = [];
+  const sweeps = new Map<string, IRunSummary[]>();
+  for (const run of runs) {
+    if (!run.sweep) {
+      groups.push({ sweep: null, runs: [run] });
+      continue;
+    }
+    const members = sweeps.get(run.sweep);
+    if (members) {
+      members.push(run);
+    } else {
+      const group = { sweep: run.sweep, runs: [run] };
+      sweeps.set(run.sweep, group.runs);
+      groups.push(group);
+    }
+  }
+  return groups;
 }
 
 export namespace RunsModel {
@@ -79,6 +105,37 @@ export class RunsModel {
   /** Runs matching the query, over all pages. */
   get total(): number {
     return this._total;
+  }
+
+  /** Runs of each status matching the search, whatever the status filter (null from older servers). */
+  get counts(): Readonly<StatusCounts> | null {
+    return this._counts;
+  }
+
+  /** Runs ticked for comparison, in the order they were ticked (kept across pages and filters). */
+  get checked(): readonly string[] {
+    return [...this._checked];
+  }
+
+  isChecked(runId: string): boolean {
+    return this._checked.has(runId);
+  }
+
+  /** Tick (or untick) runs for comparison. */
+  setChecked(runIds: readonly string[], checked: boolean): void {
+    for (const id of runIds) {
+      if (checked) {
+        this._checked.add(id);
+      } else {
+        this._checked.delete(id);
+      }
+    }
+    this._changed.emit();
+  }
+
+  clearChecked(): void {
+    this._checked.clear();
+    this._changed.emit();
   }
 
   get query(): Readonly<IListQuery> {
@@ -168,7 +225,7 @@ export class RunsModel {
       if (query !== this._query) {
         return; // a newer query's refresh will apply its own page
       }
-      this._applyPage(page.runs, page.total, page.etag, page.server_time, true);
+      this._applyPage(page, true);
       await this._refreshDetails([...this._expanded]);
     } catch (error) {
       this._fail(error);
@@ -199,10 +256,33 @@ export class RunsModel {
     await this._act(() => this._api.deleteRun(runId));
     this._expanded.delete(runId);
     this._details.delete(runId);
+    this._checked.delete(runId);
   }
 
   async deleteCheckpoint(runId: string, step: number): Promise<void> {
     await this._act(() => this._api.deleteCheckpoint(runId, step));
+  }
+
+  /**
+   * Call `onChange` whenever the listed summary of one of `runIds` changes (progress, status,
+   * checkpoints, best metric): how views of a training run follow the live channel. Returns the
+   * disconnect.
+   */
+  watch(runIds: readonly string[], onChange: () => void): () => void {
+    const ids = new Set(runIds);
+    const keys = () => JSON.stringify(this._runs.filter(run => ids.has(run.id)).map(runKey));
+    let last = keys();
+    const listener = () => {
+      const now = keys();
+      if (now !== last) {
+        last = now;
+        onChange();
+      }
+    };
+    this._changed.connect(listener);
+    return () => {
+      this._changed.disconnect(listener);
+    };
   }
 
   /** Start following the live channel (the poll also starts on construction unless `live: false`). */
@@ -242,10 +322,10 @@ export class RunsModel {
       if (controller.signal.aborted || query !== this._query) {
         return; // a refresh or a new query took over
       }
-      const before = new Map(this._runs.map(run => [run.id, detailKey(run)]));
-      this._applyPage(page.runs, page.total, page.etag, page.server_time, false);
+      const before = new Map(this._runs.map(run => [run.id, runKey(run)]));
+      this._applyPage(page, false);
       const stale = page.runs
-        .filter(run => this._expanded.has(run.id) && before.get(run.id) !== detailKey(run))
+        .filter(run => this._expanded.has(run.id) && before.get(run.id) !== runKey(run))
         .map(run => run.id);
       await this._refreshDetails(stale);
     } catch (error) {
@@ -261,14 +341,10 @@ export class RunsModel {
     }
   }
 
-  private _applyPage(
-    runs: IRunSummary[],
-    total: number,
-    etag: string,
-    serverTime: number,
-    always: boolean
-  ): void {
-    this._clockSkew = serverTime - Date.now() / 1000;
+  private _applyPage(page: IRunsPage, always: boolean): void {
+    const { runs, total, etag } = page;
+    this._clockSkew = page.server_time - Date.now() / 1000;
+    this._counts = page.counts ?? null;
     const changed = always || etag !== this._etag || this._loading || this._error !== null;
     for (const run of runs) {
       if (run.status !== 'running' && run.status !== 'queued') {
@@ -322,6 +398,8 @@ export class RunsModel {
   private readonly _changed = new Signal<this, void>(this);
   private _runs: IRunSummary[] = [];
   private _total = 0;
+  private _counts: StatusCounts | null = null;
+  private readonly _checked = new Set<string>();
   private _etag = '';
   private _query: IListQuery = { ...DEFAULT_QUERY };
   private _loading = true;

@@ -1,8 +1,10 @@
 /**
- * `RunsPanel`: the view of a `RunsModel` — one row per run (name, status, progress, best metric,
- * start and duration), expandable to its checkpoints. Actions go through the app's commands, so the
- * buttons and the command palette share one implementation. Run-provided text is only ever put in
- * React text nodes (escaped), never in HTML.
+ * `RunsPanel`: the view of a `RunsModel` — a count of runs per status (click to filter), then one
+ * row per run (name, status, task · model · adapter, progress with live loss and ETA, best metric,
+ * start and duration), expandable to its checkpoints with the best one marked; runs of a sweep
+ * together. Runs ticked in the list open side by side in a comparison. Actions go through the
+ * app's commands, so the buttons and the command palette share one implementation. Run-provided
+ * text is only ever put in React text nodes (escaped), never in HTML.
  */
 
 import { CommandRegistry } from '@lumino/commands';
@@ -11,17 +13,19 @@ import {
   caretRightIcon,
   copyIcon,
   addBelowIcon,
+  bugIcon,
   deleteIcon,
   fileIcon,
   LabIcon,
   ReactWidget,
-  stopIcon
+  stopIcon,
+  textEditorIcon
 } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { ICheckpoint, IRunSummary, RUN_STATUSES, RunStatus, SortKey } from './api';
-import { formatBytes, formatDuration, formatMetric, formatTime } from './format';
-import { RunsModel } from './model';
+import { ICheckpoint, IRunSummary, RUN_STATUSES, SortKey } from './api';
+import { emptyText, formatBytes, formatDuration, formatMetric, formatTime, liveText, runSubtitle } from './format';
+import { groupBySweep, RunsModel } from './model';
 import { RunProgress } from './progress';
 
 /** The command ids; index.ts registers them. */
@@ -34,6 +38,9 @@ export namespace CommandIDs {
   export const deleteCheckpoint = 'ftkit:delete-checkpoint';
   export const copySnippet = 'ftkit:copy-load-snippet';
   export const insertSnippet = 'ftkit:insert-load-snippet';
+  export const compare = 'ftkit:compare-runs';
+  export const openLog = 'ftkit:open-run-log';
+  export const openErrors = 'ftkit:open-run-errors';
 }
 
 const SORTS: [SortKey, string][] = [
@@ -105,19 +112,6 @@ function RunsView({ model, commands }: IViewProps): JSX.Element {
           onChange={event => void model.setQuery({ q: event.target.value })}
         />
         <select
-          className="ftkit-StatusFilter jp-mod-styled"
-          aria-label="Show runs with this status"
-          value={query.status[0] ?? ''}
-          onChange={event => void model.filterStatus((event.target.value || null) as RunStatus | null)}
-        >
-          <option value="">All statuses</option>
-          {RUN_STATUSES.map(status => (
-            <option key={status} value={status}>
-              {status}
-            </option>
-          ))}
-        </select>
-        <select
           className="ftkit-Sort jp-mod-styled"
           aria-label="Sort runs"
           value={query.sort}
@@ -130,6 +124,23 @@ function RunsView({ model, commands }: IViewProps): JSX.Element {
           ))}
         </select>
       </div>
+      <div className="ftkit-StatusCounts" role="group" aria-label="Show runs with this status">
+        {RUN_STATUSES.map(status => {
+          const on = query.status.includes(status);
+          return (
+            <button
+              key={status}
+              className={`ftkit-StatusChip ftkit-Badge ftkit-Badge-${status}${on ? ' jp-mod-active' : ''}`}
+              data-status={status}
+              aria-pressed={on}
+              title={on ? 'Show every status' : `Show ${status} runs only`}
+              onClick={() => void model.filterStatus(on ? null : status)}
+            >
+              {status} <span className="ftkit-StatusChip-count">{model.counts?.[status] ?? ''}</span>
+            </button>
+          );
+        })}
+      </div>
       {model.error && (
         <div className="ftkit-Error" role="alert">
           {model.error}
@@ -137,7 +148,7 @@ function RunsView({ model, commands }: IViewProps): JSX.Element {
       )}
       <div className="ftkit-Summary">
         <span className="ftkit-Count">
-          {model.loading ? 'Loading runs…' : model.total ? `${first}–${last} of ${model.total} runs` : 'No runs yet'}
+          {model.loading ? 'Loading runs…' : model.total ? `${first}–${last} of ${model.total} runs` : emptyText(query)}
         </span>
         <span className="ftkit-Pager">
           <button
@@ -158,12 +169,65 @@ function RunsView({ model, commands }: IViewProps): JSX.Element {
           </button>
         </span>
       </div>
+      {model.checked.length > 0 && <CompareBar model={model} commands={commands} />}
       <ul className="ftkit-RunList">
-        {model.runs.map(run => (
+        {groupBySweep(model.runs).map(group =>
+          group.sweep === null ? (
+            <RunRow key={group.runs[0].id} run={group.runs[0]} model={model} commands={commands} />
+          ) : (
+            <SweepGroup key={`sweep:${group.sweep}`} sweep={group.sweep} runs={group.runs} model={model} commands={commands} />
+          )
+        )}
+      </ul>
+    </div>
+  );
+}
+
+/** The runs ticked for comparison, and the button that opens it. */
+function CompareBar({ model, commands }: IViewProps): JSX.Element {
+  const count = model.checked.length;
+  return (
+    <div className="ftkit-CompareBar">
+      <span>{count} selected</span>
+      <button
+        className="jp-Button jp-mod-styled jp-mod-accept ftkit-CompareButton"
+        disabled={count < 2}
+        title={count < 2 ? 'Tick two runs or more to compare them' : 'Open the runs side by side'}
+        onClick={() => void commands.execute(CommandIDs.compare)}
+      >
+        Compare
+      </button>
+      <button className="jp-Button jp-mod-styled jp-mod-reject ftkit-ClearChecked" onClick={() => model.clearChecked()}>
+        Clear
+      </button>
+    </div>
+  );
+}
+
+/** The runs of one sweep under its name; its box ticks them all for comparison. */
+function SweepGroup(props: IViewProps & { sweep: string; runs: IRunSummary[] }): JSX.Element {
+  const { sweep, runs, model, commands } = props;
+  const ids = runs.map(run => run.id);
+  const all = ids.every(id => model.isChecked(id));
+  return (
+    <li className="ftkit-Sweep" data-sweep={sweep}>
+      <label className="ftkit-Sweep-header">
+        <input
+          type="checkbox"
+          className="ftkit-Sweep-check"
+          checked={all}
+          aria-label={`Compare every run of sweep ${sweep}`}
+          onChange={() => model.setChecked(ids, !all)}
+        />
+        <span className="ftkit-Sweep-name">sweep {sweep}</span>
+        <span className="ftkit-Muted">{runs.length} runs</span>
+      </label>
+      <ul className="ftkit-RunList">
+        {runs.map(run => (
           <RunRow key={run.id} run={run} model={model} commands={commands} />
         ))}
       </ul>
-    </div>
+    </li>
   );
 }
 
@@ -197,6 +261,7 @@ function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JS
       : run.duration;
   const active = run.status === 'running' || run.status === 'queued';
   const detail = model.detail(run.id);
+  const live = liveText(run.progress);
   const execute = (id: string) => void commands.execute(id, { runId: run.id });
   return (
     <li
@@ -206,6 +271,15 @@ function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JS
       onClick={() => model.select(run.id)}
     >
       <div className="ftkit-Run-header">
+        <input
+          type="checkbox"
+          className="ftkit-Run-check"
+          checked={model.isChecked(run.id)}
+          aria-label={`Compare ${run.name}`}
+          title="Tick to compare"
+          onClick={event => event.stopPropagation()}
+          onChange={event => model.setChecked([run.id], event.target.checked)}
+        />
         <IconButton
           icon={expanded ? caretDownIcon : caretRightIcon}
           title={expanded ? 'Hide checkpoints' : 'Show checkpoints'}
@@ -227,15 +301,24 @@ function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JS
               <IconButton icon={stopIcon} title="Stop (saves a checkpoint)" className="ftkit-Run-stop" onClick={() => execute(CommandIDs.stop)} />
             ))}
           <IconButton icon={fileIcon} title="Open the run's config" className="ftkit-Run-config" onClick={() => execute(CommandIDs.openConfig)} />
+          <IconButton icon={textEditorIcon} title="Open train.log" className="ftkit-Run-log" onClick={() => execute(CommandIDs.openLog)} />
+          {run.status === 'completed' && (
+            <IconButton icon={bugIcon} title="What it got wrong on the test split" className="ftkit-Run-errors" onClick={() => execute(CommandIDs.openErrors)} />
+          )}
           {!active && (
             <IconButton icon={deleteIcon} title="Delete run" className="ftkit-Run-delete" onClick={() => execute(CommandIDs.deleteRun)} />
           )}
         </span>
       </div>
+      <div className="ftkit-Run-subtitle">{runSubtitle(run)}</div>
       <RunProgress run={run} />
+      {run.status === 'running' && live && <div className="ftkit-Run-live">{live}</div>}
       <div className="ftkit-Run-meta">
-        <span className="ftkit-Run-metric" title={run.best_metric?.name ?? 'no evaluation yet'}>
+        <span className="ftkit-Run-metric" title={run.best_metric ? 'the best validation score so far' : 'no evaluation yet'}>
           {run.best_metric ? `${run.best_metric.name} ${formatMetric(run.best_metric.value)}` : 'no metric yet'}
+          {run.best_checkpoint !== null && run.best_checkpoint !== undefined && (
+            <span className="ftkit-Run-best"> · best checkpoint {run.best_checkpoint}</span>
+          )}
         </span>
         <span className="ftkit-Run-started" title="started">
           {formatTime(run.started ?? run.created)}
@@ -264,7 +347,7 @@ function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JS
               </thead>
               <tbody>
                 {detail.checkpoints.map(checkpoint => (
-                  <CheckpointRow key={checkpoint.step} run={run} checkpoint={checkpoint} commands={commands} />
+                  <CheckpointRow key={checkpoint.step} run={run} checkpoint={checkpoint} commands={commands} best={checkpoint.step === run.best_checkpoint} />
                 ))}
               </tbody>
             </table>
@@ -287,12 +370,26 @@ function CheckpointRow(props: {
   run: IRunSummary;
   checkpoint: ICheckpoint;
   commands: CommandRegistry;
+  /** The checkpoint the run's ranked metric picks: what loads by default. */
+  best: boolean;
 }): JSX.Element {
-  const { run, checkpoint, commands } = props;
+  const { run, checkpoint, commands, best } = props;
   const args = { runId: run.id, step: checkpoint.step };
   return (
-    <tr className="ftkit-Checkpoint" data-step={checkpoint.step}>
-      <td>{checkpoint.step}</td>
+    <tr className={`ftkit-Checkpoint${best ? ' ftkit-mod-best' : ''}`} data-step={checkpoint.step}>
+      <td>
+        {checkpoint.step}
+        {best && (
+          <span
+            className="ftkit-Checkpoint-best"
+            role="img"
+            aria-label="best"
+            title={`the best by ${run.best_metric?.name ?? "the run's metric"}: what loads by default`}
+          >
+            {' '}★
+          </span>
+        )}
+      </td>
       <td>{checkpointMetric(run, checkpoint)}</td>
       <td>{formatBytes(checkpoint.size)}</td>
       <td>{checkpoint.adapter_only ? 'adapter' : 'full'}</td>

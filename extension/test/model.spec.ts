@@ -8,10 +8,12 @@ import {
   IRunsApi,
   IRunsPage,
   IRunSummary,
+  RUN_STATUSES,
   RunStatus,
-  RunsApiError
+  RunsApiError,
+  StatusCounts
 } from '../src/api';
-import { RunsModel } from '../src/model';
+import { groupBySweep, RunsModel } from '../src/model';
 
 function summary(id: string, status: RunStatus = 'completed', step = 10): IRunSummary {
   return {
@@ -48,9 +50,12 @@ class FakeApi implements IRunsApi {
         run.name.includes(query.q)
     );
     const runs = matching.slice(query.offset, query.offset + query.limit);
+    const counts = Object.fromEntries(RUN_STATUSES.map(s => [s, 0])) as StatusCounts;
+    this.runs.filter(run => run.name.includes(query.q)).forEach(run => counts[run.status]++);
     return {
       runs,
       total: matching.length,
+      counts,
       offset: query.offset,
       limit: query.limit,
       etag: JSON.stringify([runs, matching.length]),
@@ -359,5 +364,68 @@ describe('RunsModel', () => {
     await new Promise(resolve => setTimeout(resolve, 50));
     expect(api.liveQueries.length).toBe(asked);
     expect(model.isDisposed).toBe(true);
+  });
+
+  it('counts runs of each status matching the search, whatever the status filter', async () => {
+    const api = new FakeApi();
+    api.runs = [summary('a', 'running'), summary('b'), summary('c'), summary('d', 'failed')];
+    const model = makeModel(api);
+    await model.setQuery({ status: ['failed'] });
+    expect(model.runs.map(r => r.id)).toEqual(['d']);
+    expect(model.counts).toEqual({ queued: 0, running: 1, completed: 2, failed: 1, stopped: 0 });
+  });
+
+  it('keeps runs ticked for comparison across pages, in ticking order, and forgets a deleted one', async () => {
+    const api = new FakeApi();
+    api.runs = Array.from({ length: 60 }, (_, i) => summary(`r${i}`));
+    const model = makeModel(api);
+    await model.refresh();
+    model.setChecked(['r3'], true);
+    await model.nextPage();
+    model.setChecked(['r55', 'r52'], true);
+    expect(model.checked).toEqual(['r3', 'r55', 'r52']);
+    model.setChecked(['r55'], false);
+    expect([model.isChecked('r55'), model.isChecked('r52')]).toEqual([false, true]);
+    await model.deleteRun('r52');
+    expect(model.checked).toEqual(['r3']);
+    model.clearChecked();
+    expect(model.checked).toEqual([]);
+  });
+
+  it('tells a watcher when one of its runs changes on the live channel, and only then', async () => {
+    const api = new FakeApi();
+    api.runs = [summary('a', 'running', 10), summary('b', 'running', 10)];
+    const model = makeModel(api, true);
+    await when(model, () => model.runs.length === 2);
+    let calls = 0;
+    const unwatch = model.watch(['a'], () => calls++);
+    api.update(() => (api.runs = [summary('a', 'running', 10), summary('b', 'running', 11)]));
+    await when(model, () => model.runs[1].progress.step === 11);
+    expect(calls).toBe(0); // another run moved
+    api.update(() => (api.runs = [summary('a', 'running', 12), summary('b', 'running', 11)]));
+    await when(model, () => model.runs[0].progress.step === 12);
+    expect(calls).toBe(1);
+    unwatch();
+    api.update(() => (api.runs = [summary('a', 'completed', 100), summary('b', 'running', 11)]));
+    await when(model, () => model.runs[0].status === 'completed');
+    expect(calls).toBe(1);
+  });
+});
+
+describe('groupBySweep', () => {
+  it("gathers a sweep's runs where its first run is listed and leaves other runs in place", () => {
+    const runs = [
+      summary('a'),
+      { ...summary('s1'), sweep: 'lr' },
+      summary('b'),
+      { ...summary('s2'), sweep: 'lr' },
+      { ...summary('t1'), sweep: 'seed' }
+    ];
+    expect(groupBySweep(runs).map(g => [g.sweep, g.runs.map(r => r.id)])).toEqual([
+      [null, ['a']],
+      ['lr', ['s1', 's2']],
+      [null, ['b']],
+      ['seed', ['t1']]
+    ]);
   });
 });

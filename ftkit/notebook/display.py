@@ -10,12 +10,13 @@ import datetime
 import re
 from typing import Any, Mapping
 
-from ..events import phase_text
+from ..events import FINAL_STATUSES, phase_text
 from ..rendering import escape, format_number, html_table
 
 STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a34a",
                   "failed": "#dc2626", "stopped": "#d97706"}
-ENTITY_METRIC = re.compile(r"^(?P<kind>.+)_(?P<name>precision|recall|f1|support)$")
+ENTITY_SCORES = ("precision", "recall", "f1", "support")
+ENTITY_METRIC = re.compile(rf"^(?P<kind>.+)_(?P<name>{'|'.join(ENTITY_SCORES)})$")
 OVERALL_METRICS = ("loss", "precision", "recall", "f1", "accuracy", "macro_f1", "weighted_f1", "perplexity",
                    "exact_match", "label_accuracy", "rouge_l")
 
@@ -103,28 +104,50 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 
 def eval_table_html(evaluations: list[Mapping[str, Any]]) -> str:
-    """One row per evaluation (epoch): loss, overall scores, then P/R/F1 for each entity type."""
+    """One row per evaluation (epoch) with the overall scores; below it, one row per entity type for
+    each split's latest evaluation. Scores per entity type as columns would make a table wider than
+    the output for any real tag set, so they go in rows; the whole scrolls sideways if it is still wide."""
     if not evaluations:
         return ""
-    entity_types: list[str] = []
     present: set[str] = set()
+    latest: dict[str, tuple[Mapping[str, Any], dict[str, dict[str, float]]]] = {}
     for evaluation in evaluations:
         overall, per_entity = split_metrics(evaluation.get("metrics") or {})
-        entity_types += [t for t in per_entity if t not in entity_types]
         present.update(overall)
+        if per_entity:
+            latest[evaluation.get("split", "")] = (evaluation, per_entity)
     overall_names = [name for name in OVERALL_METRICS if name in present]
-    headers = ["split", "epoch", "step"] + overall_names + [f"{t} P/R/F1" for t in entity_types]
     rows = []
     for evaluation in evaluations:
-        overall, per_entity = split_metrics(evaluation.get("metrics") or {})
+        overall, _ = split_metrics(evaluation.get("metrics") or {})
         epoch = evaluation.get("epoch")
-        row = [evaluation.get("split", ""), f"{epoch:.2f}" if isinstance(epoch, (int, float)) else "",
-               evaluation.get("step", "")]
-        row += [format_number(overall.get(n)) for n in overall_names]
-        row += ["/".join(f"{per_entity[t].get(k, 0):.2f}" for k in ("precision", "recall", "f1")) if t in per_entity else ""
-                for t in entity_types]
-        rows.append(row)
-    return html_table(headers, rows)
+        rows.append([evaluation.get("split", ""), f"{epoch:.2f}" if isinstance(epoch, (int, float)) else "",
+                     evaluation.get("step", "")] + [format_number(overall.get(n)) for n in overall_names])
+    parts = [html_table(["split", "epoch", "step"] + overall_names, rows)]
+    for split, (evaluation, per_entity) in latest.items():
+        step = evaluation.get("step")
+        title = f"{split} by entity type" + (f", step {step}" if step is not None else "")
+        names = [name for name in ENTITY_SCORES if any(name in scores for scores in per_entity.values())]
+        entity_rows = [[kind] + [format_number(scores.get(name)) for name in names]
+                       for kind, scores in per_entity.items()]
+        parts.append(f'<div class="ftkit-eval-entities" style="margin-top:6px"><div style="font-size:12px;'
+                     f'font-weight:600">{escape(title)}</div>{html_table(["type", *names], entity_rows)}</div>')
+    return f'<div class="ftkit-eval" style="max-width:100%;overflow-x:auto">{"".join(parts)}</div>'
+
+
+def outcome_text(status: str, progress: Mapping[str, Any], duration: float | None = None,
+                 best_metric: Mapping[str, Any] | None = None, last_checkpoint: int | None = None) -> str:
+    """What a finished run came to, in one line (it stands where the Stop button stood): ``completed:
+    30/30 steps in 1:05 · final train loss 0.4435 · best validation_f1 0.9100 · checkpoint at step 30``."""
+    step, total = progress.get("step") or 0, progress.get("total_steps")
+    head = f"{status}: {step}/{total} steps" if total else f"{status}: {step} steps"
+    parts = [head + (f" in {format_duration(duration)}" if duration else "")]
+    if progress.get("loss") is not None:
+        parts.append(f"final train loss {format_number(progress['loss'])}")
+    if best_metric and best_metric.get("value") is not None:
+        parts.append(f"best {best_metric['name']} {format_number(best_metric['value'])}")
+    parts.append(f"checkpoint at step {last_checkpoint}" if last_checkpoint is not None else "no checkpoint saved")
+    return " · ".join(parts)
 
 
 def run_summary_html(detail: Mapping[str, Any], log_tail: str = "") -> str:
@@ -139,6 +162,11 @@ def run_summary_html(detail: Mapping[str, Any], log_tail: str = "") -> str:
         f'{status_badge_html(detail["status"])}',
         f'{bar}<div style="font-size:12px">{escape(progress_text(progress, detail.get("phase")))}</div>',
     ]
+    if detail["status"] in FINAL_STATUSES:
+        checkpoints = detail.get("checkpoints") or []
+        outcome = outcome_text(detail["status"], progress, detail.get("duration"), detail.get("best_metric"),
+                               checkpoints[-1]["step"] if checkpoints else None)
+        parts.append(f'<div class="ftkit-outcome" style="font-size:12px">{escape(outcome)}</div>')
     metrics = detail.get("metrics") or {}
     rows = [{"split": split, "metrics": values} for split, values in metrics.items()]
     if rows:

@@ -1,20 +1,29 @@
 """HTTP for the side panel: the run store as REST under ``/ftkit/api/``, plus a long-poll live channel.
 
 A thin layer over :class:`ftkit.store.RunStore`, which knows nothing of HTTP. Every verb needs
-Jupyter's authentication; ids from the URL are looked up in the store's index, never used to build
-a path here. Store calls block on SQLite and the file system, so they run in a thread pool and the
-server's event loop stays free. A GET never writes: a run whose processes died is reported as
-failed from what the store sees, and recorded by its supervisor (or the next resume).
+Jupyter's authentication and its authorizer's consent (resource ``ftkit``; a GET reads, a POST or
+DELETE writes, so a deployment's Authorizer can allow reads only). Ids from the URL are looked up
+in the store's index, never used to build a path here. Store calls block on SQLite and the file
+system, so they run in a thread pool and the server's event loop stays free. A GET never writes: a
+run whose processes died is reported as failed from what the store sees, and recorded by its
+supervisor (or the next resume).
 
 Routes (all JSON; errors are ``{"code", "message"}``):
 
 =======  ================================================  ==========================================
-GET      /ftkit/api/runs?status=&q=&sort=&order=&limit=&offset=  a page of run summaries, total, etag
+GET      /ftkit/api/runs?status=&q=&sort=&order=&limit=&offset=  a page of run summaries, total, etag,
+                                                            and the runs of each status matching ``q``
 GET      /ftkit/api/live?<same>&etag=&timeout=              the same page, answered once it differs
                                                             from ``etag`` (or after ``timeout`` s)
 GET      /ftkit/api/runs/<id>                              detail: config, metrics, checkpoints, log
 GET      /ftkit/api/runs/<id>/config                       config.yaml text, its path, and that path
                                                             relative to the server root (if inside)
+GET      /ftkit/api/runs/<id>/log?lines=                   the last lines of train.log, and its paths
+GET      /ftkit/api/runs/<id>/errors?split=test&limit=200   where the model goes wrong, from the saved
+                                                            predictions (`ftkit.runs.error_report`)
+GET      /ftkit/api/compare?ids=A,B,...                   two or more runs side by side: the config keys
+                                                            that differ, final metrics, logged curves
+                                                            (`ftkit.comparison.comparison`)
 POST     /ftkit/api/runs/<id>/stop                         ask the worker to checkpoint and stop
 DELETE   /ftkit/api/runs/<id>                              delete a finished run and its folder
 DELETE   /ftkit/api/runs/<id>/checkpoints/<step>           delete one checkpoint
@@ -33,12 +42,15 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 
+from ..comparison import comparison
 from ..errors import FtkitError, RunError
 from ..events import STATUSES
-from ..layout import CONFIG_FILE
-from ..store import SORT_KEYS, RunStore
+from ..layout import CONFIG_FILE, LOG_FILE
+from ..runs import error_report
+from ..store import SORT_KEYS, RunBusy, RunStore
 from ..tasks import TASK_NAMES, get_task
 
 T = TypeVar("T")
@@ -49,6 +61,11 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_QUERY_LENGTH = 200
 MAX_LIVE_TIMEOUT = 60.0
+DEFAULT_LOG_LINES = 500
+MAX_LOG_LINES = 20_000
+DEFAULT_ERROR_EXAMPLES = 200
+MAX_ERROR_EXAMPLES = 5_000
+MAX_COMPARED_RUNS = 50  # a comparison reads each run's events; the panel selects a handful
 LIVE_CHECK_INTERVAL = 0.25  # seconds between looks at the store while a live request waits
 ACTIVE_STATUSES = ("queued", "running")
 
@@ -64,6 +81,8 @@ class ApiError(tornado.web.HTTPError):
 class FtkitHandler(APIHandler):
     """Base of every ftkit handler: the shared store, a thread pool for its calls, JSON errors."""
 
+    auth_resource = "ftkit"  # what Jupyter's authorizer is asked about (`@authorized`)
+
     @property
     def store(self) -> RunStore:
         return self.settings["ftkit"].store
@@ -78,6 +97,13 @@ class FtkitHandler(APIHandler):
             return await self.in_thread(self.store.get, run_id)
         except RunError:
             raise ApiError(404, "run_not_found", f"no run '{run_id}' in {self.store.root}") from None
+
+    def server_path(self, path: Path) -> str | None:
+        """``path`` relative to the server root, as JupyterLab opens files; None when it lies outside."""
+        root_dir = getattr(self.contents_manager, "root_dir", None)  # absent on non-file contents managers
+        resolved = path.resolve()
+        inside = root_dir is not None and resolved.is_relative_to(Path(root_dir).resolve())
+        return resolved.relative_to(Path(root_dir).resolve()).as_posix() if inside else None
 
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -147,14 +173,16 @@ def list_page(store: RunStore, params: dict[str, Any]) -> dict[str, Any]:
     computes a running run's duration from ``started`` itself.
     """
     runs, total = store.list_runs(**params)
+    counts = store.status_counts(params["query"])  # the panel's status chips: a count per status, whatever the filter
     stable = [{k: v for k, v in run.items() if k != "duration"} for run in runs]
-    etag = hashlib.sha1(json.dumps([stable, total], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return {"runs": runs, "total": total, "offset": params["offset"], "limit": params["limit"], "etag": etag,
-            "server_time": time.time()}
+    etag = hashlib.sha1(json.dumps([stable, total, counts], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"runs": runs, "total": total, "counts": counts, "offset": params["offset"], "limit": params["limit"],
+            "etag": etag, "server_time": time.time()}
 
 
 class RunsHandler(FtkitHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         self.reply(await self.in_thread(list_page, self.store, _list_params(self)))
 
@@ -173,6 +201,7 @@ class LiveHandler(FtkitHandler):
         self.client_gone = True
 
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         params = _list_params(self)
         known = self.get_argument("etag", "")
@@ -195,6 +224,7 @@ class LiveHandler(FtkitHandler):
 
 class RunHandler(FtkitHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, run_id: str) -> None:
         detail = await self.find_run(run_id)
         folder = Path(detail["dir"])
@@ -209,30 +239,84 @@ class RunHandler(FtkitHandler):
         self.reply(detail)
 
     @tornado.web.authenticated
+    @authorized
     async def delete(self, run_id: str) -> None:
         await self.find_run(run_id)
         try:
             await self.in_thread(self.store.delete_run, run_id)
-        except RunError as exc:
+        except RunBusy as exc:
             raise ApiError(409, "run_active", str(exc)) from None
+        except RunError as exc:  # refused (a link out of the store) or failed; the index agrees with the folders
+            raise ApiError(409, "delete_failed", str(exc)) from None
         self.reply({"deleted": run_id})
+
 
 
 class RunConfigHandler(FtkitHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, run_id: str) -> None:
         detail = await self.find_run(run_id)
         path = Path(detail["dir"]) / CONFIG_FILE
         text = await self.in_thread(path.read_text, encoding="utf-8")
-        root_dir = getattr(self.contents_manager, "root_dir", None)  # absent on non-file contents managers
-        resolved = path.resolve()
-        inside = root_dir is not None and resolved.is_relative_to(Path(root_dir).resolve())
-        self.reply({"path": str(path), "text": text,
-                    "server_path": resolved.relative_to(Path(root_dir).resolve()).as_posix() if inside else None})
+        self.reply({"path": str(path), "text": text, "server_path": self.server_path(path)})
+
+
+class RunLogHandler(FtkitHandler):
+    """The end of a run's train.log, for runs inside the server root or not ("" before it has one)."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        detail = await self.find_run(run_id)
+        lines = _int_argument(self, "lines", DEFAULT_LOG_LINES, 1, MAX_LOG_LINES)
+        path = Path(detail["dir"]) / LOG_FILE
+        text = await self.in_thread(self.store.log_tail, run_id, lines)
+        self.reply({"path": str(path), "text": text, "lines": lines, "status": detail["status"],
+                    "server_path": self.server_path(path) if path.exists() else None})
+
+
+class RunErrorsHandler(FtkitHandler):
+    """Where a finished run's model goes wrong, read from its saved predictions (`ftkit.runs.error_report`)."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        await self.find_run(run_id)
+        split = self.get_argument("split", "test")
+        limit = _int_argument(self, "limit", DEFAULT_ERROR_EXAMPLES, 1, MAX_ERROR_EXAMPLES)
+        try:
+            report = await self.in_thread(error_report, self.store, run_id, split, limit)
+        except RunError as exc:
+            raise ApiError(404, "no_predictions", str(exc)) from None
+        self.reply(report)
+
+
+class CompareHandler(FtkitHandler):
+    """The panel's compare view; polled again while a compared run trains, so it stays cheap (no index reads)."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        ids = list(dict.fromkeys(i.strip() for value in self.get_arguments("ids") for i in value.split(",") if i.strip()))
+        if not 2 <= len(ids) <= MAX_COMPARED_RUNS:
+            raise ApiError(400, "invalid_ids", f"compare 2 to {MAX_COMPARED_RUNS} runs: ?ids=A,B,... (got {len(ids)})")
+        self.reply(await self.in_thread(_compare, self.store, ids))
+
+
+def _compare(store: RunStore, ids: list[str]) -> dict[str, Any]:
+    from ..runs import Run
+
+    try:
+        runs = [Run(store.run_dir(run_id).name, store) for run_id in ids]  # ids only: no names, no prefixes
+    except RunError as exc:
+        raise ApiError(400, "unknown_run", str(exc)) from None
+    return comparison(runs)
 
 
 class StopHandler(FtkitHandler):
     @tornado.web.authenticated
+    @authorized
     async def post(self, run_id: str) -> None:
         detail = await self.find_run(run_id)
         if detail["status"] not in ACTIVE_STATUSES:
@@ -243,10 +327,13 @@ class StopHandler(FtkitHandler):
 
 class CheckpointHandler(FtkitHandler):
     @tornado.web.authenticated
+    @authorized
     async def delete(self, run_id: str, step: str) -> None:
         await self.find_run(run_id)
         try:
             await self.in_thread(self.store.delete_checkpoint, run_id, int(step))
+        except RunBusy as exc:
+            raise ApiError(409, "checkpoint_in_use", str(exc)) from None
         except RunError as exc:
             raise ApiError(404, "checkpoint_not_found", str(exc)) from None
         self.reply({"deleted": {"run": run_id, "step": int(step)}})
@@ -256,6 +343,9 @@ class NotFoundHandler(FtkitHandler):
     """Anything else under the prefix (a bad id, ``..``, an encoded slash) gets a JSON 404."""
 
     @tornado.web.authenticated
+    # one method serves every verb, and a bare @authorized keeps the action of the first request it
+    # sees; answering "no such route" is a read whatever the verb
+    @authorized("read")
     def get(self) -> None:
         raise ApiError(404, "not_found", "no such ftkit API route; see ftkit/routes.py for the list")
 
@@ -268,6 +358,9 @@ handlers: list[tuple[str, type[FtkitHandler]]] = [
     (rf"{API_PREFIX}/live/?", LiveHandler),
     (rf"{_RUN}/?", RunHandler),
     (rf"{_RUN}/config/?", RunConfigHandler),
+    (rf"{_RUN}/log/?", RunLogHandler),
+    (rf"{_RUN}/errors/?", RunErrorsHandler),
+    (rf"{API_PREFIX}/compare/?", CompareHandler),
     (rf"{_RUN}/stop/?", StopHandler),
     (rf"{_RUN}/checkpoints/([0-9]{{1,12}})/?", CheckpointHandler),
     (rf"{API_PREFIX}/.*", NotFoundHandler),

@@ -3,17 +3,20 @@
 Controls, labels and tooltips come from `ftkit.config.schema_fields()` metadata, and values are
 read the way a YAML file or a ``%finetune`` flag would be read (`ftkit.config.parse_value`), so
 the Config the form launches is the one the YAML or magic path builds for the same choices.
+A field left at its default follows the task: choosing another task shows that task's defaults
+(its adapter, say), and only the fields that differ from the chosen task's defaults are "changes".
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from typing import Any, Callable, Mapping
 
 import ipywidgets as widgets
 
-from ...config import Config, load_config, parse_value, schema_fields
+from ...config import Config, check_trainable, load_config, parse_value, schema_fields
 from ...rendering import escape
 from ...errors import ConfigError
 from ...tasks import TASK_NAMES, get_task
@@ -39,6 +42,9 @@ class ConfigForm(widgets.VBox):
         self._defaults = _flatten(Config().to_dict())
         self._hints = {key: (hint, field) for key, hint, field in schema_fields()}
         initial = self._initial_values(config)
+        # Fields the user set (typed, or named in a given mapping): a task switch leaves them as they are.
+        self._touched = set(_flatten(config)) if isinstance(config, Mapping) else set()
+        self._following_task = False
         self.fields: dict[str, widgets.ValueWidget] = {}
         self.field_errors: dict[str, widgets.HTML] = {}
         self._rows: dict[str, widgets.Box] = {}
@@ -46,7 +52,7 @@ class ConfigForm(widgets.VBox):
             self.fields[key] = _control(key, hint, field, initial[key])
             self.field_errors[key] = widgets.HTML(layout=widgets.Layout(display="none", margin="0 0 0 190px"))
             self._rows[key] = widgets.VBox([self.fields[key], self.field_errors[key]])
-            self.fields[key].observe(self._changed, names="value")
+            self.fields[key].observe(functools.partial(self._edited, key), names="value")
         self.run: Any = None
         self._launch_callbacks: list[Callable[[Any], None]] = []
 
@@ -99,8 +105,10 @@ class ConfigForm(widgets.VBox):
         return {key: _read(control, *self._hints[key]) for key, control in self.fields.items()}
 
     def changes(self) -> dict[str, Any]:
-        """The fields that differ from the defaults: what the YAML and the magic need to say."""
-        return {key: value for key, value in self.values().items() if value != self._defaults[key]}
+        """The fields that differ from the chosen task's defaults: what the YAML and the magic need to say."""
+        values = self.values()
+        defaults = {**_task_defaults(values["task"]), "task": self._defaults["task"]}
+        return {key: value for key, value in values.items() if value != defaults[key]}
 
     @property
     def config(self) -> Config:
@@ -124,7 +132,27 @@ class ConfigForm(widgets.VBox):
         return f"%%finetune -o {variable}\n{self.to_yaml()}"
 
     # ----- validation as you type -------------------------------------------------------------------
-    def _changed(self, change: Any = None) -> None:
+    def _edited(self, key: str, change: Any) -> None:
+        if self._following_task:
+            return  # one of the task's defaults being shown; `_follow_task` validates once at the end
+        self._touched.add(key)
+        if key == "task":
+            self._follow_task(change["old"], change["new"])
+        self._changed()
+
+    def _follow_task(self, old: str, new: str) -> None:
+        """Show the new task's default in each field the user has not set that still shows the old one's."""
+        before, after = _task_defaults(old), _task_defaults(new)
+        values = self.values()
+        self._following_task = True
+        try:
+            for key, value in after.items():
+                if key not in self._touched and values[key] == before[key] != value:
+                    _show(self.fields[key], value)
+        finally:
+            self._following_task = False
+
+    def _changed(self) -> None:
         task, adapter = self.fields["task"].value, self.fields["adapter.kind"].value
         for key in LORA_FIELDS:
             self._rows[key].layout.display = None if adapter == "lora" else "none"
@@ -140,6 +168,7 @@ class ConfigForm(widgets.VBox):
             box.layout.display = "none"
         try:
             config = self.config
+            check_trainable(config)  # valid without training data, but a run would fail at once
         except ConfigError as exc:
             message = str(exc)
             match = _QUOTED_KEY.search(message)
@@ -182,6 +211,12 @@ class ConfigForm(widgets.VBox):
         self.export_box.layout.display = None
 
 
+@functools.cache
+def _task_defaults(task: str) -> dict[str, Any]:
+    """Every field's default for ``task`` (dotted keys), as the schema fills them in; read, never changed."""
+    return _flatten(Config(task=task).to_dict())
+
+
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
@@ -212,6 +247,11 @@ def _control(key: str, hint: Any, field: Any, value: Any) -> widgets.ValueWidget
         return widgets.Checkbox(value=bool(value), indent=True, **common)
     placeholder = "(default)" if optional else ""
     return widgets.Text(value=_text(value), placeholder=placeholder, continuous_update=True, **common)
+
+
+def _show(control: widgets.ValueWidget, value: Any) -> None:
+    """Put a config value into its control, as `_control` does for the first one."""
+    control.value = _text(value) if isinstance(control, widgets.Text) else value
 
 
 def _text(value: Any) -> str:

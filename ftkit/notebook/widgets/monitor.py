@@ -3,10 +3,11 @@
 The monitor replays ``events.jsonl`` from the start, then follows it from a daemon thread, so
 other cells keep running while the worker trains and a monitor made after a kernel restart shows
 the whole history. The events are folded by `ftkit.events.RunState`, the same fold the store's
-index and the CLI use. All widget and plot changes go through :meth:`RunMonitor.apply_events` under a
-lock: the follower thread is the only writer of the plot data, comm messages leave through
-ipykernel's thread-safe IOPub channel, and the loss curves grow by ``ColumnDataSource.stream``
-(only the new points cross the wire; the figure is never re-rendered).
+index and the CLI use; the curves are the values log events carry at their steps. All widget and
+plot changes go through :meth:`RunMonitor.apply_events` under a lock: the follower thread is the
+only writer of the plot data, comm messages leave through ipykernel's thread-safe IOPub channel, and
+the curves grow by ``ColumnDataSource.stream`` (only the new points cross the wire; the figure is
+never re-rendered).
 
 Without a widget front end (a plain terminal, or ``FTKIT_MONITOR=html`` for exports) a run shows
 as a static summary instead; see :func:`show_run`.
@@ -22,12 +23,17 @@ from typing import Any, Iterable
 
 import ipywidgets as widgets
 from bokeh.core.json_encoder import serialize_json
+from bokeh.layouts import column
+from bokeh.models import BasicTickFormatter, ColumnDataSource, DataRange1d, Legend, LinearAxis, Range1d
+from bokeh.plotting import figure
 from jupyter_bokeh import BokehModel
 
-from ...events import FINAL_STATUSES, RunState
+from ...config import Config
+from ...events import CURVES, FINAL_STATUSES, RunState, phase_text
 from ...layout import LOG_FILE
 from ...rendering import ensure_bokehjs, escape
-from ..display import eval_table_html, progress_text, run_summary_html, run_summary_text, status_badge_html
+from ..display import (eval_table_html, outcome_text, progress_text, run_summary_html, run_summary_text,
+                       status_badge_html)
 from ...runs import Run, get
 
 BAR_STYLES = {"queued": "", "running": "info", "completed": "success", "failed": "danger", "stopped": "warning"}
@@ -35,7 +41,12 @@ MONITOR_MODES = ("widget", "html", "text")
 
 
 class RunMonitor(widgets.VBox):
-    """Status badge, progress, live loss/metric curves, evaluation table, stop button, errors.
+    """Status badge, progress, live curves, evaluation table, stop button (a result line once the run
+    ends), errors.
+
+    The curves are what the run logged, at the steps it logged them: training loss with the validation
+    loss and metric above, learning rate and gradient norm below. Until the first point a line says
+    why there is none, in place of an empty plot.
 
     ``follow=False`` builds the monitor without the background thread; call :meth:`poll` to
     apply whatever the run has written since the last call (what the tests do).
@@ -50,53 +61,88 @@ class RunMonitor(widgets.VBox):
         self._state = RunState()
         self._last_liveness_check = 0.0
         self._display_handle: Any = None
-        self._metric_name = _best_metric_name(self.run)
+        config = _config_of(self.run)
+        self._metric_name = config.best_metric if config else "f1"
+        self._logging_steps = config.training.logging_steps if config else None
 
         self.title = widgets.HTML(f"<b>{escape(self.run.name)}</b> <code>{escape(self.run.id)}</code>")
         self.status_badge = widgets.HTML(status_badge_html(self._state.status))
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="warning",
                                           tooltip="Save a checkpoint and stop the run",
-                                          layout=widgets.Layout(width="90px"))
+                                          layout=widgets.Layout(width="auto"))
         self.stop_button.on_click(lambda _: self.request_stop())
+        self.outcome = widgets.HTML(layout=widgets.Layout(display="none"))
+        self.outcome.add_class("ftkit-outcome")
         self.progress_bar = widgets.IntProgress(min=0, max=1, value=0, layout=widgets.Layout(width="320px"))
         self.progress_label = widgets.HTML(progress_text({}))
-        self.figure, self.loss_source, self.eval_source = self._build_figure()
-        self.plot = _BokehPlot(self.figure)
-        self.eval_table = widgets.HTML()
+        self.figure, self.optimizer_figure, self.curve_sources, self.eval_source = self._build_figures()
+        self.plot = _BokehPlot(column(self.figure, self.optimizer_figure, sizing_mode="stretch_width"),
+                               layout=widgets.Layout(display="none"))
+        self.plot_note = widgets.HTML()
+        self.plot_note.add_class("ftkit-plot-note")
+        self.eval_table = widgets.HTML(layout=widgets.Layout(max_width="100%"))
         self.error_box = widgets.HTML(layout=widgets.Layout(display="none"))
         super().__init__(
-            [widgets.HBox([self.title, self.status_badge, self.stop_button],
-                          layout=widgets.Layout(align_items="center", gap="8px")),
+            [widgets.HBox([self.title, self.status_badge, self.stop_button, self.outcome],
+                          layout=widgets.Layout(align_items="center", gap="8px", flex_flow="row wrap")),
              widgets.HBox([self.progress_bar, self.progress_label], layout=widgets.Layout(align_items="center", gap="8px")),
-             self.plot, self.eval_table, self.error_box],
+             self.plot_note, self.plot, self.eval_table, self.error_box],
             **kwargs,
         )
+        self.add_class("ftkit-monitor")
         self.poll()
         if follow and not self.finished:
             self._thread = threading.Thread(target=self._follow, name=f"ftkit-monitor-{self.run.id}", daemon=True)
             self._thread.start()
 
-    # ----- the plot ----------------------------------------------------------------------------
-    def _build_figure(self) -> tuple[Any, Any, Any]:
-        from bokeh.models import ColumnDataSource, LinearAxis, Range1d
-        from bokeh.plotting import figure
-
-        loss_source = ColumnDataSource({"step": [], "loss": []})
+    # ----- the plots ---------------------------------------------------------------------------
+    def _build_figures(self) -> tuple[Any, Any, dict[str, Any], Any]:
+        curve_sources = {name: ColumnDataSource({"step": [], "value": []}, name=f"ftkit-{name}") for name in CURVES}
         eval_source = ColumnDataSource({"step": [], "metric": [], "eval_loss": []})
-        fig = figure(height=260, width=720, x_axis_label="step", y_axis_label="loss",
-                     tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="right")
-        fig.extra_y_ranges = {"metric": Range1d(0, 1.02)}
-        fig.add_layout(LinearAxis(y_range_name="metric", axis_label=f"validation {self._metric_name}"), "right")
-        train = fig.line("step", "loss", source=loss_source, color="#2563eb", line_width=2, legend_label="train loss")
-        valid = fig.line("step", "eval_loss", source=eval_source, color="#9333ea", line_dash="dashed",
-                         line_width=2, legend_label="validation loss")
-        fig.line("step", "metric", source=eval_source, color="#16a34a", line_width=2, y_range_name="metric",
-                 legend_label=f"validation {self._metric_name}")
-        fig.scatter("step", "metric", source=eval_source, color="#16a34a", size=6, y_range_name="metric")
-        fig.y_range.renderers = [train, valid]  # the loss axis scales to losses only
-        fig.legend.location = "top_right"
-        fig.legend.click_policy = "hide"
-        return fig, loss_source, eval_source
+        tools = "pan,wheel_zoom,box_zoom,reset,save"
+        # As wide as the output (the legends stand beside the frames, so the frames shrink, not the legends).
+        size = {"sizing_mode": "stretch_width", "min_width": 420}
+        losses = figure(height=240, x_axis_label="step", y_axis_label="loss", tools=tools, toolbar_location="above",
+                        name="ftkit-losses", **size)
+        losses.extra_y_ranges = {"metric": Range1d(0, 1.02)}
+        losses.add_layout(LinearAxis(y_range_name="metric", axis_label=f"validation {self._metric_name}"), "right")
+        train = losses.line("step", "value", source=curve_sources["loss"], color="#2563eb", line_width=2)
+        train_points = losses.scatter("step", "value", source=curve_sources["loss"], color="#2563eb", size=4)
+        valid = losses.line("step", "eval_loss", source=eval_source, color="#9333ea", line_dash="dashed", line_width=2)
+        valid_points = losses.scatter("step", "eval_loss", source=eval_source, color="#9333ea", size=5)
+        metric = [losses.line("step", "metric", source=eval_source, color="#16a34a", line_width=2,
+                              y_range_name="metric"),
+                  losses.scatter("step", "metric", source=eval_source, color="#16a34a", size=6, y_range_name="metric")]
+        losses.y_range.renderers = [train, valid]  # the loss axis scales to losses only
+        # Beside the frame, never over the data (added after the metric axis, so it stands right of it).
+        losses.add_layout(_legend([("train loss", [train, train_points]), ("validation loss", [valid, valid_points]),
+                                   (f"validation {self._metric_name}", metric)]), "right")
+
+        optimizer = figure(height=150, x_range=losses.x_range, x_axis_label="step", y_axis_label="learning rate",
+                           tools=tools, toolbar_location=None, name="ftkit-optimizer", **size)
+        optimizer.yaxis.formatter = BasicTickFormatter(precision=1)  # 2.0e-5, not 2.000e-5
+        rate = optimizer.line("step", "value", source=curve_sources["learning_rate"], color="#ea580c", line_width=2)
+        norm = optimizer.line("step", "value", source=curve_sources["grad_norm"], color="#64748b", line_width=1.5,
+                              y_range_name="grad_norm")
+        optimizer.extra_y_ranges = {"grad_norm": DataRange1d(renderers=[norm])}
+        optimizer.y_range.renderers = [rate]
+        optimizer.add_layout(LinearAxis(y_range_name="grad_norm", axis_label="gradient norm"), "right")
+        optimizer.add_layout(_legend([("learning rate", [rate]), ("gradient norm", [norm])]), "right")
+        return losses, optimizer, curve_sources, eval_source
+
+    def _plot_note_text(self) -> str:
+        """Why the plots are still empty: what the run is doing, and when the first point comes."""
+        state, every = self._state, self._logging_steps
+        first = f"the first training loss is logged at step {every}" if every else "no training loss is logged yet"
+        if state.finished:
+            return (f"No curves: the run {state.status} before it logged a training loss"
+                    + (f" (logged every {every} steps)." if every else "."))
+        doing = phase_text(state.phase_info)
+        if doing:
+            return f"No curves yet: the run is {doing}; {first}."
+        if state.status == "queued":
+            return f"No curves yet: the run has not started; {first}."
+        return f"No curves yet: training has started; {first}."
 
     # ----- following ---------------------------------------------------------------------------
     @property
@@ -122,6 +168,8 @@ class RunMonitor(widgets.VBox):
                     # Its processes are gone without a final event: shown as failed here; the
                     # supervisor (or a resume) records it, a reader never writes.
                     self.apply_events([{"type": "status", "status": status, "error": error}])
+            if not self.finished and self.run.store.stop_requested(self.run.id):
+                self._show_stopping()  # asked from the panel, the CLI or another monitor
             return self.finished
 
     def _follow(self) -> None:
@@ -141,14 +189,14 @@ class RunMonitor(widgets.VBox):
             self._apply_events(events)
 
     def _apply_events(self, events: Iterable[dict[str, Any]]) -> None:
-        new_loss: dict[str, list] = {"step": [], "loss": []}
+        new_points: dict[str, dict[str, list]] = {name: {"step": [], "value": []} for name in CURVES}
         new_eval: dict[str, list] = {"step": [], "metric": [], "eval_loss": []}
         evaluated = False
         for event in events:
             update = self._state.apply(event)
-            if update.loss_point is not None:
-                new_loss["step"].append(update.loss_point[0])
-                new_loss["loss"].append(update.loss_point[1])
+            for name, (step, value) in update.curve_points.items():
+                new_points[name]["step"].append(step)
+                new_points[name]["value"].append(value)
             evaluation = update.evaluation
             if evaluation is not None:
                 evaluated = True
@@ -158,8 +206,9 @@ class RunMonitor(widgets.VBox):
                     new_eval["step"].append(evaluation["step"])
                     new_eval["metric"].append(_number(metrics.get(name)))
                     new_eval["eval_loss"].append(_number(metrics.get("loss")))
-        if new_loss["step"]:
-            self.loss_source.stream(new_loss)
+        for name, points in new_points.items():
+            if points["step"]:
+                self.curve_sources[name].stream(points)
         if new_eval["step"]:
             self.eval_source.stream(new_eval)
         if evaluated:
@@ -167,7 +216,8 @@ class RunMonitor(widgets.VBox):
         self._render_status()
 
     def _render_status(self) -> None:
-        status, progress, phase = self._state.status, self._state.progress, self._state.phase_info
+        state = self._state
+        status, progress, phase = state.status, state.progress, state.phase_info
         self.status_badge.value = status_badge_html(status)
         total, done = progress.get("total_steps") or 0, progress.get("step") or 0
         if phase is not None and phase.get("total"):  # before the first step: the phase's own count (tokenising n/N)
@@ -176,14 +226,32 @@ class RunMonitor(widgets.VBox):
             self.progress_bar.max = max(total, done, 1)
             self.progress_bar.value = done
             self.progress_bar.bar_style = BAR_STYLES.get(status, "")
-        last_checkpoint = self._state.last_checkpoint
+        last_checkpoint = state.last_checkpoint
         suffix = f" · checkpoint {last_checkpoint}" if last_checkpoint is not None else ""
         self.progress_label.value = escape(progress_text(progress, phase) + suffix)
+        plotted = bool(self.curve_sources["loss"].data["step"] or self.eval_source.data["step"])
+        self.plot.layout.display = None if plotted else "none"
+        note = "" if plotted else escape(self._plot_note_text())
+        self.plot_note.value = f'<span style="color:#6b7280;font-size:12px">{note}</span>' if note else ""
         if self.finished:
-            self.stop_button.disabled = True
-            self.stop_button.description = status.capitalize()
+            self._show_outcome()
         if status == "failed":
-            self._show_error(self._state.error or "the run failed", self.run.log_tail(30))
+            self._show_error(state.error or "the run failed", self.run.log_tail(30))
+
+    def _show_outcome(self) -> None:
+        """The result line in place of the Stop button: nothing is left to stop."""
+        state = self._state
+        losses = state.curves["loss"]
+        progress = {**state.progress, "loss": losses[-1][1]} if losses else state.progress  # the last logged loss
+        duration = state.ended - state.started if state.ended and state.started else None
+        text = outcome_text(state.status, progress, duration, state.best_metric, state.last_checkpoint)
+        self.outcome.value = f'<span style="font-size:12px">{escape(text)}</span>'
+        self.outcome.layout.display = None
+        self.stop_button.layout.display = "none"
+
+    def _show_stopping(self) -> None:
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopping…"
 
     def _show_error(self, message: str, log_tail: str = "") -> None:
         tail = (f'<details open><summary>last lines of {LOG_FILE}</summary><pre style="font-size:11px;max-height:240px;'
@@ -196,14 +264,13 @@ class RunMonitor(widgets.VBox):
         """What the stop button does: the worker checkpoints and stops after its current step."""
         self.run.stop()
         with self._lock:  # the follower thread may be updating the same widgets
-            self.stop_button.disabled = True
-            self.stop_button.description = "Stopping…"
+            self._show_stopping()
 
     def close(self) -> None:
         """Stop following and close every child widget (and the plot's comm)."""
         self._closed.set()
-        for child in (self.title, self.status_badge, self.stop_button, self.progress_bar, self.progress_label,
-                      self.plot, self.eval_table, self.error_box, *self.children):
+        for child in (self.title, self.status_badge, self.stop_button, self.outcome, self.progress_bar,
+                      self.progress_label, self.plot_note, self.plot, self.eval_table, self.error_box, *self.children):
             child.close()
         super().close()
 
@@ -248,11 +315,16 @@ class _BokehPlot(BokehModel):
             super().close()
 
 
-def _best_metric_name(run: Run) -> str:
+def _config_of(run: Run) -> Config | None:
     try:
-        return run.config.best_metric
+        return run.config
     except Exception:  # an unreadable config must not keep the monitor from showing
-        return "f1"
+        return None
+
+
+def _legend(items: list[tuple[str, list[Any]]]) -> Any:
+    return Legend(items=items, location="top_left", click_policy="hide", label_text_font_size="11px",
+                  border_line_alpha=0, padding=4, spacing=2)
 
 
 def _number(value: Any) -> float:

@@ -1,0 +1,95 @@
+/**
+ * `CompareView`: runs side by side in the main area. One table, a row per run: its colour (the
+ * legend of every chart), what it trains, the config keys whose values differ between the runs,
+ * and its final metrics; then each logged curve (loss, the evaluation metrics, the learning rate)
+ * with the runs overlaid. Plain React over an `IComparison`; run-provided text only in text nodes.
+ */
+
+import * as React from 'react';
+
+import { IComparison } from './api';
+import { IChartSeries, LineChart } from './chart';
+import { strokeOf } from './curves';
+import { formatMetric, formatValue, runSubtitle } from './format';
+
+/** Loss first, the learning rate last, the metrics in between by name. */
+export function curveOrder(names: readonly string[]): string[] {
+  const rank = (name: string) => (name === 'loss' ? 0 : name === 'learning_rate' ? 2 : 1);
+  return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
+/** The short name of a config key in a column header: its last part (the full key is the tooltip). */
+function shortKey(key: string): string {
+  return key.split('.').pop() || key;
+}
+
+export function CompareView({ data }: { data: IComparison }): JSX.Element {
+  const { runs, differing, metrics, curves } = data;
+  return (
+    <div className="ftkit-Compare">
+      <h2 className="ftkit-Compare-title">Comparing {runs.length} runs</h2>
+      <div className="ftkit-TableScroll">
+        <table className="ftkit-CompareTable">
+          <thead>
+            <tr>
+              <th>run</th>
+              <th>status</th>
+              <th>task · model · adapter</th>
+              {differing.map(({ key }) => (
+                <th key={key} className="ftkit-Compare-key" data-key={key} title={key}>
+                  {shortKey(key)}
+                </th>
+              ))}
+              {metrics.map(({ name }) => (
+                <th key={name} className="ftkit-Compare-metric" data-metric={name}>
+                  {name}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {runs.map((run, i) => {
+              const stroke = strokeOf(i);
+              return (
+                <tr key={run.id} data-run-id={run.id}>
+                  <td className="ftkit-Compare-run" title={run.id}>
+                    <svg className="ftkit-Swatch" width="18" height="8" aria-hidden="true">
+                      <line x1="0" y1="4" x2="18" y2="4" stroke={stroke.colour} strokeWidth="3" strokeDasharray={stroke.dash} />
+                    </svg>
+                    {run.name}
+                    {run.sweep && <span className="ftkit-Muted"> ({run.sweep})</span>}
+                  </td>
+                  <td>
+                    <span className={`ftkit-Badge ftkit-Badge-${run.status}`}>{run.status}</span>
+                  </td>
+                  <td>{runSubtitle(run)}</td>
+                  {differing.map(({ key, values }) => (
+                    <td key={key} className="ftkit-Compare-key">
+                      {formatValue(values[i])}
+                    </td>
+                  ))}
+                  {metrics.map(({ name, values }) => (
+                    <td key={name} className="ftkit-Compare-metric">
+                      {formatMetric(values[i])}
+                    </td>
+                  ))}
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+      {differing.length === 0 && <p className="ftkit-Muted">These runs have the same config.</p>}
+      <div className="ftkit-Charts">
+        {curveOrder(Object.keys(curves)).map(name => {
+          const series: IChartSeries[] = runs.map((run, index) => ({
+            runId: run.id,
+            index,
+            points: curves[name][run.id] ?? []
+          }));
+          return <LineChart key={name} name={name} series={series} />;
+        })}
+      </div>
+    </div>
+  );
+}

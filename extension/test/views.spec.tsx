@@ -1,0 +1,147 @@
+/** The main-area views as HTML: a comparison, a run's errors, its log (run-provided text escaped). */
+
+import * as React from 'react';
+import { renderToStaticMarkup } from 'react-dom/server';
+import { describe, expect, it } from 'vitest';
+
+import { CurvePoint, IComparison, IErrorReport } from '../src/api';
+import { CompareView, curveOrder } from '../src/compare';
+import { ErrorView } from '../src/errors-view';
+import { LogView } from '../src/log';
+
+const HOSTILE = '<img src=x onerror="window.__ftkit_xss=1">';
+
+const html = (element: JSX.Element) => renderToStaticMarkup(element);
+
+/** The text of every match's first group, in order. */
+const all = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].map(m => m[1]);
+
+/** The part of `text` from the first `from` to the next `to` after it. */
+const between = (text: string, from: string, to: string) => text.slice(text.indexOf(from), text.indexOf(to, text.indexOf(from)));
+
+/** The escaped form of the hostile name, as it must appear: text, never a tag. */
+const ESCAPED = '&lt;img src=x onerror=&quot;window.__ftkit_xss=1&quot;&gt;';
+
+/** `runs` runs with `points` loss points each; the learning rate is the key that differs. */
+function comparison(runs: number, points: number): IComparison {
+  const ids = Array.from({ length: runs }, (_, i) => `r${i}`);
+  const curve = (i: number): CurvePoint[] => Array.from({ length: points }, (_, s) => [s + 1, 2 / (s + 1 + i)]);
+  return {
+    runs: ids.map((id, i) => ({ id, name: i ? `run ${i}` : HOSTILE, status: i ? 'completed' : 'running', task: 'ner', model: 'default', adapter: 'lora', sweep: 'lr' })),
+    differing: [{ key: 'training.learning_rate', values: ids.map((_, i) => [0.001, 0.0001, 0.00001][i % 3]) }],
+    metrics: [{ name: 'validation_f1', values: ids.map((_, i) => (i ? 0.8 + i / 100 : null)) }],
+    curves: {
+      learning_rate: Object.fromEntries(ids.map((id, i) => [id, [[1, 10 ** -(i + 3)]]])),
+      loss: Object.fromEntries(ids.map((id, i) => [id, curve(i)])),
+      validation_f1: Object.fromEntries(ids.slice(1).map(id => [id, [[50, 0.8]]]))
+    }
+  };
+}
+
+describe('CompareView', () => {
+  it('shows a row per run with the differing keys and final metrics, and one line per run in each curve', () => {
+    const out = html(<CompareView data={comparison(3, 500)} />);
+    expect(all(out, /<th class="ftkit-Compare-key" data-key="([^"]+)"/g)).toEqual(['training.learning_rate']);
+    expect(all(out, /<td class="ftkit-Compare-key">([^<]*)</g)).toEqual(['0.001', '0.0001', '0.00001']);
+    expect(all(out, /<td class="ftkit-Compare-metric">([^<]*)</g)).toEqual(['—', '0.8100', '0.8200']);
+    expect(all(out, /data-curve="([^"]+)"/g)).toEqual(['loss', 'validation_f1', 'learning_rate']);
+    const loss = between(out, 'data-curve="loss"', '</figure>');
+    expect(all(loss, /<path data-run-id="([^"]+)"/g)).toEqual(['r0', 'r1', 'r2']);
+    expect(all(loss, / d="([^"]+)"/g)[0].split('L')).toHaveLength(500);
+    // one evaluation each: a dot per run, as a line through one point draws nothing
+    expect(between(out, 'data-curve="validation_f1"', '</figure>').match(/<circle/g)).toHaveLength(2);
+  });
+
+  it('keeps a hostile run name as text', () => {
+    const out = html(<CompareView data={comparison(2, 3)} />);
+    expect(out).not.toContain('<img');
+    expect(out).toContain(ESCAPED);
+  });
+
+  it('draws twenty runs of 5000 points with at most two points per pixel column each', () => {
+    const loss = between(html(<CompareView data={comparison(20, 5000)} />), 'data-curve="loss"', '</figure>');
+    const paths = all(loss, / d="([^"]+)"/g);
+    expect(paths).toHaveLength(20);
+    for (const d of paths) {
+      expect(d.split('L').length).toBeLessThanOrEqual(2 * 420);
+    }
+  });
+});
+
+describe('curveOrder', () => {
+  it('puts the loss first and the learning rate last', () => {
+    expect(curveOrder(['learning_rate', 'validation_f1', 'loss', 'grad_norm'])).toEqual(['loss', 'grad_norm', 'validation_f1', 'learning_rate']);
+  });
+});
+
+const REPORT: IErrorReport = {
+  run: 'r1',
+  task: 'ner',
+  split: 'test',
+  summary: { sentences: 2, f1: 0.5 },
+  table: { title: 'per type', columns: ['type', 'precision', 'recall', 'f1', 'support'], rows: [['PER', 1, 0.5, 0.6667, 2]] },
+  confusion: { title: 'entity types', labels: ['PER', 'LOC', 'O'], matrix: [[8, 1, 1], [0, 5, 0], [2, 0, 90]] },
+  examples: [
+    {
+      id: 0,
+      tokens: ['Peter', 'visits', HOSTILE],
+      gold: [[0, 1, 'PER'], [2, 3, 'LOC']],
+      predicted: [[0, 1, 'PER']],
+      errors: [
+        { kind: 'correct', type: 'PER', gold: [0, 1, 'PER'], predicted: [0, 1, 'PER'] },
+        { kind: 'missed', type: 'LOC', gold: [2, 3, 'LOC'], predicted: null }
+      ]
+    },
+    {
+      id: 1,
+      tokens: ['Paris', 'is', 'big'],
+      gold: [[0, 1, 'LOC']],
+      predicted: [[0, 1, 'PER']],
+      errors: [{ kind: 'wrong_type', type: 'LOC', gold: [0, 1, 'LOC'], predicted: [0, 1, 'PER'] }]
+    }
+  ]
+};
+
+describe('ErrorView', () => {
+  it('shows the per-type table and the confusion matrix, shading cells by count', () => {
+    const out = html(<ErrorView report={REPORT} />);
+    expect(all(between(out, 'ftkit-ErrorTable', '</table>'), /<td>([^<]*)<\/td>/g)).toEqual(['PER', '1', '0.5000', '0.6667', '2']);
+    const cells = all(out, /<td class="ftkit-Confusion-cell([^"]*)"/g);
+    expect(all(out, /title="gold [^"]*">(\d+)<\/td>/g)).toEqual(['8', '1', '1', '0', '5', '0', '2', '0', '90']);
+    expect(all(out, /style="--ftkit-shade:([\d.]+)"/g).map(Number)[8]).toBe(1);
+    expect(all(out, /style="--ftkit-shade:([\d.]+)"/g).map(Number)[3]).toBe(0);
+    expect(cells.filter(c => c.includes('ftkit-mod-diagonal'))).toHaveLength(3);
+  });
+
+  it('marks gold and predicted entities of each sentence and names its mistakes', () => {
+    const out = html(<ErrorView report={REPORT} />);
+    expect(all(out, /data-kind="[^"]+">([^<]+)</g)).toEqual(['missed LOC', 'wrong type LOC']); // not the correct PER
+    const gold = between(out, 'data-line="gold"', 'data-line="predicted"');
+    expect(all(gold, /<mark class="([^"]+)" data-type="[A-Z]+"/g)).toEqual(['ftkit-Entity', 'ftkit-Entity ftkit-mod-wrong']);
+    expect(gold).toContain(ESCAPED);
+    expect(out).not.toContain('<img');
+    expect(out).toContain('>2 of 2 sentences<');
+  });
+  it("lists another task's mistakes field by field", () => {
+    const report: IErrorReport = {
+      ...REPORT,
+      task: 'classification',
+      examples: [{ id: 4, text: HOSTILE, label: 'pos', predicted: 'neg', confidence: 0.9123 }]
+    };
+    const out = html(<ErrorView report={report} />);
+    expect(all(out, /<span class="ftkit-Sentence-label">([^<]+)<\/span>/g)).toEqual(['id', 'text', 'label', 'predicted', 'confidence']);
+    expect(out).toContain('0.9123');
+    expect(out).toContain(ESCAPED);
+    expect(out).not.toContain('ftkit-KindFilter');
+  });
+});
+
+describe('LogView', () => {
+  it('shows the log as text with its path', () => {
+    const out = html(<LogView log={{ path: '/runs/r1/train.log', text: `step 1\n${HOSTILE}`, lines: 2000, status: 'running', server_path: null }} />);
+    expect(out).toContain(`step 1\n${ESCAPED}</pre>`);
+    expect(out).toContain('/runs/r1/train.log');
+    expect(out).toContain('following');
+    expect(out).not.toContain('<img');
+  });
+});
