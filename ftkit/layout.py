@@ -17,16 +17,22 @@ from .errors import FtkitError, RunError
 
 # ----- the store folder ---------------------------------------------------------------------------
 INDEX_FILE = "index.sqlite"  # the SQLite index of every run (a cache; rebuilt from the folders)
+INDEX_LOCK_FILE = ".index.lock"  # shared by each index write with its event line, exclusive for a rebuild
 CACHE_DIR = ".cache"  # shared caches (tokenized data sets) of the runs in a store
+DEVICES_DIR = ".devices"  # the run queue: device slot locks, and queue/ with one ticket per waiting run
 MLFLOW_DIR = "mlruns"  # MLflow's local file store for training.report_to: [mlflow] when no tracking URI is set
 
 # ----- one run's folder (HF/PEFT names where they exist) -------------------------------------------
 CONFIG_FILE = "config.yaml"  # exactly what ran, every path absolute
-RUN_FILE = "run.json"  # id, name, status, pids, error
+RUN_FILE = "run.json"  # id, name, status, host, boot id, pids with start times, error
 EVENTS_FILE = "events.jsonl"  # one JSON event per line, written by the run's one writer
 LOG_FILE = "train.log"  # the worker's stdout and stderr
 STOP_FILE = "STOP"  # a stop request; the worker looks for it after every step
-LOCK_FILE = ".lock"  # flock'ed while a run changes hands (resume)
+LOCK_FILE = ".lock"  # flock'ed for a moment: each change of run.json, and resume's compare-and-set
+LIFE_LOCK_FILE = ".supervisor.lock"  # flock'ed by the run's supervisor for as long as it lives: one at a time
+HEARTBEAT_FILE = "heartbeat"  # touched by the supervisor every few seconds; other machines judge liveness by its age
+RESERVE_FILE = ".reserve"  # disk space an active run holds back, given up to record its final status
+DELETING_PREFIX = ".deleting-"  # a run or checkpoint folder renamed out of sight, then removed
 PREDICTIONS_DIR = "predictions"  # predictions/<split>.jsonl
 DATA_DIR = "data"  # snapshots of in-memory data
 CHECKPOINT_PREFIX = "checkpoint-"  # checkpoint-<step>/, as the Trainer names them
@@ -36,6 +42,10 @@ MERGED_DIR = "merged"  # `ftkit merge`'s default output
 EVAL_DIR = "eval-tmp"  # the Trainer's scratch folder for `ftkit eval`
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files (training.report_to: [tensorboard])
 RANK_ERROR_GLOB = "rank-*.err"  # rank-<i>.err: the failure of one process of a distributed run
+
+# The split the Trainer evaluates during training to keep and choose checkpoints: a run's best metric
+# is ranked on it alone (a test score is reported, never ranked against validation scores).
+SELECTION_SPLIT = "validation"
 
 # Metrics for which lower is better: losses and the like. Everything else (f1, accuracy, ...) is a score.
 LOWER_IS_BETTER_SUFFIXES = ("loss", "perplexity", "ppl", "error", "wer", "cer")
@@ -158,9 +168,9 @@ def choose_checkpoint(run_dir: str | Path, checkpoints: Iterable[Mapping[str, An
 
 
 __all__ = [
-    "BEST_FOLDERS", "CACHE_DIR", "CHECKPOINT_PREFIX", "CONFIG_FILE", "DATA_DIR", "EVAL_DIR", "EVENTS_FILE",
-    "INDEX_FILE", "LOCK_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
-    "RUN_FILE", "STOP_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
+    "BEST_FOLDERS", "CACHE_DIR", "CHECKPOINT_PREFIX", "CONFIG_FILE", "DATA_DIR", "DELETING_PREFIX", "EVAL_DIR",
+    "EVENTS_FILE", "HEARTBEAT_FILE", "INDEX_FILE", "INDEX_LOCK_FILE", "LIFE_LOCK_FILE", "LOCK_FILE", "RESERVE_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
+    "RUN_FILE", "SELECTION_SPLIT", "STOP_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
     "choose_checkpoint", "higher_is_better", "is_better", "metric_value", "partial_name", "predictions_file",
     "rank_error_name", "rank_of_error_file", "saved_checkpoints",
 ]

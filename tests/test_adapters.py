@@ -11,7 +11,6 @@ from ftkit.engine.adapters import (
     adapter_only,
     apply_adapter,
     describe_parameters,
-    label_config_callback,
     load_for_inference,
     merge_checkpoint,
     parameter_counts,
@@ -200,20 +199,25 @@ def test_merged_checkpoint_loads_with_plain_transformers_and_predicts_the_same(t
     torch.testing.assert_close(logits_of(merged, tokenizer, "ner"), logits_of(model, tokenizer, "ner"), rtol=1e-4, atol=1e-5)
 
 
-def test_lora_checkpoints_saved_by_the_trainer_keep_label_names_and_still_resume(tiny_model_dir, tokenizer, tmp_path):
+def lora_trainer(model_dir, tokenizer, output_dir, steps):
+    """ftkit's Trainer on a LoRA NER model, saving a checkpoint every 2 steps."""
     from datasets import Dataset
-    from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
+    from transformers import DataCollatorForTokenClassification, TrainingArguments
+
+    from ftkit.engine.trainer import FtkitTrainer
 
     encoded = encode(tokenizer, "ner")
     rows = [{"input_ids": ids, "attention_mask": mask, "labels": [i % len(NER_LABELS) for i in range(len(ids))]}
             for ids, mask in zip(encoded["input_ids"].tolist(), encoded["attention_mask"].tolist())] * 4
+    args = TrainingArguments(str(output_dir), max_steps=steps, save_steps=2, per_device_train_batch_size=4,
+                             learning_rate=1e-2, report_to=[], use_cpu=True, disable_tqdm=True)
+    return FtkitTrainer(model=adapted(model_dir, "ner", "lora", r=4), args=args, train_dataset=Dataset.from_list(rows),
+                        data_collator=DataCollatorForTokenClassification(tokenizer), processing_class=tokenizer)
 
+
+def test_lora_checkpoints_saved_by_the_trainer_keep_label_names_and_still_resume(tiny_model_dir, tokenizer, tmp_path):
     def trainer(steps):
-        args = TrainingArguments(str(tmp_path), max_steps=steps, save_steps=2, per_device_train_batch_size=4,
-                                 learning_rate=1e-2, report_to=[], use_cpu=True, disable_tqdm=True)
-        return Trainer(model=adapted(tiny_model_dir, "ner", "lora", r=4), args=args, train_dataset=Dataset.from_list(rows),
-                       data_collator=DataCollatorForTokenClassification(tokenizer), processing_class=tokenizer,
-                       callbacks=[label_config_callback()])
+        return lora_trainer(tiny_model_dir, tokenizer, tmp_path, steps)
 
     first = trainer(2)
     first.train()
@@ -224,6 +228,38 @@ def test_lora_checkpoints_saved_by_the_trainer_keep_label_names_and_still_resume
     trainer(4).train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
     assert load_for_inference(tmp_path / "checkpoint-4")[0].config.id2label == dict(enumerate(NER_LABELS))
 
+
+class KilledAfterRename(BaseException):
+    """The worker dying in the instant after a checkpoint's rename, before anything else runs."""
+
+
+def test_a_crash_just_after_the_rename_leaves_a_lora_checkpoint_that_loads_with_its_labels(
+        tiny_model_dir, tokenizer, tmp_path, monkeypatch):
+    import os
+
+    from ftkit.layout import PARTIAL_PREFIX
+
+    real_replace, renamed = os.replace, {}
+
+    def replace_then_die(source, target):
+        if not os.path.basename(source).startswith(PARTIAL_PREFIX):
+            return real_replace(source, target)
+        renamed[os.path.basename(target)] = sorted(os.listdir(source))  # the folder as it is renamed
+        real_replace(source, target)
+        raise KilledAfterRename
+
+    monkeypatch.setattr(os, "replace", replace_then_die)
+    with pytest.raises(KilledAfterRename):
+        lora_trainer(tiny_model_dir, tokenizer, tmp_path, 4).train()
+    monkeypatch.undo()
+
+    assert list(renamed) == ["checkpoint-2"]
+    assert "config.json" in renamed["checkpoint-2"] and "adapter_model.safetensors" in renamed["checkpoint-2"]
+    checkpoints = sorted(tmp_path.glob("checkpoint-*"))
+    assert [c.name for c in checkpoints] == ["checkpoint-2"]
+    for folder in checkpoints:
+        assert json.loads((folder / "config.json").read_text())["id2label"] == {str(i): label for i, label in enumerate(NER_LABELS)}
+        assert load_for_inference(folder)[0].config.id2label == dict(enumerate(NER_LABELS))
 
 def test_load_for_inference_explains_a_folder_that_is_no_checkpoint(tmp_path):
     with pytest.raises(FtkitError, match="not a checkpoint"):

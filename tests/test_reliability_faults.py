@@ -2,13 +2,16 @@
 
 Faults are injected into the real worker process: a ``sitecustomize`` module (written to a temp
 folder and put on PYTHONPATH) patches the Trainer inside ``python -m ftkit.engine.worker train`` only,
-to slow steps down or to SIGKILL the worker half way through writing a checkpoint.
+to slow steps down, to SIGKILL the worker half way through writing a checkpoint, or to fill the run
+store's disk (a real small file system: a tmpfs or a loop image) at a chosen moment.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,8 +24,9 @@ import pytest
 
 import ftkit
 from ftkit.engine.adapters import load_for_inference
+from ftkit.config import load_config
 from ftkit.runs import start
-from ftkit.store import RunStore, process_alive
+from ftkit.store import DiskFull, RunStore, process_alive
 
 from .conftest import wait_for
 
@@ -57,19 +61,36 @@ if faults and "ftkit.engine.worker" in sys.orig_argv and "train" in sys.orig_arg
             return save_optimizer(self, output_dir)
 
         transformers.Trainer._save_optimizer_and_scheduler = dying_save
-    if "enospc_in_save" in faults:  # where no tmpfs can be mounted: the n-th save finds the disk full
-        import errno
+    if "fill_disk" in faults:  # the disk of the run store fills up: at step n, or just before predictions are saved
+        def fill_disk():
+            fd = os.open(os.path.join(faults["disk"], "filler"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            try:
+                while True:
+                    os.write(fd, bytes(4096))
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
-        save_optimizer = transformers.Trainer._save_optimizer_and_scheduler
-        saves = []
+        if faults["fill_disk"] == "predictions":
+            import ftkit.engine.training as training
 
-        def full_disk_save(self, output_dir):
-            saves.append(output_dir)
-            if len(saves) >= int(faults["enospc_in_save"]):
-                raise OSError(errno.ENOSPC, "No space left on device", output_dir)
-            return save_optimizer(self, output_dir)
+            save_predictions = training.save_split_predictions
 
-        transformers.Trainer._save_optimizer_and_scheduler = full_disk_save
+            def save_on_a_full_disk(*args, **kwargs):
+                fill_disk()
+                return save_predictions(*args, **kwargs)
+
+            training.save_split_predictions = save_on_a_full_disk
+        else:
+            train_step = transformers.Trainer.training_step
+
+            def step_then_fill(self, *args, **kwargs):
+                if self.state.global_step + 1 == int(faults["fill_disk"]):
+                    fill_disk()
+                return train_step(self, *args, **kwargs)
+
+            transformers.Trainer.training_step = step_then_fill
 '''
 
 
@@ -156,30 +177,121 @@ def test_a_crash_while_writing_a_checkpoint_never_leaves_a_half_checkpoint(tiny_
     assert checkpoint_folders(run.dir) == ["checkpoint-20", "checkpoint-30"]  # the stale partial is gone
 
 
-def _mount_tmpfs(folder: Path, size: str) -> bool:
-    folder.mkdir(parents=True)
+def _succeeds(command: list[str]) -> bool:
     try:
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
-    except OSError:  # no mount command
+        return subprocess.run(command, capture_output=True).returncode == 0
+    except OSError:  # no such command
         return False
-    return result.returncode == 0
+
+
+def mount_small_disk(folder: Path, scratch: Path) -> str | None:
+    """Mount a real 2 MiB file system on ``folder``: a tmpfs, else an ext4 image on a loop device (both
+    need root); returns which, or None when neither can be had here."""
+    image = str(scratch / "small-disk.img")
+    attempts = {
+        "tmpfs": [["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)]],
+        "loop-mounted ext4 image": [["truncate", "-s", "2M", image], ["mkfs.ext4", "-q", "-F", "-m", "0", image],
+                                    ["mount", "-o", "loop", image, str(folder)]],
+    }
+    return next((kind for kind, commands in attempts.items() if all(_succeeds(c) for c in commands)), None)
 
 
 @pytest.fixture
-def small_disk(tmp_path, inject):
-    """A 2 MiB tmpfs for the run store; where mounting is not allowed, the third save gets ENOSPC instead."""
+def small_disk(tmp_path, request):
+    """A real 2 MiB file system for the run store (the test output names which); where none can be
+    mounted, the test is skipped, saying why: a full disk is never imitated by raising its error."""
     folder = tmp_path / "small-disk"
-    mounted = _mount_tmpfs(folder, "2m")
-    if mounted:
-        inject()
-    else:
-        inject(enospc_in_save=3)
+    folder.mkdir()
+    kind = mount_small_disk(folder, tmp_path)
+    if kind is None:
+        pytest.skip("no small file system to fill: mounting a tmpfs or a loop image needs root (CAP_SYS_ADMIN)")
+    request.node.user_properties.append(("small disk", f"a 2 MiB {kind}"))  # listed at the end (conftest.py)
     yield folder
-    if mounted:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
+    subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def test_a_full_disk_fails_the_run_with_a_clear_error_and_keeps_earlier_checkpoints(tiny_config, small_disk):
+def fill(folder: Path) -> Path:
+    """Write a file in ``folder`` until its disk refuses another page; delete it to give the space back."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, bytes(4096))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_disk_fails_every_store_write_with_ftkits_message_and_keeps_what_was_written(small_disk):
+    store = RunStore(small_disk / "runs")
+    run_id = store.create_run(load_config(name="full"))
+    store.set_status(run_id, "running", pid=os.getpid())
+    store.append_event(run_id, {"type": "progress", "step": 1, "total_steps": 10, "loss": 2.0})
+    folder = store.run_dir(run_id)
+    events, record, detail = (folder / "events.jsonl").read_bytes(), (folder / "run.json").read_bytes(), store.get(run_id)
+    filler = fill(small_disk)
+
+    with pytest.raises(DiskFull, match=rf"^no space left on device while writing events.jsonl in {folder} "):
+        store.append_event(run_id, {"type": "log", "message": "x" * 8192})  # more than a page: a new one is needed
+    assert (folder / "events.jsonl").read_bytes() == events  # the part that fitted is taken back
+    with pytest.raises(DiskFull, match=rf"^no space left on device while writing run.json in {folder} "):
+        store.set_record_fields(run_id, note="y" * 8192)
+    assert (folder / "run.json").read_bytes() == record and not list(folder.glob(".run.json.*"))
+    with pytest.raises(DiskFull, match=rf"^no space left on device while writing index.sqlite in {store.root} "):
+        store.append_event(run_id, {"type": "progress", "step": 2, "total_steps": 10})  # fits in events.jsonl's last page
+    with pytest.raises(DiskFull, match="^no space left on device while writing a new run in "):
+        store.create_run(load_config(name="another"))
+    assert [p.name for p in store.root.iterdir() if p.is_dir()] == [run_id]
+    with pytest.raises(DiskFull, match="^no space left on device while writing index.sqlite"):
+        store.get(run_id)  # even a reader: SQLite makes its shared-memory file again on each first open
+
+    store.set_status(run_id, "failed", error="the disk is full")  # the run's reserve makes room for its end
+    assert store.status(run_id) == ("failed", "the disk is full")
+    filler.unlink()
+    after = store.get(run_id)
+    assert after["status"] == "failed" and after["progress"] == detail["progress"]
+    assert store.rebuild_index() == 1 and store.get(run_id)["status"] == "failed"
+    assert store.get(run_id)["progress"]["step"] == 2  # it reached events.jsonl, the truth, before the index failed
+
+
+def events_whole(run) -> None:
+    """Every line of the run's events.jsonl is a whole event: nothing torn by the full disk."""
+    lines = (run.dir / "events.jsonl").read_bytes().splitlines()
+    assert lines and all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def test_a_disk_that_fills_while_training_fails_the_run_with_ftkits_message(tiny_config, inject, small_disk, tmp_path):
+    inject(step_delay=0.02, fill_disk=6, disk=small_disk)
+    tiny_config["output"]["dir"] = str(small_disk)
+    tiny_config["training"].update(epochs=1, max_steps=400, batch_size=2, logging_steps=1, save_steps=1000,
+                                   eval_steps=1000)
+    run = start(tiny_config)
+    run.wait(timeout=240)
+    assert run.status == "failed", run.log_tail()
+    assert re.match(rf"no space left on device while writing (events\.jsonl in {run.dir}|index\.sqlite in {small_disk}) ",
+                    run.error), run.error
+    events_whole(run)
+    (small_disk / "filler").unlink()
+    assert_store_readable_and_index_matches_events(run.store, run.id, tmp_path)
+
+
+def test_a_full_disk_when_predictions_are_saved_fails_the_run_and_leaves_no_half_file(tiny_config, inject, small_disk):
+    inject(fill_disk="predictions", disk=small_disk)
+    tiny_config["output"]["dir"] = str(small_disk)
+    tiny_config["training"].update(epochs=1, max_steps=4, batch_size=8, save_steps=1000, eval_steps=1000)
+    run = start(tiny_config)
+    run.wait(timeout=240)
+    assert run.status == "failed", run.log_tail()
+    assert run.error.startswith(f"no space left on device while writing test.jsonl in {run.dir / 'predictions'} "), run.error
+    assert not (run.dir / "predictions" / "test.jsonl").exists()
+    assert run.metrics["test"], "the test evaluation before the predictions is kept"
+    events_whole(run)
+
+
+def test_a_full_disk_fails_the_run_with_a_clear_error_and_keeps_earlier_checkpoints(tiny_config, inject, small_disk):
+    inject()
     tiny_config["output"]["dir"] = str(small_disk)
     tiny_config["training"].update(epochs=1, max_steps=400, batch_size=2, save_steps=4, eval_steps=1000,
                                    save_total_limit=None)
@@ -201,6 +313,7 @@ def test_four_runs_at_once_with_a_reader_lose_no_events_and_never_lock_the_datab
     inject()
     tiny_config["training"].update(epochs=1, max_steps=12, batch_size=4, save_steps=4, eval_steps=6,
                                    logging_steps=1)
+    tiny_config["resources"] = {"runs_per_device": 0}  # no queue: the four must write the store at the same time
     store = RunStore(tiny_config["output"]["dir"])
     reader_errors: list[BaseException] = []
     finished = threading.Event()

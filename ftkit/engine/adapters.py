@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, FtkitError
-from ..layout import checkpoint_name
 from ..tasks import all_tasks, get_task, task_for_architectures, task_for_peft_type
 from .models import build_model, default_lora_targets, head_module_names, load_tokenizer, model_class, quiet_loading
 
@@ -114,28 +113,21 @@ def save_checkpoint(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     with quiet_loading():
         model.save_pretrained(out_dir)
-    if adapter_only(out_dir):
-        model.config.save_pretrained(out_dir)
+    save_label_config(model, out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
 
 
-def label_config_callback() -> Any:
-    """A Trainer callback that adds ``config.json`` (the label names) to each LoRA checkpoint it saves.
+def save_label_config(model: Any, folder: str | Path) -> None:
+    """Add the base config (the label names) to a LoRA checkpoint's folder; other checkpoints have theirs.
 
-    Pass it in ``Trainer(callbacks=[...])``: without it, a LoRA checkpoint reloads with generic
-    LABEL_<i> names, and NER entities cannot be read from its predictions.
+    peft writes no ``config.json``: without it a LoRA checkpoint reloads with generic LABEL_<i>
+    names, and NER entities cannot be read from its predictions. The Trainer's checkpoints get it
+    inside their temporary folder (FtkitTrainer._save_checkpoint), so it is there before the
+    rename that makes the folder a checkpoint.
     """
-    from transformers import TrainerCallback
-
-    class SaveLabelConfig(TrainerCallback):
-        def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-            folder = Path(args.output_dir) / checkpoint_name(state.global_step)
-            model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-            if args.should_save and model is not None and adapter_only(folder):
-                model.config.save_pretrained(folder)
-
-    return SaveLabelConfig()
+    if adapter_only(folder):
+        getattr(model, "module", model).config.save_pretrained(folder)  # unwrap DistributedDataParallel
 
 
 def load_for_inference(checkpoint_dir: str | Path) -> tuple[Any, "PreTrainedTokenizerFast"]:

@@ -20,6 +20,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..errors import FtkitError
 from ..layout import checkpoint_name, partial_name
+from .adapters import save_label_config
 
 
 class FtkitTrainer(Trainer):
@@ -75,7 +76,8 @@ class FtkitTrainer(Trainer):
         disk) would leave a folder that looks like a checkpoint but lacks weights or optimizer
         state, and resume or inference could pick it. Here the folder appears complete or not at
         all; a failed save removes its partial files, which also frees the space a full disk needs
-        to record the failure. The steps are Trainer's own (model, optimizer, scaler, RNG, state).
+        to record the failure. The steps are Trainer's own (model, optimizer, scaler, RNG, state), plus
+        a LoRA checkpoint's label names, which peft leaves out.
         """
         from transformers.trainer import TRAINER_STATE_NAME
         from transformers.trainer_callback import ExportableState
@@ -96,6 +98,8 @@ class FtkitTrainer(Trainer):
                 self.state.best_model_checkpoint = str(best_dir)
         try:
             self.save_model(str(partial), _internal_call=True)
+            if self.args.should_save:
+                save_label_config(self.model, partial)  # before the rename: no checkpoint without its labels
             if not self.args.save_only_model:
                 self._save_optimizer_and_scheduler(str(partial))
                 self._save_scaler(str(partial))

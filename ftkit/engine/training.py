@@ -7,9 +7,10 @@ trainer.py, the reporting callback in reporting.py and the argument translation 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from transformers import DataCollatorWithFlattening, EarlyStoppingCallback, Trainer, TrainerCallback
@@ -18,7 +19,7 @@ from .. import data
 from ..config import Config
 from ..errors import FtkitError
 from ..layout import CACHE_DIR, CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
-from ..store import RunStore
+from ..store import RunStore, is_disk_full, no_space
 from ..tasks import get_task
 from ..tasks.base import EvalContext
 from ..tasks.scoring import report_table
@@ -105,8 +106,7 @@ def collator(task: str, tokenizer: Any, cuda: bool, packed: bool = False) -> Any
 def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerCallback] = ()) -> FtkitTrainer:
     config = prepared.config
     args = training_arguments(config, output_dir)
-    # Label names go into LoRA checkpoints before anyone is told the checkpoint exists.
-    callbacks = [adapters.label_config_callback(), *callbacks]
+    callbacks = list(callbacks)
     if config.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
     id2label = dict(enumerate(prepared.labels))
@@ -123,8 +123,8 @@ def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerC
         data_collator=collator(config.task, prepared.tokenizer, cuda),
         compute_loss_func=task.loss_function(),
         compute_metrics=compute_metrics,
-        # Metrics read argmax ids; without metrics there is nothing to reduce logits for.
-        preprocess_logits_for_metrics=evaluate.preprocess_logits_for_metrics if compute_metrics else None,
+        # Metrics read argmax ids (classification: probabilities); without metrics there is nothing to reduce.
+        preprocess_logits_for_metrics=evaluate.make_preprocess_logits(config.task) if compute_metrics else None,
         callbacks=callbacks,
     )
     if padding_free(config, prepared.model, cuda):
@@ -204,8 +204,8 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
             f"{trainer.args.ddp_backend or 'nccl'}), each trains on its share of every global batch")
     checkpoint = None
     if resume:
-        checkpoints = store.checkpoints(run_id)
-        checkpoint = checkpoints[-1]["path"] if checkpoints else None
+        checkpoints = store.recorded_checkpoints(run_id)  # from the folder: every rank reads the same
+        checkpoint = str(checkpoints[-1]) if checkpoints else None
         log(f"resuming from {checkpoint}")
     try:
         output = trainer.train(resume_from_checkpoint=checkpoint)
@@ -219,18 +219,32 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
         return "stopped"
     if "test" in prepared.features:
         path = folder / predictions_file("test") if config.output.save_predictions else None
-        metrics, predictions = evaluate_split(trainer, prepared, "test", path)  # every process takes part
+        with _predictions_disk(folder / predictions_file("test")):
+            metrics, predictions = evaluate_split(trainer, prepared, "test", path)  # every process takes part
         if main:
             store.append_event(run_id, {"type": "eval", "split": "test", "step": trainer.state.global_step,
                                         "epoch": trainer.state.epoch, "metrics": metrics,
                                         "best_metric_name": config.best_metric})
             log("test report\n" + report_table(metrics, config.task))
             if config.output.save_predictions:
-                save_split_predictions(prepared, "test", predictions, folder / predictions_file("test"))
+                with _predictions_disk(folder / predictions_file("test")):
+                    save_split_predictions(prepared, "test", predictions, folder / predictions_file("test"))
     if main:
         write_run_card(store, run_id, config)  # README.md in the best checkpoint, as the hub shows it
         store.set_status(run_id, "completed")
     return "completed"
+
+
+@contextmanager
+def _predictions_disk(path: Path) -> Iterator[None]:
+    """A full disk while predictions are written: ftkit's message, and no half-written file left to read."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        path.unlink(missing_ok=True)
+        raise no_space(path.name, path.parent, exc) from None
 
 
 def evaluate_run(store: RunStore, run_id: str, split: str = "test", checkpoint: str | None = None) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 the CLI runs on a run's checkpoints.
 
 `python -m ftkit.engine.worker supervise RUN_DIR` runs in its own session (it survives the kernel or
-terminal that started it), starts `python -m ftkit.engine.worker train RUN_DIR`, and when the worker
-ends without reporting (kill -9, the OOM killer, a crash in native code) marks the run failed
-with the cause. The worker writes its run's events; the supervisor records how it ended.
+terminal that started it), waits for the run's turn on its devices (`ftkit.device_queue`), starts
+`python -m ftkit.engine.worker train RUN_DIR`, and when the worker ends without reporting (kill -9,
+the OOM killer, a crash in native code) marks the run failed with the cause. The worker writes its
+run's events; the supervisor records how it ended.
 
 `evaluate`, `predict` and `merge` are the training-stack jobs of `ftkit eval/predict/merge`:
 each loads a checkpoint (by default the run's best, `ftkit.layout.choose_checkpoint`) and writes
@@ -25,36 +26,49 @@ from pathlib import Path
 from typing import Any
 
 from . import launch
+from .. import device_queue
 from ..config import load_config
 from ..errors import FtkitError
 from ..events import FINAL_STATUSES
 from ..layout import CONFIG_FILE, LOG_FILE, MERGED_DIR, RANK_ERROR_GLOB, choose_checkpoint
-from ..store import RunStore
+from ..store import RunBusy, RunStore
 
 JOBS = ("evaluate", "predict", "merge")
 
 
 def supervise(run_dir: Path, resume: bool) -> int:
     store, run_id = RunStore(run_dir.parent), run_dir.name
+    # First of all, before any wait: this process owns the run until it exits (the life lock, this
+    # machine's identity and a heartbeat); a second supervisor of the same run leaves it alone.
+    try:
+        store.hold_run(run_id)
+    except RunBusy as exc:
+        print(f"ftkit: {exc}", file=sys.stderr, flush=True)
+        return 1
     _, start_offset = store.read_events(run_id)  # what this attempt's worker reports comes after here
-    # The first thing a follower sees, a fraction of a second after the launch: this process imports
-    # no torch (the worker's imports alone take seconds).
-    store.append_event(run_id, {"type": "phase", "phase": "starting", **({"detail": "resuming"} if resume else {})})
     config = load_config(run_dir / CONFIG_FILE)
-    distributed = launch.is_distributed(config)
-    if distributed:  # torchrun starts one worker per device; they report through rank 0 and rank-<i>.err
-        launch.clear_rank_errors(run_dir)
-        command = launch.torchrun_command(config, run_dir, resume)
-    else:
-        command = [sys.executable, "-m", "ftkit.engine.worker", "train", str(run_dir)] + (["--resume"] if resume else [])
-    worker = subprocess.Popen(command, stdin=subprocess.DEVNULL)
-    store.set_record_fields(run_id, supervisor_pid=os.getpid(), pid=worker.pid, exit_reason=None)
 
     def forward_stop(signum, frame):  # SIGTERM/SIGINT to the supervisor = a graceful stop request
         store.request_stop(run_id)
 
     signal.signal(signal.SIGTERM, forward_stop)
     signal.signal(signal.SIGINT, forward_stop)
+    # The run's turn on its devices: None when it left the queue without starting (stopped, deleted).
+    devices = device_queue.wait_for_devices(store, run_id, config)
+    if devices is None:
+        return 0
+    # The first thing a follower sees once the devices are free, a fraction of a second after the
+    # launch: this process imports no torch (the worker's imports alone take seconds).
+    store.append_event(run_id, {"type": "phase", "phase": "starting", **({"detail": "resuming"} if resume else {})})
+    distributed = launch.is_distributed(config)
+    if distributed:  # torchrun starts one worker per device; they report through rank 0 and rank-<i>.err
+        launch.clear_rank_errors(run_dir)
+        command = launch.torchrun_command(config, run_dir, resume)
+    else:
+        command = [sys.executable, "-m", "ftkit.engine.worker", "train", str(run_dir)] + (["--resume"] if resume else [])
+    # The worker holds the device slots too: they stay taken while either process lives.
+    worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=devices.worker_env(), pass_fds=devices.fds)
+    store.set_record_fields(run_id, supervisor_pid=os.getpid(), pid=worker.pid, exit_reason=None)
     code = worker.wait()
     events, _ = store.read_events(run_id, start_offset)
     if not any(e["type"] == "status" and e["status"] in FINAL_STATUSES for e in events):
