@@ -1,15 +1,28 @@
-"""Training throughput (non-padding tokens/s): ftkit vs the classic tutorial loop vs a plain Trainer.
+"""Training throughput (non-padding tokens/s): ftkit vs the classic tutorial loop vs plain Trainers.
 
-Same model (`model: default`), data (a seeded CoNLL-2003 train subset), batch size and number of
-steps, one process, one after another; printed as ratios. Targets: >= 3x the tutorial loop and
->= 1.0x the plain Trainer.
+Two levels, each printed as ratios measured side by side in one command:
 
-    .venv/bin/python benchmarks/throughput.py [--steps 60] [--batch-size 32]
+- ``loop``: the training loop alone, inside this one process: the same model (`model: default`),
+  data (a seeded CoNLL-2003 train subset), batch size and number of steps for ftkit's Trainer set-up,
+  the tutorial loop, a plain Trainer, and a plain Trainer with length grouping switched on. Worker
+  start-up, tokenisation, evaluation and the run store are not in these figures.
+- ``process``: the whole product path, from command to completed run: `ftkit train --follow` (its
+  worker, tokenisation, events and store, the per-epoch evaluation and checkpoint, test predictions)
+  against `benchmarks/reference_trainer.py` run as its own process for each reference (the same
+  train/validation/test files, 1 epoch, ftkit's default settings, validation and test scored).
+
+    .venv/bin/python benchmarks/throughput.py [--level loop|process|both] [--steps 60] [--batch-size 32]
+    .venv/bin/python benchmarks/throughput.py --level process --sentences 1500
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import random
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +30,7 @@ from pathlib import Path
 import torch
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
+HERE = Path(__file__).resolve().parent
 
 
 def tutorial_loop(prepared, batch_size: int, steps: int) -> float:
@@ -45,8 +59,8 @@ def tutorial_loop(prepared, batch_size: int, steps: int) -> float:
     return time.perf_counter() - started
 
 
-def plain_trainer(prepared, batch_size: int, steps: int, out: str) -> float:
-    """A plain Trainer: aligned labels, the token-classification collator, random order (no grouping)."""
+def plain_trainer(prepared, batch_size: int, steps: int, out: str, grouped: bool = False) -> float:
+    """A plain Trainer: aligned labels, the token-classification collator, random order unless ``grouped``."""
     from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
 
     from ftkit.engine.models import build_model, resolve_model_source
@@ -55,7 +69,8 @@ def plain_trainer(prepared, batch_size: int, steps: int, out: str) -> float:
     model = build_model(resolve_model_source("default"), "ner", prepared.labels)
     args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size, max_steps=steps,
                              learning_rate=5e-5, save_strategy="no", eval_strategy="no", report_to="none",
-                             disable_tqdm=True, use_cpu=not torch.cuda.is_available(), logging_strategy="no")
+                             disable_tqdm=True, use_cpu=not torch.cuda.is_available(), logging_strategy="no",
+                             **({"train_sampling_strategy": "group_by_length"} if grouped else {}))
     trainer = Trainer(model=model, args=args, train_dataset=prepared.features["train"],
                       data_collator=DataCollatorForTokenClassification(prepared.tokenizer))
     return trainer.train().metrics["train_runtime"]
@@ -67,11 +82,7 @@ def ftkit_trainer(prepared, out: str) -> float:
     return build_trainer(prepared, Path(out)).train().metrics["train_runtime"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
+def loop_level(args) -> None:
     from ftkit.config import load_config
     from ftkit.engine.training import prepare
 
@@ -88,14 +99,75 @@ def main() -> None:
         times = {
             "tutorial loop (pad to 128, fp32 AdamW loop)": tutorial_loop(prepared, args.batch_size, args.steps),
             "plain Trainer (dynamic padding, random order)": plain_trainer(prepared, args.batch_size, args.steps, out),
+            "plain Trainer (dynamic padding, length-grouped)":
+                plain_trainer(prepared, args.batch_size, args.steps, out, grouped=True),
             "ftkit (dynamic padding, length-grouped)": ftkit_trainer(prepared, out),
         }
     ftkit_rate = tokens / times["ftkit (dynamic padding, length-grouped)"]
-    print(f"{samples} sentences, {tokens} non-padding tokens, batch {args.batch_size}, {args.steps} steps, "
-          f"device {'cuda' if torch.cuda.is_available() else 'cpu'}, torch threads {torch.get_num_threads()}")
+    print(f"training loop alone: {samples} sentences, {tokens} non-padding tokens, batch {args.batch_size}, "
+          f"{args.steps} steps, device {'cuda' if torch.cuda.is_available() else 'cpu'}, "
+          f"torch threads {torch.get_num_threads()}")
     for name, seconds in times.items():
         rate = tokens / seconds
         print(f"{name:<48} {seconds:7.1f} s  {rate:8.0f} tokens/s  ftkit = {ftkit_rate / rate:4.2f}x")
+
+
+def write_subset(source: Path, target: Path, count: int, seed: int) -> None:
+    """A seeded sample of ``count`` sentences of a CoNLL file, written as CoNLL."""
+    sentences = [block for block in source.read_text(encoding="utf-8").split("\n\n")
+                 if block.strip() and not block.startswith("-DOCSTART-")]
+    chosen = random.Random(seed).sample(sentences, min(count, len(sentences)))
+    target.write_text("\n\n".join(block.strip("\n") for block in chosen) + "\n", encoding="utf-8")
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}")
+    return seconds
+
+
+def process_level(args) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory(prefix="ftkit-throughput-") as folder:
+        files = {}
+        for split, source, count in (("train", "train.txt", args.sentences), ("validation", "valid.txt", args.eval_sentences),
+                                     ("test", "test.txt", args.eval_sentences)):
+            files[split] = Path(folder) / f"{split}.txt"
+            write_subset(DATA / source, files[split], count, seed=0)
+        config = {"task": "ner", "model": "default", "data": {k: str(v) for k, v in files.items()},
+                  "training": {"epochs": 1}, "output": {"dir": str(Path(folder) / "runs")}}
+        (Path(folder) / "run.yaml").write_text(json.dumps(config), encoding="utf-8")
+        ftkit = [str(Path(sys.executable).with_name("ftkit")), "train", str(Path(folder) / "run.yaml"), "--follow"]
+        reference = [sys.executable, str(HERE / "reference_trainer.py"), "--json",
+                     *(f"--{k}={v}" for k, v in files.items())]
+        times = {
+            "tutorial loop (reference_trainer.py --variants tutorial)": timed([*reference, "--variants", "tutorial"], env),
+            "plain Trainer (reference_trainer.py --variants trainer)": timed([*reference, "--variants", "trainer"], env),
+            "plain Trainer, length-grouped (--variants grouped)": timed([*reference, "--variants", "grouped"], env),
+            "ftkit train --follow": timed(ftkit, env),
+        }
+    ftkit_seconds = times["ftkit train --follow"]
+    print(f"whole process, command to completed run: {args.sentences} train sentences, "
+          f"{args.eval_sentences} validation and test sentences, 1 epoch, ftkit defaults")
+    for name, seconds in times.items():
+        print(f"{name:<60} {seconds:7.1f} s  ftkit = {seconds / ftkit_seconds:4.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--level", choices=("loop", "process", "both"), default="both")
+    parser.add_argument("--steps", type=int, default=60, help="loop level: optimiser steps")
+    parser.add_argument("--batch-size", type=int, default=32, help="loop level: batch size")
+    parser.add_argument("--sentences", type=int, default=1500, help="process level: training sentences")
+    parser.add_argument("--eval-sentences", type=int, default=500, help="process level: validation and test sentences")
+    args = parser.parse_args()
+    if args.level in ("loop", "both"):
+        loop_level(args)
+    if args.level in ("process", "both"):
+        process_level(args)
 
 
 if __name__ == "__main__":

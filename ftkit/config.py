@@ -79,7 +79,8 @@ class AdapterConfig:
 @dataclass
 class TrainingConfig:
     epochs: float = _field(3, "Passes over the training data.")
-    learning_rate: float | None = _field(None, "Peak learning rate; when empty, a default per adapter (full 2e-4, head 1e-3, lora 5e-4).")
+    learning_rate: float | None = _field(None, "Peak learning rate; when empty, the task's default per adapter "
+                                         "(full 2e-4, head 1e-3, lora 2e-3; sft's lora 5e-4).")
     batch_size: int | str = _field(16, "Sentences per device step, or 'auto' to find the largest that fits.")
     eval_batch_size: int | None = _field(None, "Batch size for evaluation (default: twice batch_size).")
     gradient_accumulation_steps: int = _field(1, "Steps whose gradients add up before each optimiser update.")
@@ -193,7 +194,7 @@ class Config:
     def learning_rate(self) -> float:
         if self.training.learning_rate is not None:
             return self.training.learning_rate
-        return DEFAULT_LEARNING_RATES[self.adapter.kind]
+        return get_task(self.task).default_learning_rates[self.adapter.kind]
 
     @property
     def best_metric(self) -> str:
@@ -202,11 +203,6 @@ class Config:
     @property
     def runs_dir(self) -> Path:
         return resolve_runs_dir(self.output.dir)
-
-
-# Measured on CoNLL-2003 with the default MiniLM (benchmarks/RESULTS.md): 1 epoch of full
-# fine-tuning at batch 16 reaches test F1 0.845 with 2e-4 but 0.818 with 1e-4 at batch 32.
-DEFAULT_LEARNING_RATES = {"full": 2e-4, "head": 1e-3, "lora": 5e-4}
 
 
 DATA_SPLITS = ("train", "validation", "test")

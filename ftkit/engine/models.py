@@ -3,7 +3,7 @@
 Weights come from 'default' (the embedded MiniLM-L6), a local folder, or a hub id. Nothing here
 reaches the network unless the user named a hub id; offline, that fails with a message that says
 how to point at a local folder instead. This module also knows the parts of an architecture (its
-task head, its attention projections for LoRA) and estimates peak training memory from a config.
+task head, the layers LoRA adapts) and estimates peak training memory from a config.
 """
 
 from __future__ import annotations
@@ -65,19 +65,23 @@ def resolve_model_source(model: str | os.PathLike, task: str | None = None) -> s
 
 # ----- tokenizer and model ---------------------------------------------------------------------
 
-# LoRA targets per architecture: the attention projections (query/key/value); peft's own table
-# is the fallback for architectures not listed here.
+# LoRA targets per architecture: the attention projections and the feed-forward layers (chosen on
+# CoNLL-2003 validation F1, benchmarks/choose_defaults.py --study lora: attention alone trails by 16
+# points after one epoch). `output.dense` ends both a layer's attention block and the layer itself;
+# a pooler is never a target (it is trained whole with the head). peft's own table is the fallback
+# for architectures not listed here.
+_BERT_LIKE = ["query", "key", "value", "intermediate.dense", "output.dense"]
 LORA_TARGET_MODULES = {
-    "bert": ["query", "key", "value"],
-    "roberta": ["query", "key", "value"],
-    "xlm-roberta": ["query", "key", "value"],
-    "camembert": ["query", "key", "value"],
-    "electra": ["query", "key", "value"],
-    "distilbert": ["q_lin", "k_lin", "v_lin"],
-    "deberta-v2": ["query_proj", "key_proj", "value_proj"],
-    "deberta": ["in_proj"],
-    "modernbert": ["Wqkv"],
-    "albert": ["query", "key", "value"],
+    "bert": _BERT_LIKE,
+    "roberta": _BERT_LIKE,
+    "xlm-roberta": _BERT_LIKE,
+    "camembert": _BERT_LIKE,
+    "electra": _BERT_LIKE,
+    "distilbert": ["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"],
+    "deberta-v2": ["query_proj", "key_proj", "value_proj", "intermediate.dense", "output.dense"],
+    "deberta": ["in_proj", "intermediate.dense", "output.dense"],
+    "modernbert": ["Wqkv", "Wo", "Wi"],
+    "albert": ["query", "key", "value", "attention.dense", "ffn", "ffn_output"],
 }
 
 _logger = logging.getLogger("ftkit")
@@ -271,7 +275,8 @@ def estimate_peak_memory(
         else:
             targets = default_lora_targets(config.model_type) or []
         lora = sum(lora_r * (m.in_features + m.out_features) for name, m in model.named_modules()
-                   if isinstance(m, torch.nn.Linear) and name.split(".")[-1] in targets)
+                   if isinstance(m, torch.nn.Linear) and not name.startswith(heads)
+                   and any(name == t or name.endswith(f".{t}") for t in targets))  # peft's matching
         trainable = head + lora
     else:
         raise FtkitError(f"unknown adapter '{adapter_kind}': use full, head or lora")

@@ -30,6 +30,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import DataError, FtkitError
@@ -305,6 +306,8 @@ class SftTask(Task):
     lora_target_modules = "all-linear"  # peft: every linear layer but the output layer
     default_model = "default-causal"
     default_adapter = "lora"  # a causal LM is large; LoRA on every linear layer learns an answer format in steps
+    # The encoders' LoRA rate (2e-3) was chosen for a fresh head on a small encoder; a pretrained LM head keeps 5e-4.
+    default_learning_rates = MappingProxyType({**Task.default_learning_rates, "lora": 5e-4})
     stats_use_tokenizer = True
 
     # ----- data ---------------------------------------------------------------------------------------
