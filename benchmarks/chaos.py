@@ -15,8 +15,9 @@ failed with a cause (none stuck queued or running); never two live workers (or s
 one run; the index equal to a rebuild from the folders; every listed checkpoint loads (a LoRA one
 with its label names); no 5xx and no dropped connection from the API; the other machine never got
 anything but ftkit's own errors and ends seeing what this one sees; no launched run missing unless
-deleted; no action failing with anything but ftkit's own errors. It prints the counts and exits 1
-when anything was lost.
+deleted; no run deleted under a live worker (a queued run may be deleted while its supervisor waits
+for a device, and that supervisor must then leave); no action failing with anything but ftkit's own
+errors. It prints the counts and exits 1 when anything was lost.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/chaos.py --minutes 10 --seed 0 [--json]
 """
@@ -54,7 +55,8 @@ OTHER_HOST = "chaos-other-machine"
 HEARTBEAT_TIMEOUT_S = "10"  # every process of the soak judges a silent supervisor gone after 10 s
 WORKER_MODULE = "ftkit.engine.worker"
 LOST = ("runs stuck or failed without a cause", "launched runs missing", "times two live workers or supervisors",
-        "runs deleted under live processes", "double resumes that both started", "index rows unlike a rebuild",
+        "runs deleted under live processes", "supervisors of deleted queued runs still waiting",
+        "double resumes that both started", "index rows unlike a rebuild",
         "listed checkpoints that do not load", "API 5xx or dropped connections", "other machine: unexpected errors",
         "other machine: runs seen differently", "actions failing with a non-ftkit error", "CLI crashes",
         "index still damaged after `ftkit runs --rebuild-index`")
@@ -219,6 +221,7 @@ class Soak:
         self.findings: list[str] = []
         self.launched: set[str] = set()
         self.deleted: set[str] = set()
+        self.waiting_when_deleted: set[str] = set()  # queued runs deleted while their supervisor waited: it must leave
         self.disk_full_until: float | None = None
         self.rebuild_at: float | None = None
         self.last_refusal = ""
@@ -342,9 +345,11 @@ class Soak:
         alive = ftkit_processes(self.root).get(run_id)
         self.store.delete_run(run_id)  # an active run: RunBusy (counted as refused)
         self.deleted.add(run_id)
-        if alive and any(alive.values()):
+        if alive and alive["train"]:
             self.lost["runs deleted under live processes"] += 1
             self.findings.append(f"deleted run {run_id} while its processes {alive} were alive")
+        elif alive and alive["supervise"]:  # queued, waiting for its device: allowed, if it then leaves
+            self.waiting_when_deleted.add(run_id)
         return True
 
     def delete_checkpoint(self) -> bool:
@@ -498,6 +503,12 @@ class Soak:
         self.findings += [f"two live {o['kind']} processes of run {o['run']}: {o['pids']}" for o in self.watch.overlaps]
 
         lost["index rows unlike a rebuild"] += self.compare_with_rebuild()
+
+        processes = ftkit_processes(self.root)
+        stayed = [run_id for run_id in self.waiting_when_deleted if processes.get(run_id, {}).get("supervise")]
+        lost["supervisors of deleted queued runs still waiting"] += len(stayed)
+        self.findings += [f"the supervisor of deleted run {run_id} still waits in the queue" for run_id in stayed]
+        self.counts["queued runs deleted while their supervisor waited"] = len(self.waiting_when_deleted)
 
         checkpoints = 0
         for run_id in self.run_ids():

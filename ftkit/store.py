@@ -280,6 +280,8 @@ class RunStore:
         except sqlite3.DatabaseError as exc:
             if self._out_of_space(exc):
                 raise no_space(INDEX_FILE, self.root, exc) from None
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):  # busy past the timeout
+                raise RunError(f"the run index {self.index_path} is busy ({exc}); try again") from None
             raise self._damaged(exc) from None
         try:
             yield db
