@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume = command("resume", cmd_resume, "continue a stopped or failed run from its last checkpoint", run=True)
     resume.add_argument("--follow", action="store_true")
     evaluate = command("eval", cmd_eval, "evaluate a run's best checkpoint on a split", run=True)
-    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--split", default="test", help="the run's split to score: validation or test (default)")
+    evaluate.add_argument("--data", help="score this file, folder or hub id instead (read with the run's data "
+                                         "options, scored against the model's labels)")
     evaluate.add_argument("--checkpoint", help="checkpoint folder or step (default: the best)")
     chat = command("chat", cmd_chat, "talk with an sft run's best checkpoint: one answer, or turns read from stdin "
                    "(answers stream as they are generated)", run=True, json_flag=False)
@@ -241,7 +244,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     run = _run(args)
-    result = _worker_job(run, "evaluate", "--split", args.split, *_checkpoint_option(args))
+    data = ["--data", os.path.abspath(args.data) if os.path.exists(args.data) else args.data] if args.data else []
+    result = _worker_job(run, "evaluate", "--split", args.split, *data, *_checkpoint_option(args))
     if args.json:
         _print_json(result["metrics"])
     else:

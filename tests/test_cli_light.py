@@ -94,3 +94,28 @@ def test_eval_runs_in_a_worker_process_and_prints_its_metrics(evaluable_run, tmp
     assert {"f1", "precision", "recall"} <= set(metrics)
     assert missing["code"] == 2  # the worker's error reaches the user as one line
     assert report["loaded"] == []  # the evaluation imported torch in its worker, not here
+
+
+def test_eval_scores_another_file_against_the_models_labels(evaluable_run, tmp_path):
+    store, run_id = evaluable_run
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "tweets.conll").write_text("Anna B-PER\nvisits O\nBerlin B-LOC\n\nParis B-LOC\n\n")
+    report = cli_without_torch(["--runs-dir", str(store.root), "eval", run_id, "--data", "new/tweets.conll", "--json"],
+                               cwd=tmp_path)
+    (scored,) = report["results"]
+    assert scored["code"] == 0, report
+    metrics = json.loads(scored["stdout"])
+    assert metrics["PER_support"] == 1 and metrics["LOC_support"] == 2  # the new file's entities, not the run's test split
+    assert metrics.get("MISC_support", 0) == 0 and metrics.get("ORG_support", 0) == 0
+
+
+def test_eval_refuses_a_file_with_a_label_the_model_never_learnt(evaluable_run, tmp_path):
+    from ftkit.engine.training import evaluate_run
+    from ftkit.errors import DataError
+
+    store, run_id = evaluable_run
+    unknown = tmp_path / "dishes.conll"
+    unknown.write_text("Paella B-FOOD\nin O\nValencia B-LOC\n\n")
+    with pytest.raises(DataError, match="FOOD") as refused:
+        evaluate_run(store, run_id, data_source=str(unknown))
+    assert "dishes.conll" in str(refused.value)

@@ -247,21 +247,32 @@ def _predictions_disk(path: Path) -> Iterator[None]:
         raise no_space(path.name, path.parent, exc) from None
 
 
-def evaluate_run(store: RunStore, run_id: str, split: str = "test", checkpoint: str | None = None) -> dict[str, Any]:
+def evaluate_run(store: RunStore, run_id: str, split: str = "test", checkpoint: str | None = None,
+                 data_source: str | None = None) -> dict[str, Any]:
     """Evaluate a saved checkpoint of a run on one split (`ftkit eval`, in a worker process).
 
     ``checkpoint`` is a step, a checkpoint name or a folder; by default the run's best
-    (`ftkit.layout.choose_checkpoint`, as for predictions).
+    (`ftkit.layout.choose_checkpoint`, as for predictions). ``data_source`` (a file, folder or hub id)
+    is scored instead of the run's own ``split``, read with the run's data options. Labels are the
+    checkpoint's own, in its order, so a file with a label the model never learnt is refused.
     """
     from ..config import load_config
+    from ..tasks.scoring import int_keys
 
     folder = store.run_dir(run_id)
     config = load_config(folder / CONFIG_FILE)
     checkpoint = str(choose_checkpoint(folder, store.checkpoints(run_id), config.best_metric, checkpoint, run_id))
-    prepared = prepare(config)
+    model, tokenizer = adapters.load_for_inference(checkpoint)
+    overrides: dict[str, Any] = {}
+    if get_task(config.task).label_column is not None:
+        id2label = int_keys(model.config.id2label)
+        overrides["data.labels"] = [id2label[i] for i in sorted(id2label)]
+    if data_source is not None:
+        overrides["data.test"], split = data_source, "test"
+    prepared = prepare(config.replace(overrides))
     if split not in prepared.features:
         raise FtkitError(f"run {run_id} has no '{split}' split; its splits: {', '.join(prepared.features)}")
-    prepared.model, prepared.tokenizer = adapters.load_for_inference(checkpoint)
+    prepared.model, prepared.tokenizer = model, tokenizer
     trainer = build_trainer(prepared, folder / EVAL_DIR)
     metrics, _ = evaluate_split(trainer, prepared, split)
     return metrics

@@ -118,16 +118,18 @@ def _checkpoint(store: RunStore, run_dir: Path, requested: str | None) -> Path:
     return choose_checkpoint(run_dir, store.checkpoints(run_dir.name), config.best_metric, requested, run_dir.name)
 
 
-def evaluate_job(run_dir: Path, split: str = "test", checkpoint: str | None = None) -> dict[str, Any]:
-    """Metrics of a checkpoint on ``split``, and the report table people read."""
+def evaluate_job(run_dir: Path, split: str = "test", checkpoint: str | None = None,
+                 data_source: str | None = None) -> dict[str, Any]:
+    """Metrics of a checkpoint on ``split`` (or on ``data_source``), and the report table people read."""
     from ..tasks.scoring import report_table
     from .training import evaluate_run
 
     store = RunStore(run_dir.parent)
     path = _checkpoint(store, run_dir, checkpoint)
-    metrics = evaluate_run(store, run_dir.name, split=split, checkpoint=str(path))
+    metrics = evaluate_run(store, run_dir.name, split=split, checkpoint=str(path), data_source=data_source)
     task = load_config(run_dir / CONFIG_FILE).task
-    return {"checkpoint": str(path), "split": split, "metrics": metrics, "report": report_table(metrics, task)}
+    return {"checkpoint": str(path), "split": data_source or split, "metrics": metrics,
+            "report": report_table(metrics, task)}
 
 
 def predict_job(run_dir: Path, texts: list[str], checkpoint: str | None = None) -> list[Any]:
@@ -155,7 +157,7 @@ def run_job(args: argparse.Namespace) -> int:
     run_dir = args.run_dir.resolve()
     try:
         if args.mode == "evaluate":
-            result: Any = evaluate_job(run_dir, args.split, args.checkpoint)
+            result: Any = evaluate_job(run_dir, args.split, args.checkpoint, args.data)
         elif args.mode == "predict":
             result = predict_job(run_dir, json.loads(Path(args.texts_file).read_text(encoding="utf-8")), args.checkpoint)
         else:
@@ -177,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--split", default="test", help="evaluate: the split to score")
+    parser.add_argument("--data", help="evaluate: a file, folder or hub id scored instead of the split")
     parser.add_argument("--checkpoint", help="evaluate/predict/merge: a step, checkpoint name or folder (default: the best)")
     parser.add_argument("--texts-file", help="predict: a JSON list of texts")
     parser.add_argument("--merged-dir", help="merge: the output folder (default: RUN_DIR/merged)")
