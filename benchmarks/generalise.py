@@ -20,6 +20,12 @@ same settings as ftkit's classification defaults) as its own process, on the sam
 validation and test: entity F1 (seqeval) for NER, accuracy for classification. It prints each seed,
 the mean and spread (population standard deviation) of each, and the difference ftkit - reference.
 
+``--no-validation`` asks what a user without a validation file gets: ftkit is given train and test only
+and holds out ``data.validation_fraction`` of train (``--set data.validation_fraction=0.05`` changes the
+share), while the reference trains on all of train, as before; ftkit's validation figure is then its
+trained run scored on the validation file by ``ftkit eval RUN --data FILE`` (the held-out split's own
+score is kept as ``held_out_validation``). Choices between shares are made on that validation figure.
+
 ``--set`` keys that the reference also has (learning rate, batch size, warmup, weight decay, max
 sequence length) are passed to it too; the reference always fine-tunes every weight, so with
 ``--adapter lora`` (lr 2e-3 by default) it stays full fine-tuning at ftkit's full default (lr 2e-4).
@@ -27,6 +33,7 @@ sequence length) are passed to it too; the reference always fine-tunes every wei
     .venv/bin/python benchmarks/generalise.py                                   # both datasets, seeds 1 2 3
     .venv/bin/python benchmarks/generalise.py --datasets sst2 --seeds 1 --train-samples 64 --eval-samples 64
     .venv/bin/python benchmarks/generalise.py --datasets ner-wnut16 --adapter lora --json
+    .venv/bin/python benchmarks/generalise.py --datasets ner-wnut16 --no-validation --set data.validation_fraction=0.05
 """
 
 from __future__ import annotations
@@ -197,11 +204,15 @@ DATASETS = {"ner-wnut16": Wnut16, "sst2": Sst2}
 
 
 def run_ftkit(dataset: Dataset, files: dict[str, str], seed: int, args, runs_dir: str) -> dict:
+    """ftkit's defaults through ``ftkit.train``; with ``--no-validation`` it is not given the validation
+    file (it holds out ``data.validation_fraction`` of train), and the trained run is then scored on
+    that file by ``ftkit eval RUN --data FILE``, the product path a user would take."""
     import ftkit
 
+    given = {split: path for split, path in files.items() if not (args.no_validation and split == "validation")}
     config = ftkit.load_config(
         {"name": f"generalise-{dataset.name}-{args.adapter}-s{seed}", "task": dataset.task, "model": "default",
-         "data": {**files, "labels": dataset.labels}, "adapter": {"kind": args.adapter}, "training": {"epochs": args.epochs, "seed": seed},
+         "data": {**given, "labels": dataset.labels}, "adapter": {"kind": args.adapter}, "training": {"epochs": args.epochs, "seed": seed},
          "output": {"dir": runs_dir, "save_predictions": False}},
         overrides=args.overrides)
     started = time.perf_counter()
@@ -210,7 +221,16 @@ def run_ftkit(dataset: Dataset, files: dict[str, str], seed: int, args, runs_dir
     if run.status != "completed":
         raise SystemExit(f"{dataset.name} seed {seed}: ftkit run {run.status}: {run.error}\n{run.log_tail()}")
     metrics = run.metrics
-    return {"validation": round(metrics["validation"][dataset.metric], 4), "test": round(metrics["test"][dataset.metric], 4),
+    validation = metrics["validation"][dataset.metric]
+    if args.no_validation:
+        command = [str(Path(sys.executable).with_name("ftkit")), "--runs-dir", runs_dir, "eval", run.id,
+                   "--data", files["validation"], "--json"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{dataset.name} seed {seed}: ftkit eval failed ({done.returncode})\n{done.stderr[-3000:]}")
+        validation = json.loads(done.stdout)[dataset.metric]
+    return {"validation": round(validation, 4), "test": round(metrics["test"][dataset.metric], 4),
+            "held_out_validation": round(metrics["validation"][dataset.metric], 4) if args.no_validation else None,
             "learning_rate": config.learning_rate, "wall_seconds": round(wall, 1)}
 
 
@@ -240,6 +260,7 @@ def spread(values: list[float]) -> tuple[float, float]:
 
 def summarise(dataset: Dataset, rows: list[dict], args) -> dict:
     summary = {"dataset": dataset.name, "task": dataset.task, "metric": dataset.metric, "adapter": args.adapter,
+               "ftkit_given_validation": not args.no_validation, "overrides": args.overrides,
                "seeds": [row["seed"] for row in rows], "sizes": {**dataset.sizes, "train": rows[0]["train_sentences"]}}
     for split in ("validation", "test"):
         for side in ("ftkit", "reference"):
@@ -252,11 +273,13 @@ def summarise(dataset: Dataset, rows: list[dict], args) -> dict:
     return summary
 
 
-def print_table(dataset: Dataset, rows: list[dict], summary: dict) -> None:
+def print_table(dataset: Dataset, rows: list[dict], summary: dict, args) -> None:
     m = dataset.metric
     print(f"\n{dataset.name} ({dataset.task}, {dataset.source}): train {rows[0]['train_sentences']}, "
           f"validation {dataset.sizes['validation']} ({dataset.validation_note}), test {dataset.sizes['test']}; "
-          f"metric {m}; ftkit adapter {summary['adapter']}")
+          f"metric {m}; ftkit adapter {summary['adapter']}"
+          + ("; ftkit not given the validation file (it holds out its own share of train)" if args.no_validation else "")
+          + (f"; ftkit {' '.join(args.overrides)}" if args.overrides else ""))
     print(f"{'seed':<6} {'ftkit val':>10} {'ftkit test':>11} {'ref val':>8} {'ref test':>9} "
           f"{'diff test':>10} {'ftkit s':>8} {'ref s':>6}")
     for row in rows:
@@ -282,6 +305,9 @@ def main() -> None:
                         help="a fixed seeded subset of validation and test (smoke runs only)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an ftkit config override (e.g. training.learning_rate=1e-4)")
+    parser.add_argument("--no-validation", action="store_true",
+                        help="ftkit is not given the validation file (it holds out data.validation_fraction of train, "
+                             "as for a user without one); its validation figure is then `ftkit eval --data` on that file")
     parser.add_argument("--runs-dir", default=None, help="keep ftkit's runs here (default: a temporary folder)")
     parser.add_argument("--json", action="store_true", help="one JSON object per seed and per dataset, nothing else")
     args = parser.parse_args()
@@ -305,7 +331,7 @@ def main() -> None:
             if args.json:
                 print(json.dumps(summaries[-1]), flush=True)
             else:
-                print_table(dataset, rows, summaries[-1])
+                print_table(dataset, rows, summaries[-1], args)
 
 
 if __name__ == "__main__":
