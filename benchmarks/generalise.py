@@ -262,13 +262,15 @@ def summarise(dataset: Dataset, rows: list[dict], args) -> dict:
     summary = {"dataset": dataset.name, "task": dataset.task, "metric": dataset.metric, "adapter": args.adapter,
                "ftkit_given_validation": not args.no_validation, "overrides": args.overrides,
                "seeds": [row["seed"] for row in rows], "sizes": {**dataset.sizes, "train": rows[0]["train_sentences"]}}
+    sides = [side for side in ("ftkit", "reference") if rows[0][side]]
     for split in ("validation", "test"):
-        for side in ("ftkit", "reference"):
+        for side in sides:
             mean, std = spread([row[side][split] for row in rows])
             summary[f"{side}_{split}_mean"], summary[f"{side}_{split}_std"] = round(mean, 4), round(std, 4)
-        mean, std = spread([row["ftkit"][split] - row["reference"][split] for row in rows])
-        summary[f"difference_{split}_mean"], summary[f"difference_{split}_std"] = round(mean, 4), round(std, 4)
-    for side in ("ftkit", "reference"):
+        if len(sides) == 2:
+            mean, std = spread([row["ftkit"][split] - row["reference"][split] for row in rows])
+            summary[f"difference_{split}_mean"], summary[f"difference_{split}_std"] = round(mean, 4), round(std, 4)
+    for side in sides:
         summary[f"{side}_wall_seconds_mean"] = round(statistics.mean(row[side]["wall_seconds"] for row in rows), 1)
     return summary
 
@@ -282,15 +284,17 @@ def print_table(dataset: Dataset, rows: list[dict], summary: dict, args) -> None
           + (f"; ftkit {' '.join(args.overrides)}" if args.overrides else ""))
     print(f"{'seed':<6} {'ftkit val':>10} {'ftkit test':>11} {'ref val':>8} {'ref test':>9} "
           f"{'diff test':>10} {'ftkit s':>8} {'ref s':>6}")
+    blank = {"validation": float("nan"), "test": float("nan"), "wall_seconds": float("nan")}
     for row in rows:
-        f, r = row["ftkit"], row["reference"]
+        f, r = row["ftkit"], row["reference"] or blank
         print(f"{row['seed']:<6} {f['validation']:>10.4f} {f['test']:>11.4f} {r['validation']:>8.4f} {r['test']:>9.4f} "
               f"{f['test'] - r['test']:>+10.4f} {f['wall_seconds']:>8.0f} {r['wall_seconds']:>6.0f}")
     s = summary
     for split in ("validation", "test"):
-        print(f"{split:<10} ftkit {s[f'ftkit_{split}_mean']:.4f} ± {s[f'ftkit_{split}_std']:.4f}   "
-              f"reference {s[f'reference_{split}_mean']:.4f} ± {s[f'reference_{split}_std']:.4f}   "
-              f"difference {s[f'difference_{split}_mean']:+.4f} ± {s[f'difference_{split}_std']:.4f}")
+        print(f"{split:<10} ftkit {s[f'ftkit_{split}_mean']:.4f} ± {s[f'ftkit_{split}_std']:.4f}"
+              + (f"   reference {s[f'reference_{split}_mean']:.4f} ± {s[f'reference_{split}_std']:.4f}   "
+                 f"difference {s[f'difference_{split}_mean']:+.4f} ± {s[f'difference_{split}_std']:.4f}"
+                 if f"reference_{split}_mean" in s else ""))
 
 
 def main() -> None:
@@ -308,6 +312,9 @@ def main() -> None:
     parser.add_argument("--no-validation", action="store_true",
                         help="ftkit is not given the validation file (it holds out data.validation_fraction of train, "
                              "as for a user without one); its validation figure is then `ftkit eval --data` on that file")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="ftkit only (the reference's figures do not depend on ftkit's settings: take them "
+                             "from a run with the same data, seeds and epochs)")
     parser.add_argument("--runs-dir", default=None, help="keep ftkit's runs here (default: a temporary folder)")
     parser.add_argument("--json", action="store_true", help="one JSON object per seed and per dataset, nothing else")
     args = parser.parse_args()
@@ -324,7 +331,7 @@ def main() -> None:
                 row = {"dataset": dataset.name, "seed": seed, "train_sentences": dataset.sizes["train"]
                        if not args.train_samples else min(args.train_samples, dataset.sizes["train"]),
                        "ftkit": run_ftkit(dataset, files, seed, args, runs_dir),
-                       "reference": run_reference(dataset, files, seed, args)}
+                       "reference": None if args.no_reference else run_reference(dataset, files, seed, args)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
             summaries.append(summarise(dataset, rows, args))
