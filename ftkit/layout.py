@@ -1,9 +1,10 @@
 """The layout of a run store on disk, and the checkpoint policy that goes with it.
 
 The one place that names the files of a run folder (``config.yaml``, ``run.json``,
-``events.jsonl``, ``checkpoint-<step>/``, ...) and decides two questions everyone else asks:
-whether a higher value of a metric is better (:func:`higher_is_better`), and which checkpoint of a
-run is its best (:func:`best_checkpoint`, :func:`choose_checkpoint`). The store's index, the
+``events.jsonl``, ``checkpoint-<step>/``, ...) and decides the questions everyone else asks:
+whether a higher value of a metric is better (:func:`higher_is_better`), which checkpoint of a
+run is its best (:func:`best_checkpoint`, :func:`choose_checkpoint`), and which checkpoints keep
+what resuming needs (:func:`keeps_resume_state`). The store's index, the
 Trainer's ``greater_is_better``, inference, ``ftkit eval``/``merge`` and the embedding explorer all
 ask here, so they never disagree about what "best" means. Plain Python: no torch, no SQLite.
 """
@@ -60,6 +61,13 @@ def checkpoint_step(name: str | Path) -> int | None:
     """The step of a ``checkpoint-<step>`` folder name (or path); None for anything else."""
     suffix = Path(str(name)).name.removeprefix(CHECKPOINT_PREFIX)
     return int(suffix) if Path(str(name)).name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
+
+
+def keeps_resume_state(step: int, max_steps: int) -> bool:
+    """Whether the checkpoint saved at ``step`` holds optimizer, scheduler and RNG state beside the model:
+    only while steps are left to resume. The last one, the model a completed run keeps, is the model
+    alone (a completed run is never resumed), which spares writing twice the model's size at the end."""
+    return step < max_steps
 
 
 def partial_name(name: str) -> str:
@@ -171,6 +179,6 @@ __all__ = [
     "BEST_FOLDERS", "CACHE_DIR", "CHECKPOINT_PREFIX", "CONFIG_FILE", "DATA_DIR", "DELETING_PREFIX", "EVAL_DIR",
     "EVENTS_FILE", "HEARTBEAT_FILE", "INDEX_FILE", "INDEX_LOCK_FILE", "LIFE_LOCK_FILE", "LOCK_FILE", "RESERVE_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
     "RUN_FILE", "SELECTION_SPLIT", "STOP_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
-    "choose_checkpoint", "higher_is_better", "is_better", "metric_value", "partial_name", "predictions_file",
+    "choose_checkpoint", "higher_is_better", "is_better", "keeps_resume_state", "metric_value", "partial_name", "predictions_file",
     "rank_error_name", "rank_of_error_file", "saved_checkpoints",
 ]

@@ -121,6 +121,40 @@ def test_build_trainer_pads_on_cpu(tiny_model_dir, tmp_path, conll_sample):
     assert type(trainer.data_collator).__name__ == "DataCollatorForTokenClassification"
 
 
+def test_the_last_checkpoint_is_the_model_alone_while_earlier_ones_keep_what_resuming_needs(tiny_model_dir, tmp_path,
+                                                                                              conll_sample):
+    from ftkit.engine.training import build_trainer, prepare
+    from ftkit.layout import checkpoint_step
+
+    config = load_config(task="ner", model=str(tiny_model_dir),
+                         data={"train": str(conll_sample), "validation": str(conll_sample)},
+                         training={"epochs": 2, "batch_size": 2, "max_seq_length": 32, "save_total_limit": None,
+                                   "device": "cpu"}, output={"dir": str(tmp_path)})
+    build_trainer(prepare(config), tmp_path / "run").train()
+    first, last = sorted((tmp_path / "run").glob("checkpoint-*"), key=checkpoint_step)
+    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth"} <= {p.name for p in first.iterdir()}
+    assert (last / "model.safetensors").is_file()
+    assert not {"optimizer.pt", "scheduler.pt", "rng_state.pth"} & {p.name for p in last.iterdir()}
+
+
+def test_the_best_checkpoint_is_read_back_only_when_it_is_not_the_model_in_memory(tiny_model_dir, tmp_path,
+                                                                                conll_sample, monkeypatch):
+    from transformers import Trainer
+
+    from ftkit.engine.training import build_trainer, prepare
+
+    read_back = []
+    monkeypatch.setattr(Trainer, "_load_best_model", lambda self: read_back.append(self.state.best_global_step))
+    config = load_config(task="ner", model=str(tiny_model_dir), data={"train": str(conll_sample)},
+                         training={"max_seq_length": 32, "device": "cpu"}, output={"dir": str(tmp_path)})
+    trainer = build_trainer(prepare(config), tmp_path / "run")
+    trainer.state.global_step = 4
+    for best in (4, 2):
+        trainer.state.best_global_step = best
+        trainer._load_best_model()
+    assert read_back == [2]
+
+
 def test_the_loss_is_divided_by_the_labelled_items_of_the_whole_step():
     logits = torch.randn(2, 3, 4)
     labels = torch.tensor([[-100, 1, 2], [3, -100, -100]])

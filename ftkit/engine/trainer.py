@@ -19,7 +19,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..errors import FtkitError
-from ..layout import checkpoint_name, partial_name
+from ..layout import checkpoint_name, keeps_resume_state, partial_name
 from .adapters import save_label_config
 
 
@@ -69,6 +69,12 @@ class FtkitTrainer(Trainer):
                                         lengths=source["length"][:])
         return super()._get_train_sampler(train_dataset)
 
+    def _load_best_model(self) -> None:
+        """Trainer reads the best checkpoint back from disk at the end; when it is the last step's, the
+        weights in memory are that checkpoint's already (a 1-epoch run: always)."""
+        if self.state.best_global_step != self.state.global_step:
+            super()._load_best_model()
+
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """Trainer's checkpoint, written as ``.tmp-checkpoint-<step>`` and renamed into place once whole.
 
@@ -100,7 +106,7 @@ class FtkitTrainer(Trainer):
             self.save_model(str(partial), _internal_call=True)
             if self.args.should_save:
                 save_label_config(self.model, partial)  # before the rename: no checkpoint without its labels
-            if not self.args.save_only_model:
+            if not self.args.save_only_model and keeps_resume_state(self.state.global_step, self.state.max_steps):
                 self._save_optimizer_and_scheduler(str(partial))
                 self._save_scaler(str(partial))
                 self._save_rng_state(str(partial))
