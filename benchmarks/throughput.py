@@ -147,13 +147,43 @@ def process_level(args) -> None:
             "tutorial loop (reference_trainer.py --variants tutorial)": timed([*reference, "--variants", "tutorial"], env),
             "plain Trainer (reference_trainer.py --variants trainer)": timed([*reference, "--variants", "trainer"], env),
             "plain Trainer, length-grouped (--variants grouped)": timed([*reference, "--variants", "grouped"], env),
-            "ftkit train --follow": timed(ftkit, env),
         }
+        launched = time.time()
+        times["ftkit train --follow"] = timed(ftkit, env)
+        (events_file,) = (Path(folder) / "runs").glob("*/events.jsonl")
+        timeline = ftkit_timeline(events_file, launched)
     ftkit_seconds = times["ftkit train --follow"]
     print(f"whole process, command to completed run: {args.sentences} train sentences, "
           f"{args.eval_sentences} validation and test sentences, 1 epoch, ftkit defaults")
     for name, seconds in times.items():
         print(f"{name:<60} {seconds:7.1f} s  ftkit = {seconds / ftkit_seconds:4.2f}x")
+    print("where ftkit's seconds went (its events, seconds after the command was launched):")
+    for name, seconds in timeline:
+        print(f"  {seconds:6.1f}  {name}")
+    print(f"  {ftkit_seconds:6.1f}  the command returned")
+
+
+def ftkit_timeline(events_file: Path, launched: float) -> list[tuple[str, float]]:
+    """When each stage of the ftkit run ended, from its events' timestamps."""
+    events = [json.loads(line) for line in events_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def first(name: str, match) -> tuple[str, float] | None:
+        found = next((e for e in events if match(e)), None)
+        return (name, found["t"] - launched) if found else None
+
+    stages = [
+        first("run created, supervisor started (first event)", lambda e: True),
+        first("worker imported torch and transformers", lambda e: e["type"] == "status" and e["status"] == "running"),
+        first("data read and tokenised, model loading", lambda e: e.get("phase") == "loading model"),
+        first("first step begins", lambda e: e.get("phase") == "first step"),
+        first("first step done", lambda e: e["type"] == "progress" and e.get("step", 0) >= 1),
+        first("last step done", lambda e: e["type"] == "progress" and e.get("step") == e.get("total_steps")),
+        first("validation scored", lambda e: e["type"] == "eval" and e["split"] == "validation"),
+        first("checkpoint written", lambda e: e["type"] == "checkpoint"),
+        first("test scored", lambda e: e["type"] == "eval" and e["split"] == "test"),
+        first("completed (predictions written)", lambda e: e["type"] == "status" and e["status"] == "completed"),
+    ]
+    return [stage for stage in stages if stage]
 
 
 def main() -> None:
