@@ -60,6 +60,9 @@ class Update:
     kept: list[int] | None = None  # after rotation: the steps of the checkpoints still on disk
     deleted_step: int | None = None
     curve_points: dict[str, tuple[int, float]] = field(default_factory=dict)  # new (step, value) per CURVES name
+    # CURVES whose points from this step on were dropped first: a resumed attempt replaces what the
+    # last one logged after its checkpoint, so a curve is what the latest attempt did (as in `compare`)
+    rewound_curves: set[str] = field(default_factory=set)
     message: str | None = None  # a log line meant for people
 
 
@@ -150,8 +153,11 @@ class RunState:
             return
         for name in CURVES:
             value, curve = event.get(name), self.curves[name]
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-                    and (not curve or step > curve[-1][0]):  # a resumed run repeats no point
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                if curve and curve[-1][0] >= step:  # a resumed run logs again from its checkpoint's step on
+                    while curve and curve[-1][0] >= step:
+                        curve.pop()
+                    update.rewound_curves.add(name)
                 curve.append((step, float(value)))
                 update.curve_points[name] = (step, float(value))
 

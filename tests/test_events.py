@@ -42,8 +42,9 @@ def test_the_fold_gives_status_progress_metrics_best_and_checkpoints():
     assert state.best_metric == {"name": "validation_loss", "value": 0.9}  # lower is better for a loss
     assert {s: c["name"] for s, c in state.checkpoints.items()} == {10: "checkpoint-10", 20: "checkpoint-20"}
     assert state.last_checkpoint == 20
-    # each curve holds the values logged at their steps; no point goes back in steps
-    assert state.curves == {"loss": [(5, 1.5), (10, 1.0)], "learning_rate": [(5, 5e-5), (10, 4e-5)],
+    # each curve holds the values logged at their steps; the resumed attempt's step-8 point replaces the
+    # first attempt's from step 8 on, so a curve is what the latest attempt did (as `compare` draws it)
+    assert state.curves == {"loss": [(5, 1.5), (8, 1.1)], "learning_rate": [(5, 5e-5), (8, 4.5e-5)],
                             "grad_norm": [(5, 3.0)]}
     assert len(state.evaluations) == 2
 
@@ -63,6 +64,8 @@ def test_each_update_says_what_changed():
     checkpoint = state.apply(STREAM[5])
     assert checkpoint.checkpoint["name"] == "checkpoint-10" and checkpoint.kept == [10]
     assert state.apply({"type": "log", "message": "hello", "t": 9}).message == "hello"
+    resumed = state.apply({"type": "log", "step": 5, "loss": 1.4, "t": 9.5})  # back to an earlier checkpoint
+    assert resumed.rewound_curves == {"loss"} and state.curves["loss"] == [(5, 1.4)]
     assert state.apply({"type": "checkpoint_deleted", "step": 10, "t": 10}).deleted_step == 10
     assert state.checkpoints == {}
 

@@ -160,6 +160,17 @@ def test_monitor_streams_only_the_new_points(store, run):
     assert streamed["ftkit-grad_norm"] == {"step": [10, 15], "value": [3.3, 2.9]}
 
 
+def test_a_resumed_attempt_redraws_the_curves_from_its_checkpoints_step_on(store, run):
+    train(store, run, logged=LOGGED[:4])  # the first attempt logged to step 20, its checkpoint was at step 10
+    monitor = RunMonitor(run, follow=False)
+    resumed = [(15, 0.9, 3.4e-5, 2.8), (20, 0.8, 2.6e-5, 2.2), (25, 0.7, 1.8e-5, 1.9)]
+    train(store, run, logged=resumed)
+    monitor.poll()
+    assert curve(monitor, "loss") == [(5, 1.31), (10, 1.02), (15, 0.9), (20, 0.8), (25, 0.7)]
+    assert curve(monitor, "grad_norm") == [(5, 4.2), (10, 3.3), (15, 2.8), (20, 2.2), (25, 1.9)]
+    assert curve(RunMonitor(run, follow=False), "loss") == curve(monitor, "loss")  # a new view draws the same
+
+
 def test_stop_button_asks_the_worker_to_stop(run):
     monitor = RunMonitor(run, follow=False)
     monitor.stop_button.click()

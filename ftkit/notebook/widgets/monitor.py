@@ -192,8 +192,10 @@ class RunMonitor(widgets.VBox):
         new_points: dict[str, dict[str, list]] = {name: {"step": [], "value": []} for name in CURVES}
         new_eval: dict[str, list] = {"step": [], "metric": [], "eval_loss": []}
         evaluated = False
+        rewound: set[str] = set()  # curves drawn again whole: a resumed attempt replaced their last points
         for event in events:
             update = self._state.apply(event)
+            rewound |= update.rewound_curves
             for name, (step, value) in update.curve_points.items():
                 new_points[name]["step"].append(step)
                 new_points[name]["value"].append(value)
@@ -207,7 +209,10 @@ class RunMonitor(widgets.VBox):
                     new_eval["metric"].append(_number(metrics.get(name)))
                     new_eval["eval_loss"].append(_number(metrics.get("loss")))
         for name, points in new_points.items():
-            if points["step"]:
+            if name in rewound:
+                steps, values = zip(*self._state.curves[name]) if self._state.curves[name] else ((), ())
+                self.curve_sources[name].data = {"step": list(steps), "value": list(values)}
+            elif points["step"]:
                 self.curve_sources[name].stream(points)
         if new_eval["step"]:
             self.eval_source.stream(new_eval)
