@@ -514,7 +514,7 @@ def _follow(run: Any, quiet: bool) -> int:
     state = RunState()
     bar = None if quiet else tqdm(total=None, unit="step", dynamic_ncols=True, desc=run.name)
     shown_phase: tuple[Any, ...] | None = None
-    for event in run.follow(poll=0.5):
+    for event in run.follow():
         update = state.apply(event)
         if bar is None:
             continue
