@@ -63,7 +63,8 @@ class DataConfig:
     completion_column: str | None = _field(None, "SFT with prompt_template: the column holding the answer to learn.")
     answer_map: dict[str, str] | None = _field(None, "SFT with prompt_template: stored answers -> answer words, "
                                                "e.g. {0: negative, 1: positive} (keys match as text).")
-    validation_fraction: float = _field(0.1, "Share of train held out when there is no validation split.")
+    validation_fraction: float = _field(0.02, "Share of train held out when there is no validation split (at least "
+                                        "one example); chosen on validation F1 over 2%, 5% and 10% (benchmarks/RESULTS.md).")
 
 
 @dataclass
