@@ -81,7 +81,7 @@ class AdapterConfig:
 class TrainingConfig:
     epochs: float = _field(3, "Passes over the training data.")
     learning_rate: float | None = _field(None, "Peak learning rate; when empty, the task's default per adapter "
-                                         "(full 2e-4, head 1e-3, lora 2e-3; sft's lora 5e-4).")
+                                         "(full 2e-4, head 1e-3, lora 2e-3; classification's and sft's lora 5e-4).")
     batch_size: int | str = _field(16, "Sentences per device step, or 'auto' to find the largest that fits.")
     eval_batch_size: int | None = _field(None, "Batch size for evaluation (default: twice batch_size).")
     gradient_accumulation_steps: int = _field(1, "Steps whose gradients add up before each optimiser update.")
