@@ -115,7 +115,7 @@ def test_the_store_index_says_what_the_fold_says(tmp_path):
 def test_the_cli_follow_prints_from_the_fold(capsys):
     from ftkit.cli import _follow
 
-    run = SimpleNamespace(id="r1", name="folded", status="stopped", error=None, follow=lambda poll: iter(STREAM))
+    run = SimpleNamespace(id="r1", name="folded", status="stopped", error=None, follow=lambda: iter(STREAM))
     assert _follow(run, quiet=False) == 0
     err = capsys.readouterr()
     shown = err.err + err.out
@@ -179,7 +179,7 @@ def test_the_cli_follow_shows_each_phase(capsys):
 
     stream = [*PHASE_STREAM, {"t": 3.0, "type": "progress", "step": 10, "total_steps": 10},
               {"t": 4.0, "type": "status", "status": "completed"}]
-    run = SimpleNamespace(id="r2", name="phased", status="completed", error=None, follow=lambda poll: iter(stream))
+    run = SimpleNamespace(id="r2", name="phased", status="completed", error=None, follow=lambda: iter(stream))
     assert _follow(run, quiet=False) == 0
     captured = capsys.readouterr()
     shown = captured.err + captured.out
