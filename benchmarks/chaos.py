@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ftkit.errors import RunError
-from ftkit.layout import INDEX_FILE, PARTIAL_PREFIX, RUN_FILE
+from ftkit.runstore.layout import INDEX_FILE, PARTIAL_PREFIX, RUN_FILE
 from ftkit.runs import Run, start
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 from tests.conftest import build_tiny_model, write_conll
 
 FINAL = ("completed", "stopped", "failed")

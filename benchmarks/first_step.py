@@ -58,7 +58,7 @@ def timeline(store, run_id: str, started: float, timeout: float = 900) -> dict[s
 
 def launch_with_train(runs_dir: Path, max_steps: int) -> dict[str, float]:
     import ftkit
-    from ftkit.store import RunStore
+    from ftkit.runstore import RunStore
 
     config = {"task": "ner", "model": "default", "name": "first-step",
               "data": {"train": str(DATA / "train.txt"), "validation": str(DATA / "valid.txt")},
@@ -71,7 +71,7 @@ def launch_with_train(runs_dir: Path, max_steps: int) -> dict[str, float]:
 
 
 def launch_with_magic(client, runs_dir: Path, max_steps: int) -> dict[str, float]:
-    from ftkit.store import RunStore
+    from ftkit.runstore import RunStore
 
     store = RunStore(runs_dir)
     known = {r["id"] for r in store.list_runs()[0]}

@@ -80,7 +80,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
-    from ftkit.store import RunStore
+    from ftkit.runstore import RunStore
 
     runs_dir = Path(tempfile.mkdtemp(prefix="ftkit-bench-"))
     env = {**os.environ, "FTKIT_RUNS_DIR": str(runs_dir), "FTKIT_MONITOR": "widget", "HF_HUB_OFFLINE": "1",

@@ -25,8 +25,8 @@ import urllib.request
 from pathlib import Path
 
 from ftkit.config import Config
-from ftkit.layout import EVENTS_FILE
-from ftkit.store import RunStore
+from ftkit.runstore.layout import EVENTS_FILE
+from ftkit.runstore import RunStore
 
 CHROMIUM = "/usr/bin/chromium"
 PAGE_SIZE = 50

@@ -22,8 +22,8 @@ from pathlib import Path
 from panel_api import CHROMIUM, start_lab
 
 from ftkit.config import Config
-from ftkit.layout import EVENTS_FILE
-from ftkit.store import RunStore
+from ftkit.runstore.layout import EVENTS_FILE
+from ftkit.runstore import RunStore
 
 EVAL_EVERY = 50
 

@@ -168,7 +168,7 @@ def _print_join_command(config: Any, as_json: bool) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .store import RunStore
+    from .runstore import RunStore
 
     store = RunStore(args.runs_dir)
     if args.rebuild_index:
@@ -186,7 +186,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         p = r["progress"]
         progress = f"{p['step']}/{p['total_steps']}" if p["total_steps"] else "-"
         if r.get("phase"):  # before the first step: what it is doing instead of a step count
-            from .events import phase_text
+            from .runstore.events import phase_text
 
             progress = phase_text(r["phase"])
         best = f"{r['best_metric']['name']} {r['best_metric']['value']:.4f}" if r["best_metric"] else "-"
@@ -207,7 +207,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if info["error"]:
         print(f"error: {info['error']}")
     if info.get("phase"):  # before the first step: starting, reading data n/N, tokenising n/N...
-        from .events import phase_text
+        from .runstore.events import phase_text
 
         print(f"phase: {phase_text(info['phase'])}")
     if p["total_steps"]:
@@ -505,11 +505,11 @@ def _stderr_fd() -> Any:
 
 
 def _follow(run: Any, quiet: bool) -> int:
-    """A terminal progress bar fed by the run's events (folded by `ftkit.events.RunState`);
+    """A terminal progress bar fed by the run's events (folded by `ftkit.runstore.events.RunState`);
     exit 1 if the run does not complete."""
     from tqdm.auto import tqdm
 
-    from .events import RunState, phase_text
+    from .runstore.events import RunState, phase_text
 
     state = RunState()
     bar = None if quiet else tqdm(total=None, unit="step", dynamic_ncols=True, desc=run.name)

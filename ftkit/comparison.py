@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .errors import FtkitError
-from .events import CURVES
-from .layout import CONFIG_FILE, EVENTS_FILE
+from .runstore.events import CURVES
+from .runstore.layout import CONFIG_FILE, EVENTS_FILE
 
 if TYPE_CHECKING:
     import pandas

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 def print_reports(since: float) -> None:
     """The test-split report of every run the notebook started."""
     from .tasks.scoring import report_table
-    from .store import RunStore
+    from .runstore import RunStore
 
     store = RunStore()
     for summary in reversed(store.list_runs()[0]):

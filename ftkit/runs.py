@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .config import DATA_SPLITS, Config, is_in_memory_data, load_config, resolve_runs_dir
-from .device_queue import DeviceQueue
+from .runstore.queue import DeviceQueue
 from .errors import ConfigError, RunError
-from .events import FINAL_STATUSES
-from .layout import CONFIG_FILE, DATA_DIR, LOG_FILE, RUN_FILE, choose_checkpoint, predictions_file
-from .store import RunBusy, RunStore, process_alive
+from .runstore.events import FINAL_STATUSES
+from .runstore.layout import CONFIG_FILE, DATA_DIR, LOG_FILE, RUN_FILE, choose_checkpoint, predictions_file
+from .runstore import RunBusy, RunStore, process_alive
 from .tasks import get_task
 from .trainer_args import check_launch
 
@@ -158,7 +158,7 @@ class Run:
             time.sleep(0.1)
 
     def checkpoint_path(self, checkpoint: str | int | None = None) -> Path:
-        """The folder to load: ``checkpoint`` (a step, name or path), else the best (`ftkit.layout.choose_checkpoint`)."""
+        """The folder to load: ``checkpoint`` (a step, name or path), else the best (`ftkit.runstore.layout.choose_checkpoint`)."""
         return choose_checkpoint(self.dir, self.checkpoints, self.config.best_metric, checkpoint, self.id)
 
     def predict(self, texts: str | list[str], checkpoint: str | None = None) -> Any:

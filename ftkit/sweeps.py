@@ -26,9 +26,9 @@ from . import runs
 from .comparison import differing, read_config
 from .config import Config, parse_value, resolve_runs_dir, schema_fields
 from .errors import ConfigError, FtkitError
-from .layout import SELECTION_SPLIT, higher_is_better, is_better
+from .runstore.layout import SELECTION_SPLIT, higher_is_better, is_better
 from .rendering import format_number
-from .store import RunStore
+from .runstore import RunStore
 
 SET_BY_SWEEP = ("name", "output.sweep")  # every run of a sweep gets its own name and the sweep's tag
 OPTUNA_MISSING = "an optuna search needs optuna: pip install optuna (or pip install 'ftkit[search]')"

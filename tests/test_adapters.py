@@ -238,7 +238,7 @@ def test_a_crash_just_after_the_rename_leaves_a_lora_checkpoint_that_loads_with_
         tiny_model_dir, tokenizer, tmp_path, monkeypatch):
     import os
 
-    from ftkit.layout import PARTIAL_PREFIX
+    from ftkit.runstore.layout import PARTIAL_PREFIX
 
     real_replace, renamed = os.replace, {}
 

@@ -13,7 +13,7 @@ from jupyter_server.auth import AllowAllAuthorizer, Authorizer
 from tornado.web import RequestHandler
 
 from ftkit.server.routes import API_PREFIX, RUN_ID_PATTERN, handlers
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 
 from .test_routes import add_run
 

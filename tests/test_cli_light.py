@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ftkit.config import load_config
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 
 HEAVY = ("torch", "transformers", "peft", "datasets", "trl", "accelerate")
 

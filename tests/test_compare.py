@@ -16,9 +16,9 @@ import ftkit
 from ftkit.cli import main
 from ftkit.comparison import comparison
 from ftkit.config import Config
-from ftkit.layout import EVENTS_FILE
+from ftkit.runstore.layout import EVENTS_FILE
 from ftkit.runs import Run
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 from tests.test_cli_light import cli_without_torch
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]

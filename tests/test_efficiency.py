@@ -124,7 +124,7 @@ def test_build_trainer_pads_on_cpu(tiny_model_dir, tmp_path, conll_sample):
 def test_the_last_checkpoint_is_the_model_alone_while_earlier_ones_keep_what_resuming_needs(tiny_model_dir, tmp_path,
                                                                                               conll_sample):
     from ftkit.engine.training import build_trainer, prepare
-    from ftkit.layout import checkpoint_step
+    from ftkit.runstore.layout import checkpoint_step
 
     config = load_config(task="ner", model=str(tiny_model_dir),
                          data={"train": str(conll_sample), "validation": str(conll_sample)},

@@ -12,7 +12,7 @@ from ftkit.config import load_config
 from ftkit.embeddings import compare, load, load_pair, resolve_source, show_moved, show_neighbors
 from ftkit.errors import FtkitError
 from ftkit.runs import Run
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
 

@@ -10,7 +10,7 @@ import pytest
 from ftkit.config import Config, load_config
 from ftkit.errors import ConfigError, RunError
 from ftkit.runs import Run, error_report, read_predictions
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 from ftkit.tasks import get_task
 from ftkit.tasks.scoring import span_decisions
 

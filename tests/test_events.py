@@ -1,12 +1,12 @@
-"""The one fold of a run's event stream (ftkit.events.RunState), and the three readers that use it."""
+"""The one fold of a run's event stream (ftkit.runstore.events.RunState), and the three readers that use it."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from ftkit.config import load_config
-from ftkit.events import PHASES, RunState, phase_text
-from ftkit.store import RunStore
+from ftkit.runstore.events import PHASES, RunState, phase_text
+from ftkit.runstore import RunStore
 
 STREAM = [
     {"t": 1.0, "type": "status", "status": "running", "pid": 123},

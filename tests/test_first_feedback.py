@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import ftkit
-from ftkit.events import PHASES
-from ftkit.layout import CACHE_DIR
+from ftkit.runstore.events import PHASES
+from ftkit.runstore.layout import CACHE_DIR
 
 from .conftest import write_conll
 

@@ -26,7 +26,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 
 from .test_routes import add_run
 

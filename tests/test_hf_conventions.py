@@ -96,7 +96,7 @@ def test_a_lora_card_says_how_to_load_adapter_weights():
 
 def test_push_offline_says_so_and_where_the_model_is(runs_dir):
     from ftkit.config import Config
-    from ftkit.store import RunStore
+    from ftkit.runstore import RunStore
 
     store = RunStore(runs_dir)
     run_id = store.create_run(Config(name="pushed"))

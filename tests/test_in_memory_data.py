@@ -14,7 +14,7 @@ from IPython.utils.capture import capture_output
 import ftkit
 from ftkit.errors import DataError
 from ftkit.notebook.widgets import ConfigForm
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 
 TEXTS = ["good film", "bad film", "great movie", "terrible movie", "good", "bad", "great", "terrible"]
 LABELS = ["pos", "neg", "pos", "neg", "pos", "neg", "pos", "neg"]

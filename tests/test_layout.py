@@ -1,4 +1,4 @@
-"""The run folder's names and the one checkpoint policy (ftkit.layout), and everyone who asks it."""
+"""The run folder's names and the one checkpoint policy (ftkit.runstore.layout), and everyone who asks it."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from ftkit import layout
+from ftkit.runstore import layout
 from ftkit.config import load_config
 from ftkit.errors import FtkitError, RunError
-from ftkit.layout import (best_checkpoint, checkpoint_name, checkpoint_of_event, checkpoint_step, choose_checkpoint,
+from ftkit.runstore.layout import (best_checkpoint, checkpoint_name, checkpoint_of_event, checkpoint_step, choose_checkpoint,
                           higher_is_better, is_better)
 from ftkit.runs import Run
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 
 
 @pytest.mark.parametrize(("metric", "higher"), [
@@ -109,7 +109,7 @@ def test_inference_finds_checkpoints_recorded_by_name_or_by_an_old_absolute_path
 
 
 def test_file_names_live_only_in_layout():
-    """The modules that read or write run folders take their names from ftkit.layout."""
+    """The modules that read or write run folders take their names from ftkit.runstore.layout."""
     import re
 
     package = Path(layout.__file__).parent

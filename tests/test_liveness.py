@@ -22,14 +22,14 @@ import pytest
 from ftkit.config import load_config
 from ftkit.errors import RunError
 from ftkit.runs import Run, start
-from ftkit.store import DIED_WITHOUT_REPORTING, RunBusy, RunStore, host_identity, process_start_time
+from ftkit.runstore import DIED_WITHOUT_REPORTING, RunBusy, RunStore, host_identity, process_start_time
 
 from .conftest import wait_for
 
 # What a supervisor does with the store before it starts a worker, in a process of its own.
 HOLDER = """
 import os, sys, time
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 
 store = RunStore(sys.argv[1])
 store.hold_run(sys.argv[2])
@@ -175,7 +175,7 @@ def test_a_supervisor_killed_before_its_worker_reports_fails_the_queued_run(tiny
 RESUMER = """
 import sys, time
 from ftkit.runs import Run
-from ftkit.store import RunBusy, RunStore
+from ftkit.runstore import RunBusy, RunStore
 
 run = Run(sys.argv[2], RunStore(sys.argv[1]))
 while time.time() < float(sys.argv[3]):  # both callers go at the same moment

@@ -18,7 +18,7 @@ from ftkit.config import Config, load_config, schema_fields
 from ftkit.errors import DataError
 from ftkit.notebook.magics import FtkitMagics, config_flags
 from ftkit.runs import Run
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from ftkit.config import Config
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 from .browser import OUTPUT_DIR, chromium, jupyter_lab
 
 # (step, loss, learning rate, gradient norm): a 30-step run logging every 5 steps

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ftkit.config import Config
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 from ftkit.tasks.scoring import save_predictions
 from .browser import OUTPUT_DIR, chromium, jupyter_lab
 

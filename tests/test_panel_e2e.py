@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from ftkit.store import STOP_FILE, RunStore
+from ftkit.runstore import RunStore
+from ftkit.runstore.layout import STOP_FILE
 from .browser import OUTPUT_DIR, chromium, jupyter_lab
 from .test_routes import add_run
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from ftkit.config import load_config
-from ftkit.device_queue import WAITING_PHASE, DeviceQueue, devices_needed, visible_devices
+from ftkit.runstore.queue import WAITING_PHASE, DeviceQueue, devices_needed, visible_devices
 from ftkit.errors import ConfigError
 from ftkit.runs import Run, start
-from ftkit.store import RunStore, process_alive
+from ftkit.runstore import RunStore, process_alive
 
 from .conftest import wait_for
 
@@ -29,7 +29,7 @@ FAKE_WORKER = '''
 import os, sys, time
 if "ftkit.engine.worker" in sys.orig_argv and "train" in sys.orig_argv:
     from pathlib import Path
-    from ftkit.store import RunStore
+    from ftkit.runstore import RunStore
 
     run_dir = Path(sys.orig_argv[sys.orig_argv.index("train") + 1])
     store, run_id = RunStore(run_dir.parent), run_dir.name

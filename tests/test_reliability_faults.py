@@ -26,7 +26,7 @@ import ftkit
 from ftkit.engine.adapters import load_for_inference
 from ftkit.config import load_config
 from ftkit.runs import start
-from ftkit.store import DiskFull, RunStore, process_alive
+from ftkit.runstore import DiskFull, RunStore, process_alive
 
 from .conftest import wait_for
 

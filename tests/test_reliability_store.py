@@ -20,7 +20,7 @@ import pytest
 from ftkit.config import load_config
 from ftkit.errors import RunError
 from ftkit.runs import Run
-from ftkit.store import RunBusy, RunStore
+from ftkit.runstore import RunBusy, RunStore
 
 
 @pytest.fixture
@@ -201,10 +201,10 @@ def test_garbage_lines_in_events_never_break_reading_or_rebuilding(store):
 # Run in a process of its own: the store's writer, killed after run.json and before the index.
 CRASH_BEFORE_THE_INDEX = """
 import os, signal, sys
-import ftkit.store
-from ftkit.store import RunStore
+import ftkit.runstore
+from ftkit.runstore import RunStore
 
-ftkit.store._apply_event = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+ftkit.runstore._apply_event = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 RunStore(sys.argv[1]).set_status(sys.argv[2], sys.argv[3])
 """
 

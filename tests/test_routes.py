@@ -9,7 +9,8 @@ import pytest
 import tornado.httpclient
 
 from ftkit.config import Config
-from ftkit.store import STOP_FILE, RunStore
+from ftkit.runstore import RunStore
+from ftkit.runstore.layout import STOP_FILE
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import ftkit
-from ftkit.layout import CACHE_DIR, HEARTBEAT_FILE, LIFE_LOCK_FILE, LOCK_FILE
+from ftkit.runstore.layout import CACHE_DIR, HEARTBEAT_FILE, LIFE_LOCK_FILE, LOCK_FILE
 from tests.conftest import wait_for
 from tests.sft_fixtures import (chat_records, default_causal_dir, sft_config, smollm2_tokenizer,  # noqa: F401
                                 tiny_llama, tiny_llama_dir, write_chat_jsonl)

@@ -9,8 +9,8 @@ import pytest
 
 from ftkit.config import load_config
 from ftkit.errors import RunError
-from ftkit.layout import best_checkpoint
-from ftkit.store import RunStore
+from ftkit.runstore.layout import best_checkpoint
+from ftkit.runstore import RunStore
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from ftkit.comparison import comparison
 from ftkit.config import load_config
 from ftkit.errors import ConfigError, FtkitError
 from ftkit.runs import Run
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 from ftkit.sweeps import SearchSpace, Sweep, expand_grid, parse_grid, parse_search, start_sweep
 
 

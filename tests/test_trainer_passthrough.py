@@ -20,7 +20,7 @@ import pytest
 
 from ftkit.config import load_config
 from ftkit.errors import ConfigError
-from ftkit.layout import MLFLOW_DIR, TENSORBOARD_DIR
+from ftkit.runstore.layout import MLFLOW_DIR, TENSORBOARD_DIR
 from ftkit.trainer_args import OWNED, check_launch, check_trackers_installed, trainer_argument_names
 
 

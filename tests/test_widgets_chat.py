@@ -15,7 +15,7 @@ from ftkit.config import Config
 from ftkit.engine.generation import Generator
 from ftkit.notebook.widgets.chat import ChatWidget
 from ftkit.runs import Run
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 from tests.sft_fixtures import default_causal_dir, smollm2_tokenizer, tiny_llama, tiny_llama_dir  # noqa: F401 - fixtures
 
 TOKENS = 8

@@ -12,7 +12,7 @@ import ftkit.runs
 from ftkit.config import load_config, schema_fields
 from ftkit.errors import ConfigError
 from ftkit.notebook.widgets import ConfigForm
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 from ftkit.tasks import get_task
 
 

@@ -11,7 +11,7 @@ from IPython.utils.capture import capture_output
 from ftkit.config import Config
 from ftkit.notebook.widgets import ErrorBrowser
 from ftkit.runs import Run
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 
 SENTENCES = [
     ("John Smith lives in New York", "B-PER I-PER O O B-LOC I-LOC", "B-PER I-PER O O B-LOC I-LOC"),

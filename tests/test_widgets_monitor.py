@@ -15,7 +15,7 @@ import ftkit.rendering
 import ftkit.runs
 from ftkit.config import Config
 from ftkit.runs import Run
-from ftkit.store import RunStore
+from ftkit.runstore import RunStore
 from ftkit.notebook.widgets import register_run_formatter
 from ftkit.notebook.display import eval_table_html
 from ftkit.notebook.widgets.monitor import RunMonitor, show_run

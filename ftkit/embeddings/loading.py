@@ -2,7 +2,7 @@
 
 A source is ``"default"``, ``"default-causal"``, a model folder or hub id, a checkpoint folder (full or LoRA), a run
 folder, or a run (a `ftkit.runs.Run` or its id/name). A run stands for the checkpoint its
-predictions use (`ftkit.layout.choose_checkpoint`: the ``best`` folder, else the best-scoring or
+predictions use (`ftkit.runstore.layout.choose_checkpoint`: the ``best`` folder, else the best-scoring or
 last checkpoint), read from the run's own store, and its training data is the default corpus for
 contextual vectors. Spaces built
 from files are cached in memory, so the widget and magics can ask again without re-reading a model
@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import FtkitError, RunError
-from ..layout import RUN_FILE
+from ..runstore.layout import RUN_FILE
 from ..engine.causal import DEFAULT_CAUSAL_MODEL, default_causal_model_dir, is_causal_default
 from ..engine.models import DEFAULT_MODEL, load_tokenizer, quiet_loading, resolve_model_source
 from .contextual import Corpus, entity_type, pool_word_vectors, read_corpus
@@ -176,7 +176,7 @@ def _is_run(source: Any) -> bool:
 
 def _run_at(folder: Path) -> Any:
     from ..runs import Run
-    from ..store import RunStore
+    from ..runstore import RunStore
 
     return Run(folder.name, RunStore(folder.parent))
 

@@ -12,7 +12,7 @@ from transformers import TrainingArguments
 
 from ..config import Config
 from ..errors import ConfigError, FtkitError
-from ..layout import EVAL_DIR, MLFLOW_DIR, TENSORBOARD_DIR, higher_is_better
+from ..runstore.layout import EVAL_DIR, MLFLOW_DIR, TENSORBOARD_DIR, higher_is_better
 from ..tasks import get_task
 from ..trainer_args import check_trackers_installed, check_trainer_args, trackers
 from .distributed import world_size

@@ -14,7 +14,7 @@ from ..tasks.scoring import report_markdown
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..store import RunStore
+    from ..runstore import RunStore
 
 CARD_FILE = "README.md"
 
@@ -79,7 +79,7 @@ def write_model_card(folder: str | Path, config: "Config", metrics: Mapping[str,
 def write_run_card(store: "RunStore", run_id: str, config: "Config", folder: str | Path | None = None) -> Path:
     """The card of a run's best checkpoint (or of ``folder``, a merge of it): its validation scores
     at that checkpoint and the run's test scores."""
-    from ..layout import best_checkpoint
+    from ..runstore.layout import best_checkpoint
 
     detail = store.get(run_id)
     best = best_checkpoint(detail["checkpoints"], config.best_metric)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .adapters import load_for_inference, task_of
 from ..errors import FtkitError
-from ..layout import choose_checkpoint
+from ..runstore.layout import choose_checkpoint
 from ..tasks import get_task
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def checkpoint_path(run: "Run", checkpoint: str | int | None = None) -> Path:
     """Which folder of ``run`` to load, read from the run's own store and folder.
 
     By default the trainer's ``best`` (or ``final``) folder, else the best-scoring checkpoint for
-    the run's metric, else the last one (`ftkit.layout.choose_checkpoint`, the one rule). ``checkpoint``
+    the run's metric, else the last one (`ftkit.runstore.layout.choose_checkpoint`, the one rule). ``checkpoint``
     may be a step number, ``checkpoint-<step>`` or a path.
     """
     return choose_checkpoint(run.dir, run.checkpoints, run.config.best_metric, checkpoint, run.id)

@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..layout import CONFIG_FILE, RANK_ERROR_GLOB, rank_error_name, rank_of_error_file
+from ..runstore.layout import CONFIG_FILE, RANK_ERROR_GLOB, rank_error_name, rank_of_error_file
 from .distributed import process_rank
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def failure_summary(exc: BaseException) -> str:
 def train_rank(run_dir: Path, resume: bool) -> int:
     """One process of a distributed run. Failures go to ``rank-<i>.err`` (summary line, then traceback);
     the supervisor reports the first one, so no rank writes a failed status itself."""
-    from ..store import RunStore
+    from ..runstore import RunStore
 
     run_dir = Path(run_dir).resolve()
     rank = process_rank()

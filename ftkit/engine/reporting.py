@@ -9,15 +9,15 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from ..layout import checkpoint_name, saved_checkpoints
-from ..store import RunStore, folder_size
+from ..runstore.layout import checkpoint_name, saved_checkpoints
+from ..runstore import RunStore, folder_size
 
 PROGRESS_INTERVAL_S = 0.5  # a follower sees progress well within a second
 PHASE_INTERVAL_S = 0.3  # phase counts (reading data n/N, tokenising n/N): a few events a second at most
 
 
 class PhaseReporter:
-    """Writes phase events before the first step (`ftkit.events.PHASES`), throttled.
+    """Writes phase events before the first step (`ftkit.runstore.events.PHASES`), throttled.
 
     A new phase or detail (another split) is written at once, as is a count that reaches its
     total; counts in between at most every ``interval`` seconds.

@@ -19,7 +19,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..errors import FtkitError
-from ..layout import checkpoint_name, keeps_resume_state, partial_name
+from ..runstore.layout import checkpoint_name, keeps_resume_state, partial_name
 from .adapters import save_label_config
 
 

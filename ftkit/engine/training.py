@@ -18,8 +18,8 @@ from transformers import DataCollatorWithFlattening, EarlyStoppingCallback, Trai
 from .. import data
 from ..config import Config
 from ..errors import FtkitError
-from ..layout import CACHE_DIR, CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
-from ..store import RunStore, is_disk_full, no_space
+from ..runstore.layout import CACHE_DIR, CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
+from ..runstore import RunStore, is_disk_full, no_space
 from ..tasks import get_task
 from ..tasks.base import EvalContext
 from ..tasks.scoring import report_table
@@ -252,7 +252,7 @@ def evaluate_run(store: RunStore, run_id: str, split: str = "test", checkpoint: 
     """Evaluate a saved checkpoint of a run on one split (`ftkit eval`, in a worker process).
 
     ``checkpoint`` is a step, a checkpoint name or a folder; by default the run's best
-    (`ftkit.layout.choose_checkpoint`, as for predictions). ``data_source`` (a file, folder or hub id)
+    (`ftkit.runstore.layout.choose_checkpoint`, as for predictions). ``data_source`` (a file, folder or hub id)
     is scored instead of the run's own ``split``, read with the run's data options. Labels are the
     checkpoint's own, in its order, so a file with a label the model never learnt is refused.
     """

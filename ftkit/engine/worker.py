@@ -2,13 +2,13 @@
 the CLI runs on a run's checkpoints.
 
 `python -m ftkit.engine.worker supervise RUN_DIR` runs in its own session (it survives the kernel or
-terminal that started it), waits for the run's turn on its devices (`ftkit.device_queue`), starts
+terminal that started it), waits for the run's turn on its devices (`ftkit.runstore.queue`), starts
 `python -m ftkit.engine.worker train RUN_DIR`, and when the worker ends without reporting (kill -9,
 the OOM killer, a crash in native code) marks the run failed with the cause. The worker writes its
 run's events; the supervisor records how it ended.
 
 `evaluate`, `predict` and `merge` are the training-stack jobs of `ftkit eval/predict/merge`:
-each loads a checkpoint (by default the run's best, `ftkit.layout.choose_checkpoint`) and writes
+each loads a checkpoint (by default the run's best, `ftkit.runstore.layout.choose_checkpoint`) and writes
 ``{"result": ...}`` or ``{"error": "..."}`` as JSON to ``--output`` (default: stdout), so the CLI
 never imports torch. Worker processes are the only ones that import the training stack.
 """
@@ -29,9 +29,9 @@ from . import launch
 from .. import device_queue
 from ..config import load_config
 from ..errors import FtkitError
-from ..events import FINAL_STATUSES
-from ..layout import CONFIG_FILE, LOG_FILE, MERGED_DIR, RANK_ERROR_GLOB, choose_checkpoint
-from ..store import RunBusy, RunStore
+from ..runstore.events import FINAL_STATUSES
+from ..runstore.layout import CONFIG_FILE, LOG_FILE, MERGED_DIR, RANK_ERROR_GLOB, choose_checkpoint
+from ..runstore import RunBusy, RunStore
 
 JOBS = ("evaluate", "predict", "merge")
 

@@ -10,7 +10,7 @@ import datetime
 import re
 from typing import Any, Mapping
 
-from ..events import FINAL_STATUSES, phase_text
+from ..runstore.events import FINAL_STATUSES, phase_text
 from ..rendering import escape, format_number, html_table
 
 STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a34a",
@@ -45,7 +45,7 @@ def status_badge_html(status: str) -> str:
 
 def progress_text(progress: Mapping[str, Any], phase: Mapping[str, Any] | None = None) -> str:
     """One line: ``step 120/500 · epoch 1.20 · 85.3 samples/s · ETA 1:10 · loss 0.1234``; before the first
-    step, the phase the run is in (``tokenising train 3,000/12,637``, see `ftkit.events.phase_text`)."""
+    step, the phase the run is in (``tokenising train 3,000/12,637``, see `ftkit.runstore.events.phase_text`)."""
     if phase and phase.get("name"):
         return phase_text(phase)
     step, total = progress.get("step") or 0, progress.get("total_steps")

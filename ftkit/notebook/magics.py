@@ -273,7 +273,7 @@ class FtkitMagics(Magics):
 
     def _ftkit_runs(self, args: argparse.Namespace) -> list[dict[str, Any]]:
         from .display import runs_table_html, runs_table_text
-        from ..store import RunStore
+        from ..runstore import RunStore
 
         runs, _ = RunStore(args.runs_dir).list_runs(status=args.status)
         display({"text/html": runs_table_html(runs), "text/plain": runs_table_text(runs)}, raw=True)

@@ -16,7 +16,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode
 
 from ..config import resolve_runs_dir
-from ..store import RunStore
+from ..runstore import RunStore
 
 
 class FtkitApp(ExtensionApp):

@@ -1,6 +1,6 @@
 """HTTP for the side panel: the run store as REST under ``/ftkit/api/``, plus a long-poll live channel.
 
-A thin layer over :class:`ftkit.store.RunStore`, which knows nothing of HTTP. Every verb needs
+A thin layer over :class:`ftkit.runstore.RunStore`, which knows nothing of HTTP. Every verb needs
 Jupyter's authentication and its authorizer's consent (resource ``ftkit``; a GET reads, a POST or
 DELETE writes, so a deployment's Authorizer can allow reads only). Ids from the URL are looked up
 in the store's index, never used to build a path here. Store calls block on SQLite and the file
@@ -47,10 +47,10 @@ from jupyter_server.base.handlers import APIHandler
 
 from ..comparison import comparison
 from ..errors import FtkitError, RunError
-from ..events import STATUSES
-from ..layout import CONFIG_FILE, LOG_FILE
+from ..runstore.events import STATUSES
+from ..runstore.layout import CONFIG_FILE, LOG_FILE
 from ..runs import error_report
-from ..store import SORT_KEYS, RunBusy, RunStore
+from ..runstore import SORT_KEYS, RunBusy, RunStore
 from ..tasks import TASK_NAMES, get_task
 
 T = TypeVar("T")

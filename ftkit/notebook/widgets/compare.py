@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import ipywidgets as widgets
 
 from ...comparison import comparison
-from ...layout import SELECTION_SPLIT
+from ...runstore.layout import SELECTION_SPLIT
 from ...rendering import ensure_bokehjs
 from ...runs import Run
 from .monitor import _BokehPlot, monitor_mode

@@ -2,7 +2,7 @@
 
 The monitor replays ``events.jsonl`` from the start, then follows it from a daemon thread, so
 other cells keep running while the worker trains and a monitor made after a kernel restart shows
-the whole history. The events are folded by `ftkit.events.RunState`, the same fold the store's
+the whole history. The events are folded by `ftkit.runstore.events.RunState`, the same fold the store's
 index and the CLI use; the curves are the values log events carry at their steps. All widget and
 plot changes go through :meth:`RunMonitor.apply_events` under a lock: the follower thread is the
 only writer of the plot data, comm messages leave through ipykernel's thread-safe IOPub channel, and
@@ -29,8 +29,8 @@ from bokeh.plotting import figure
 from jupyter_bokeh import BokehModel
 
 from ...config import Config
-from ...events import CURVES, FINAL_STATUSES, RunState, phase_text
-from ...layout import LOG_FILE
+from ...runstore.events import CURVES, FINAL_STATUSES, RunState, phase_text
+from ...runstore.layout import LOG_FILE
 from ...rendering import ensure_bokehjs, escape
 from ..display import (eval_table_html, outcome_text, progress_text, run_summary_html, run_summary_text,
                        status_badge_html)

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from .errors import RunError
+from ..errors import RunError
 from .layout import DEVICES_DIR, RUN_FILE
 
 if TYPE_CHECKING:
-    from .config import Config
+    from ..config import Config
     from .store import RunStore
 
 WAITING_PHASE = "waiting for device"

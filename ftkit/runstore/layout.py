@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import FtkitError, RunError
+from ..errors import FtkitError, RunError
 
 # ----- the store folder ---------------------------------------------------------------------------
 INDEX_FILE = "index.sqlite"  # the SQLite index of every run (a cache; rebuilt from the folders)

@@ -43,8 +43,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .config import Config, resolve_runs_dir
-from .errors import RunError
+from ..config import Config, resolve_runs_dir
+from ..errors import RunError
 from .events import FINAL_STATUSES, STATUSES, RunState
 from .layout import (CONFIG_FILE, DELETING_PREFIX, EVENTS_FILE, HEARTBEAT_FILE, INDEX_FILE, INDEX_LOCK_FILE,
                      LIFE_LOCK_FILE, LOCK_FILE,                      LOG_FILE, RESERVE_FILE, RUN_FILE, SELECTION_SPLIT, STOP_FILE, best_checkpoint, checkpoint_of_event)
