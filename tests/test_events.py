@@ -42,10 +42,12 @@ def test_the_fold_gives_status_progress_metrics_best_and_checkpoints():
     assert state.best_metric == {"name": "validation_loss", "value": 0.9}  # lower is better for a loss
     assert {s: c["name"] for s, c in state.checkpoints.items()} == {10: "checkpoint-10", 20: "checkpoint-20"}
     assert state.last_checkpoint == 20
-    # each curve holds the values logged at their steps; the resumed attempt's step-8 point replaces the
-    # first attempt's from step 8 on, so a curve is what the latest attempt did (as `compare` draws it)
+    # each curve holds the values logged at their steps, evaluations as <split>_<metric>; the resumed
+    # attempt's step-8 point replaces the first attempt's from step 8 on, so a curve is what the latest
+    # attempt did (as `compare` draws it)
     assert state.curves == {"loss": [(5, 1.5), (8, 1.1)], "learning_rate": [(5, 5e-5), (8, 4.5e-5)],
-                            "grad_norm": [(5, 3.0)]}
+                            "grad_norm": [(5, 3.0)], "validation_loss": [(10, 0.9), (20, 1.2)],
+                            "validation_f1": [(10, 0.4), (20, 0.5)]}
     assert len(state.evaluations) == 2
 
 

@@ -171,6 +171,28 @@ def test_a_resumed_attempt_redraws_the_curves_from_its_checkpoints_step_on(store
     assert curve(RunMonitor(run, follow=False), "loss") == curve(monitor, "loss")  # a new view draws the same
 
 
+def test_the_monitor_and_compare_draw_the_same_curves_for_a_resumed_run(store, run):
+    """One fold of the event stream: after a resume rewinds to step 10, the monitor's training and
+    validation curves are exactly the ones `compare` returns for the run, the latest attempt's."""
+    from ftkit.comparison import comparison
+
+    train(store, run, logged=LOGGED[:4])
+    for step, f1 in ((10, 0.40), (20, 0.50)):
+        evaluation(store, run, step, f1=f1)
+    monitor = RunMonitor(run, follow=False)
+    train(store, run, logged=[(15, 0.9, 3.4e-5, 2.8), (20, 0.8, 2.6e-5, 2.2)])  # resumed from checkpoint 10
+    evaluation(store, run, 20, f1=0.65)
+    monitor.poll()
+    other = Run(store.create_run(Config(name="other")), store)
+    train(store, other, logged=LOGGED[:1])
+    compared = comparison([run, other])["curves"]
+    for name in ("loss", "learning_rate", "grad_norm"):
+        assert [list(point) for point in curve(monitor, name)] == compared[name][run.id]
+    drawn = monitor.eval_source.data
+    assert [[s, v] for s, v in zip(drawn["step"], drawn["metric"])] == compared["validation_f1"][run.id] == [[10, 0.4], [20, 0.65]]
+    assert [[s, v] for s, v in zip(drawn["step"], drawn["eval_loss"])] == compared["validation_loss"][run.id]
+
+
 def test_stop_button_asks_the_worker_to_stop(run):
     monitor = RunMonitor(run, follow=False)
     monitor.stop_button.click()

@@ -2,10 +2,14 @@
 
 A run's worker appends one JSON object per line to ``events.jsonl``:
 ``{"t": time, "type": "phase"|"progress"|"log"|"eval"|"checkpoint"|"checkpoint_deleted"|"status", ...}``.
-:class:`RunState` is the one fold of that stream. The store's index applies each event through it
-(and writes what the returned :class:`Update` says), the notebook monitor draws from it, and the
-CLI's progress bar follows it, so the three never read the same events differently.
-Plain Python: no torch, no SQLite.
+This module is the one reader of that stream: :func:`decode_events` and :func:`read_events` turn lines
+into events (a line torn by a crash is skipped), :class:`Curves` is the one fold of what was logged
+at each step (training curves and evaluation metrics, with one rule for a resumed attempt), and
+:class:`RunState` is the one fold of everything, built on it. The store's index applies each event
+through RunState (and writes what the returned :class:`Update` says), the notebook monitor draws from
+it, the CLI's progress bar follows it, and ``compare`` folds only the log and eval lines through
+:class:`Curves`, so none of them reads the same events differently. The status vocabulary lives here
+too. Plain Python: no torch, no SQLite.
 
 Before its first step a run reports phases (:data:`PHASES`, in the order they come):
 ``{"type": "phase", "phase": "tokenising", "done": 3000, "total": 12637, "detail": "train"}``.
@@ -19,20 +23,114 @@ fold sets it to None).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .layout import SELECTION_SPLIT, checkpoint_of_event, is_better
 
 STATUSES = ("queued", "running", "completed", "failed", "stopped")
 FINAL_STATUSES = ("completed", "failed", "stopped")
+ACTIVE_STATUSES = ("queued", "running")  # a run whose processes may still be at work
 PROGRESS_KEYS = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
 EVENT_TYPES = ("phase", "progress", "log", "eval", "checkpoint", "checkpoint_deleted", "status")
 PHASES = ("waiting for device", "starting", "reading data", "tokenising", "loading model", "first step")
 # What a log event carries at the step it was logged: the training curves. Progress events repeat the
 # last logged loss at later steps, so a curve drawn from them runs one logging interval late.
 CURVES = ("loss", "learning_rate", "grad_norm")
+# Evaluation figures about the evaluation itself (the Trainer's timing), not about the model: never a curve.
+BOOKKEEPING = ("epoch", "runtime", "samples_per_second", "steps_per_second")
+_decode = json.JSONDecoder().decode  # json.loads less its per-call checks: most of a big stream's time goes here
+
+
+def decode_events(data: bytes | str, types: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Events from complete lines; a line torn by a crash (half an object) is skipped, not fatal.
+
+    ``types`` keeps those event types alone, and lines that cannot be one of them are never parsed
+    (a substring test), which is what keeps ``compare`` fast on long streams.
+    """
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    wanted = tuple(f'"{kind}"' for kind in types) if types is not None else None
+    events = []
+    for line in text.splitlines():
+        if wanted is not None and not any(marker in line for marker in wanted):
+            continue
+        try:
+            event = _decode(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "type" in event and (types is None or event["type"] in types):
+            events.append(event)
+    return events
+
+
+def read_events(path: Path, types: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """A run's events.jsonl decoded (see :func:`decode_events`); no file, no events."""
+    try:
+        return decode_events(Path(path).read_bytes(), None if types is None else tuple(types))
+    except FileNotFoundError:
+        return []
+
+
+def _finite(value: Any) -> bool:
+    """A number JSON can carry (NaN and infinity are not JSON, and a browser refuses them)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class Curves:
+    """What a run logged at each step: ``loss``, ``learning_rate``, ``grad_norm`` from log events and
+    ``<split>_<metric>`` from eval events (never the loss a progress event carries along).
+
+    A resumed attempt logs again from its checkpoint's step: its points replace the ones from that
+    step on, curve by curve, so each curve is what the latest attempt did. The monitor, the CLI,
+    ``compare`` and the index all fold through here.
+    """
+
+    def __init__(self) -> None:
+        self.points: dict[str, list[tuple[int, float]]] = {name: [] for name in CURVES}
+        self.metric_names: list[str] = []  # the evaluation curves, in the order they first came
+
+    def apply(self, event: Mapping[str, Any]) -> tuple[dict[str, tuple[int, float]], set[str]]:
+        """Fold a log or eval event in; returns the new point per curve and the curves rewound first."""
+        step = event.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):
+            return {}, set()
+        if event.get("type") == "log":
+            values = {name: event.get(name) for name in CURVES}
+        elif event.get("type") == "eval" and isinstance(event.get("metrics"), Mapping):
+            values = {f"{event.get('split')}_{name}": value for name, value in event["metrics"].items()
+                      if name not in BOOKKEEPING}
+        else:
+            return {}, set()
+        added, rewound = {}, set()
+        for name, value in values.items():
+            if not _finite(value):
+                continue
+            curve = self.points.get(name)
+            if curve is None:
+                curve = self.points[name] = []
+                self.metric_names.append(name)
+            if curve and curve[-1][0] >= step:
+                while curve and curve[-1][0] >= step:
+                    curve.pop()
+                rewound.add(name)
+            curve.append((step, float(value)))
+            added[name] = (step, float(value))
+        return added, rewound
+
+    def last_metrics(self) -> dict[str, float]:
+        """The latest value of each evaluation curve (``validation_f1``, ``test_accuracy``, ...)."""
+        return {name: self.points[name][-1][1] for name in self.metric_names if self.points[name]}
+
+    @classmethod
+    def of_run(cls, events_path: Path) -> "Curves":
+        """A run's curves read from its events.jsonl, parsing only its log and eval lines."""
+        curves = cls()
+        for event in read_events(events_path, ("log", "eval")):
+            curves.apply(event)
+        return curves
 
 
 def phase_text(phase: Mapping[str, Any] | None) -> str:
@@ -59,9 +157,9 @@ class Update:
     checkpoint: dict[str, Any] | None = None  # a new checkpoint: step, name, size, adapter_only, metrics, t
     kept: list[int] | None = None  # after rotation: the steps of the checkpoints still on disk
     deleted_step: int | None = None
-    curve_points: dict[str, tuple[int, float]] = field(default_factory=dict)  # new (step, value) per CURVES name
-    # CURVES whose points from this step on were dropped first: a resumed attempt replaces what the
-    # last one logged after its checkpoint, so a curve is what the latest attempt did (as in `compare`)
+    curve_points: dict[str, tuple[int, float]] = field(default_factory=dict)  # new (step, value) per curve (`Curves`)
+    # curves whose points from this step on were dropped first: a resumed attempt replaces what the
+    # last one logged after its checkpoint, so a curve is what the latest attempt did (`Curves`)
     rewound_curves: set[str] = field(default_factory=set)
     message: str | None = None  # a log line meant for people
 
@@ -87,7 +185,12 @@ class RunState:
     best_metric: dict[str, Any] | None = None  # the best on SELECTION_SPLIT: {"name": "validation_f1", "value": 0.91}
     checkpoints: dict[int, dict[str, Any]] = field(default_factory=dict)
     last_checkpoint: int | None = None
-    curves: dict[str, list[tuple[int, float]]] = field(default_factory=lambda: {name: [] for name in CURVES})
+    logged: Curves = field(default_factory=Curves)
+
+    @property
+    def curves(self) -> dict[str, list[tuple[int, float]]]:
+        """Every curve by name (`Curves`): the training ones and ``<split>_<metric>``."""
+        return self.logged.points
 
     @classmethod
     def from_events(cls, events: Iterable[Mapping[str, Any]]) -> "RunState":
@@ -148,18 +251,7 @@ class RunState:
         self.updated = t
         update.summary["updated"] = t
         update.message = event.get("message")
-        step = event.get("step")
-        if not isinstance(step, int):
-            return
-        for name in CURVES:
-            value, curve = event.get(name), self.curves[name]
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                if curve and curve[-1][0] >= step:  # a resumed run logs again from its checkpoint's step on
-                    while curve and curve[-1][0] >= step:
-                        curve.pop()
-                    update.rewound_curves.add(name)
-                curve.append((step, float(value)))
-                update.curve_points[name] = (step, float(value))
+        update.curve_points, update.rewound_curves = self.logged.apply(event)
 
     def _apply_phase(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
         name = event.get("phase") or event.get("name") or event.get("message")
@@ -186,6 +278,7 @@ class RunState:
         evaluation = {**event, "metrics": dict(metrics)}
         self.evaluations.append(evaluation)
         update.evaluation = evaluation
+        update.curve_points, update.rewound_curves = self.logged.apply(event)
         for name, value in metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 row = {"split": split, "step": event.get("step"), "epoch": event.get("epoch"), "name": name,
@@ -230,5 +323,5 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-__all__ = ["CURVES", "EVENT_TYPES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS", "STATUSES", "RunState", "Update",
-           "phase_text"]
+__all__ = ["ACTIVE_STATUSES", "BOOKKEEPING", "CURVES", "EVENT_TYPES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS",
+           "STATUSES", "Curves", "RunState", "Update", "decode_events", "phase_text", "read_events"]

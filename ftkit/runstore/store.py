@@ -45,12 +45,11 @@ from typing import Any, Callable, Iterator
 
 from ..config import Config, resolve_runs_dir
 from ..errors import RunError
-from .events import FINAL_STATUSES, STATUSES, RunState
+from .events import ACTIVE_STATUSES, FINAL_STATUSES, STATUSES, RunState, decode_events
 from .layout import (CONFIG_FILE, DELETING_PREFIX, EVENTS_FILE, HEARTBEAT_FILE, INDEX_FILE, INDEX_LOCK_FILE,
                      LIFE_LOCK_FILE, LOCK_FILE,                      LOG_FILE, RESERVE_FILE, RUN_FILE, SELECTION_SPLIT, STOP_FILE, best_checkpoint, checkpoint_of_event)
 
 DIED_WITHOUT_REPORTING = "the training process died without reporting (killed, or out of memory)"
-ACTIVE_STATUSES = ("queued", "running")
 HEARTBEAT_INTERVAL_S = 5.0  # how often a supervisor touches its heartbeat (see heartbeat_interval)
 # Twelve missed beats: long enough for a loaded shared file system (NFS caches file times for a few
 # seconds), clocks a few seconds apart and a supervisor stalled by swapping; short enough that a run
@@ -531,7 +530,7 @@ class RunStore:
             f.seek(offset)
             chunk = f.read()
         end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next read
-        return _decode_events(chunk[:end]), offset + end
+        return decode_events(chunk[:end]), offset + end
 
     def log_tail(self, run_id: str, lines: int = 40) -> str:
         path = self.run_dir(run_id) / LOG_FILE
@@ -863,7 +862,7 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 def _events_in(folder: Path) -> list[dict[str, Any]]:
     path = folder / EVENTS_FILE
-    return _decode_events(path.read_bytes()) if path.exists() else []
+    return decode_events(path.read_bytes()) if path.exists() else []
 
 
 def _reindex_run(db: sqlite3.Connection, folder: Path, record: dict[str, Any]) -> None:
@@ -876,19 +875,6 @@ def _reindex_run(db: sqlite3.Connection, folder: Path, record: dict[str, Any]) -
         _apply_event(db, run_id, event)
     db.execute("UPDATE runs SET status=?, error=?, pid=? WHERE id=?",
                (record.get("status", "failed"), record.get("error"), record.get("pid"), run_id))
-
-
-def _decode_events(data: bytes) -> list[dict[str, Any]]:
-    """Events from complete lines; a line torn by a crash (half an object) is skipped, not fatal."""
-    events = []
-    for line in data.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and "type" in event:
-            events.append(event)
-    return events
 
 
 def _record_from_events(folder: Path, events: list[dict[str, Any]]) -> dict[str, Any]:

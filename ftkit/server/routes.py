@@ -47,7 +47,7 @@ from jupyter_server.base.handlers import APIHandler
 
 from ..comparison import comparison
 from ..errors import FtkitError, RunError
-from ..runstore.events import STATUSES
+from ..runstore.events import ACTIVE_STATUSES, STATUSES
 from ..runstore.layout import CONFIG_FILE, LOG_FILE
 from ..runs import error_report
 from ..runstore import SORT_KEYS, RunBusy, RunStore
@@ -67,7 +67,6 @@ DEFAULT_ERROR_EXAMPLES = 200
 MAX_ERROR_EXAMPLES = 5_000
 MAX_COMPARED_RUNS = 50  # a comparison reads each run's events; the panel selects a handful
 LIVE_CHECK_INTERVAL = 0.25  # seconds between looks at the store while a live request waits
-ACTIVE_STATUSES = ("queued", "running")
 
 
 class ApiError(tornado.web.HTTPError):

@@ -15,12 +15,12 @@ from typing import Any, Mapping, Sequence
 import ipywidgets as widgets
 
 from ...comparison import comparison
+from ...runstore.events import ACTIVE_STATUSES
 from ...runstore.layout import SELECTION_SPLIT
 from ...rendering import ensure_bokehjs
 from ...runs import Run
 from .monitor import _BokehPlot, monitor_mode
 
-ACTIVE_STATUSES = ("queued", "running")
 LOSS_CURVE = "loss"
 
 

@@ -30,7 +30,7 @@ from jupyter_bokeh import BokehModel
 
 from ...config import Config
 from ...runstore.events import CURVES, FINAL_STATUSES, RunState, phase_text
-from ...runstore.layout import LOG_FILE
+from ...runstore.layout import LOG_FILE, SELECTION_SPLIT
 from ...rendering import ensure_bokehjs, escape
 from ..display import (eval_table_html, outcome_text, progress_text, run_summary_html, run_summary_text,
                        status_badge_html)
@@ -197,28 +197,41 @@ class RunMonitor(widgets.VBox):
             update = self._state.apply(event)
             rewound |= update.rewound_curves
             for name, (step, value) in update.curve_points.items():
-                new_points[name]["step"].append(step)
-                new_points[name]["value"].append(value)
+                if name in new_points:
+                    new_points[name]["step"].append(step)
+                    new_points[name]["value"].append(value)
             evaluation = update.evaluation
             if evaluation is not None:
                 evaluated = True
-                metrics = evaluation["metrics"]
-                if evaluation.get("split") == "validation" and evaluation.get("step") is not None:
-                    name = evaluation.get("best_metric_name") or self._metric_name
+                self._metric_name = evaluation.get("best_metric_name") or self._metric_name
+                if evaluation.get("split") == SELECTION_SPLIT and evaluation.get("step") is not None:
                     new_eval["step"].append(evaluation["step"])
-                    new_eval["metric"].append(_number(metrics.get(name)))
-                    new_eval["eval_loss"].append(_number(metrics.get("loss")))
+                    new_eval["metric"].append(_number(evaluation["metrics"].get(self._metric_name)))
+                    new_eval["eval_loss"].append(_number(evaluation["metrics"].get("loss")))
         for name, points in new_points.items():
             if name in rewound:
                 steps, values = zip(*self._state.curves[name]) if self._state.curves[name] else ((), ())
                 self.curve_sources[name].data = {"step": list(steps), "value": list(values)}
             elif points["step"]:
                 self.curve_sources[name].stream(points)
-        if new_eval["step"]:
+        if rewound & set(self._eval_curves()):
+            self.eval_source.data = self._eval_columns()
+        elif new_eval["step"]:
             self.eval_source.stream(new_eval)
         if evaluated:
             self.eval_table.value = eval_table_html(self._state.evaluations)
         self._render_status()
+
+    def _eval_curves(self) -> tuple[str, str]:
+        """The fold's curves the validation plot draws: the ranked metric and the loss."""
+        return f"{SELECTION_SPLIT}_{self._metric_name}", f"{SELECTION_SPLIT}_loss"
+
+    def _eval_columns(self) -> dict[str, list]:
+        """The validation plot's columns drawn whole from the fold (after a resume rewound them)."""
+        metric, loss = (dict(self._state.curves.get(name, [])) for name in self._eval_curves())
+        steps = sorted(set(metric) | set(loss))
+        return {"step": steps, "metric": [metric.get(step, math.nan) for step in steps],
+                "eval_loss": [loss.get(step, math.nan) for step in steps]}
 
     def _render_status(self) -> None:
         state = self._state
