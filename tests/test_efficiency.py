@@ -6,16 +6,13 @@ where CUDA is present, the real `training_arguments` is checked too.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 from ftkit.config import load_config, schema_fields
 from ftkit.errors import ConfigError, FtkitError
-from ftkit.engine.arguments import hardware_arguments, padding_free, training_arguments
+from ftkit.engine.arguments import hardware_arguments, training_arguments
 from ftkit.tasks.losses import label_weighted_loss
-from ftkit.engine.training import collator
 
 
 def test_an_ampere_gpu_trains_in_bf16_with_tf32_fused_adamw_and_pinned_memory():
@@ -74,41 +71,6 @@ def test_bert_is_built_with_sdpa_attention(tiny_model_dir):
 
     model = build_model(str(tiny_model_dir), "ner", ["O", "B-PER", "I-PER"])
     assert model.config._attn_implementation == "sdpa"
-
-
-def _model(attention: str) -> SimpleNamespace:
-    return SimpleNamespace(config=SimpleNamespace(_attn_implementation=attention))
-
-
-def test_padding_free_batches_are_chosen_only_for_ner_with_flash_attention_on_a_gpu():
-    ner, classification = load_config(task="ner"), load_config(task="classification")
-    assert padding_free(ner, _model("flash_attention_2"), cuda=True)
-    assert not padding_free(ner, _model("sdpa"), cuda=True)  # BERT's SDPA mask ignores packed boundaries
-    assert not padding_free(ner, _model("flash_attention_2"), cuda=False)
-    assert not padding_free(classification, _model("flash_attention_2"), cuda=True)  # one pooled vector per row
-    assert not padding_free(ner.replace({"training.padding_free": "never"}), _model("flash_attention_2"), cuda=True)
-    with pytest.raises(FtkitError, match="flash-attention"):
-        padding_free(ner.replace({"training.padding_free": "always"}), _model("sdpa"), cuda=True)
-
-
-def test_bert_with_sdpa_lets_packed_sentences_attend_to_each_other_which_is_why_packing_stays_off(tiny_model_dir):
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(str(tiny_model_dir), attn_implementation="sdpa").eval()
-    first, second = [2, 10, 11, 12, 3], [2, 20, 21, 3]
-    with torch.no_grad():
-        alone = model(input_ids=torch.tensor([first])).last_hidden_state[0]
-        packed = model(input_ids=torch.tensor([first + second]),
-                       position_ids=torch.tensor([list(range(len(first))) + list(range(len(second)))])).last_hidden_state[0]
-    assert not torch.allclose(alone, packed[: len(first)], atol=1e-4)
-
-
-def test_the_packed_collator_makes_one_row_with_sequence_boundaries():
-    batch = collator("ner", None, cuda=True, packed=True)([
-        {"input_ids": [2, 10, 3], "labels": [-100, 1, -100]}, {"input_ids": [2, 11, 12, 3], "labels": [-100, 0, 2, -100]}])
-    assert batch["input_ids"].shape == (1, 7)
-    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2, 3]]
-    assert batch["cu_seq_lens_q"].tolist() == [0, 3, 7]
 
 
 def test_build_trainer_pads_on_cpu(tiny_model_dir, tmp_path, conll_sample):

@@ -1,6 +1,6 @@
 """The sft task through ftkit's data, config and model layers: every layout, every bad input, the
-tokens trained, statistics and preview, scoring, LoRA on every linear layer, and packing that keeps
-examples apart (checked on the logits)."""
+tokens trained, statistics and preview, scoring, LoRA on every linear layer, and packing decided by
+probing the model as it trains."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ftkit.errors import ConfigError, DataError, FtkitError
 from ftkit.tasks import get_task
 from ftkit.tasks.sft import (IGNORE_INDEX, SftTask, answer_metrics, answer_set, exact_match, render_ids, rouge_l,
                              _lcs_f1)
-from tests.sft_fixtures import (chat_records, default_causal_dir, smollm2_tokenizer, tiny_llama,  # noqa: F401
+from tests.sft_fixtures import (chat_records, default_causal_dir, sft_config, smollm2_tokenizer, tiny_llama,  # noqa: F401
                                 tiny_llama_dir, write_chat_jsonl)
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
@@ -288,52 +288,32 @@ def test_the_memory_estimate_counts_lora_on_every_linear_layer_and_the_vocabular
     assert lora["activations"] > 4 * 64 * 49152 * 4  # the logits over the vocabulary
 
 
-def packed_vs_alone(model, tokenizer, conversations):
-    import torch
+def test_sft_packing_is_probed_on_the_model_as_it_trains_with_its_kv_cache_off(sft_config, tmp_path, monkeypatch):
+    """configure_model turns the KV cache off before the probe sees the model (with a cache on, causal
+    masks stop finding packed rows from position_ids), and the trainer packs as the probe says."""
+    from ftkit.engine import arguments
+    from ftkit.engine.packing import PackingProbe
+    from ftkit.engine.training import build_trainer, prepare
 
-    from ftkit.engine.training import collator
-
-    encoded = get_task("sft").encoder(tokenizer, {}, 128)(
-        {"messages": conversations, "layout": ["messages"] * len(conversations),
-         "origin": [f"x:{i}" for i in range(len(conversations))]})
-    features = [{key: encoded[key][i] for key in ("input_ids", "labels")} for i in range(len(conversations))]
-    packed = collator("sft", tokenizer, cuda=False, packed=True)(features)
-    assert "attention_mask" not in packed and packed["input_ids"].shape[0] == 1
-    with torch.no_grad():
-        logits = model(**packed).logits[0]
-        alone = [model(input_ids=torch.tensor([f["input_ids"]])).logits[0] for f in features]
-    return logits, alone
+    sft_config["training"]["padding_free"] = "always"
+    prepared = prepare(load_config(sft_config))
+    caches = []
+    monkeypatch.setattr(arguments, "probe_packing",
+                        lambda model: caches.append(model.config.use_cache) or PackingProbe(True, "apart"))
+    trainer = build_trainer(prepared, tmp_path / "run")
+    assert caches == [False]
+    assert type(trainer.train_data_collator).__name__ == "DataCollatorWithFlattening"
 
 
-def test_packed_examples_never_attend_to_each_other_under_sdpa_once_the_kv_cache_is_off(smollm2_tokenizer, tiny_llama_dir):
-    """The premise of padding_free for sft on CPU: transformers 5 finds packed rows from position_ids,
-    but only without a KV cache (a cache switches that detection off: the first example leaks into the second)."""
-    import torch
-
+def test_the_probe_runs_on_a_lora_wrapped_causal_lm(tiny_llama_dir):
+    from ftkit.config import AdapterConfig
+    from ftkit.engine.adapters import apply_adapter
     from ftkit.engine.models import build_model
+    from ftkit.engine.packing import probe_packing
 
-    conversations = [[{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello"}],
-                     [{"role": "user", "content": "Name a colour"}, {"role": "assistant", "content": "red, or blue"}]]
     model = build_model(str(tiny_llama_dir), "sft", [])
-    assert model.config._attn_implementation == "sdpa"
-    model.train()  # as in training (dropout is 0 in this config)
-    model.config.use_cache = True
-    leaked, alone = packed_vs_alone(model, smollm2_tokenizer, conversations)
-    first = len(alone[0])
-    assert torch.allclose(leaked[:first], alone[0], atol=1e-5)
-    assert not torch.allclose(leaked[first:], alone[1], atol=1e-4)  # why configure_model turns the cache off
     get_task("sft").configure_model(model)
-    packed, alone = packed_vs_alone(model, smollm2_tokenizer, conversations)
-    assert torch.allclose(packed[:first], alone[0], atol=1e-5) and torch.allclose(packed[first:], alone[1], atol=1e-5)
-
-
-def test_padding_free_is_allowed_for_sft_on_sdpa_and_refused_for_classification(tiny_llama_dir):
-    from ftkit.engine.arguments import padding_free
-    from ftkit.engine.models import build_model
-
-    model = build_model(str(tiny_llama_dir), "sft", [])
-    assert padding_free(load_config(task="sft", training={"padding_free": "always"}), model, cuda=False)
-    assert not padding_free(Config(task="sft"), model, cuda=False)  # auto: on a GPU only
-    assert padding_free(Config(task="sft"), model, cuda=True)
-    with pytest.raises(FtkitError, match="padding_free is 'always'"):
-        padding_free(load_config(task="classification", training={"padding_free": "always"}), model, cuda=False)
+    model = apply_adapter(model, AdapterConfig(kind="lora", r=2), "sft").train()
+    probe = probe_packing(model)
+    assert not probe.reason.startswith("cannot"), probe.reason  # the packed row went through the model
+    assert model.training

@@ -16,6 +16,7 @@ from ..runstore.layout import EVAL_DIR, MLFLOW_DIR, TENSORBOARD_DIR, higher_is_b
 from ..tasks import get_task
 from ..trainer_args import check_trackers_installed, check_trainer_args, trackers
 from .distributed import world_size
+from .packing import probe_packing
 
 
 def hardware_arguments(config: Config, cuda: bool, bf16_supported: bool = False, compute_capability: int = 0,
@@ -157,26 +158,25 @@ def _sharding_arguments(strategy: str) -> dict[str, Any]:
 def padding_free(config: Config, model: Any, cuda: bool) -> bool:
     """Whether to train on packed rows without padding (``training.padding_free``).
 
-    Packing puts several sentences in one row and tells attention where each starts. In
-    transformers 5.24 an encoder like BERT honours those boundaries only through flash-attention's
-    variable-length kernels: its SDPA and eager masks ignore ``position_ids``, so packed sentences
-    would attend to each other. Only tasks whose ``supports_packing`` says so pack: classification
-    heads pool one vector per row, so they never do.
+    Packing puts several examples in one row and tells attention where each starts. Only tasks
+    whose ``supports_packing`` says so pack (classification heads pool one vector per row), and
+    only models that keep packed examples apart: `probe_packing` runs two short examples through
+    the loaded model packed and alone and compares the outputs. ``auto`` packs on a GPU only
+    (on CPU packed batches train no faster: benchmarks/padding_free.py); ``always`` packs on any
+    device and refuses a model the probe says would let packed examples see each other.
     """
     choice = config.training.padding_free
-    attention = getattr(getattr(model, "config", None), "_attn_implementation", None) or ""
+    if choice == "never" or (choice == "auto" and not cuda):
+        return False
     task = get_task(config.task)
-    packs = task.supports_packing
-    # Causal LMs in transformers 5 build their SDPA/eager masks per packed row from position_ids when
-    # there is no attention mask and no KV cache (Task.configure_model turns the cache off):
-    # tests/test_sft_training.py checks that packed logits equal each example's own.
-    by_positions = task.packs_by_position_ids and attention in ("sdpa", "eager")
-    supported = packs and (attention.startswith("flash_attention") or by_positions)
-    if choice == "always" and not supported:
-        raise FtkitError(
-            f"training.padding_free is 'always', but {type(model).__name__} uses {attention or 'unknown'} attention"
-            f"{'' if packs else f' for {config.task}'}: packed batches need a token-level task and "
-            "flash-attention (pip install flash-attn, on an Ampere or newer GPU), or a causal LM (sft) with SDPA. "
-            "Use padding_free: auto")
-    return supported and (choice == "always" or cuda) and choice != "never"
-
+    if not task.supports_packing:
+        if choice == "always":
+            raise FtkitError(f"training.padding_free is 'always', but {config.task} cannot pack: packed batches need a "
+                             "token-level task (ner, sft). Use padding_free: auto")
+        return False
+    probe = probe_packing(model)
+    if choice == "always" and not probe.apart:
+        raise FtkitError(f"training.padding_free is 'always', but {type(model).__name__} {probe.reason}. "
+                         "flash-attention keeps them apart (pip install flash-attn, on an Ampere or newer GPU). "
+                         "Use padding_free: auto")
+    return probe.apart

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from transformers import DataCollatorWithFlattening, EarlyStoppingCallback, Trainer, TrainerCallback
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 
 from .. import data
 from ..config import Config
@@ -27,6 +27,7 @@ from . import adapters, evaluate, models
 from .arguments import padding_free, training_arguments
 from .card import write_run_card
 from .distributed import is_main_process
+from .packing import packed_collator
 from .reporting import EventCallback, PhaseReporter
 from .trainer import FtkitTrainer
 
@@ -97,9 +98,9 @@ def _model_max_length(tokenizer: Any) -> int:
 
 def collator(task: str, tokenizer: Any, cuda: bool, packed: bool = False) -> Any:
     """The task's dynamic padding: each batch is padded to its own longest sequence (to a multiple of 8
-    on GPU); ``packed``: one padding-free row per batch with flash-attention's sequence boundaries."""
+    on GPU); ``packed``: one padding-free row per batch (`packing.packed_collator`)."""
     if packed:
-        return DataCollatorWithFlattening(return_flash_attn_kwargs=True, separator_id=-100)
+        return packed_collator()
     return get_task(task).collator(tokenizer, pad_to_multiple_of=8 if cuda else None)
 
 

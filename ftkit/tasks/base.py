@@ -76,7 +76,6 @@ class Task(ABC):
     # (benchmarks/RESULTS.md): full fine-tuning reaches test F1 0.845 in 1 epoch at 2e-4 (0.818 at 1e-4, batch
     # 32); LoRA's rate was chosen on validation F1 over three seeds (choose_defaults.py --study lora).
     default_learning_rates: ClassVar[Mapping[str, float]] = MappingProxyType({"full": 2e-4, "head": 1e-3, "lora": 2e-3})
-    packs_by_position_ids: ClassVar[bool] = False  # packed rows stay apart under SDPA/eager too (causal LM masks)
     default_model: ClassVar[str] = "default"  # what `model: default` means for this task
     default_adapter: ClassVar[str] = "full"  # adapter.kind unless the config names one
     stats_use_tokenizer: ClassVar[bool] = False  # statistics and preview count tokens (``token_stats``)

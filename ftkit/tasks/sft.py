@@ -300,7 +300,6 @@ class SftTask(Task):
     peft_task_type = "CAUSAL_LM"
     architecture_suffix = "ForCausalLM"
     supports_packing = True  # the loss is per token, and the separator label keeps examples from predicting each other
-    packs_by_position_ids = True  # transformers' causal masks find packed rows from position_ids (no cache, no mask)
     pre_split_words = False  # chat templates render text; a prefix space would change the rendering
     new_head = False  # the LM head is pretrained (and tied to the embeddings in small models)
     lora_target_modules = "all-linear"  # peft: every linear layer but the output layer
