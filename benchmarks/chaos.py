@@ -53,7 +53,8 @@ from tests.conftest import build_tiny_model, write_conll
 FINAL = ("completed", "stopped", "failed")
 OTHER_HOST = "chaos-other-machine"
 HEARTBEAT_TIMEOUT_S = "10"  # every process of the soak judges a silent supervisor gone after 10 s
-WORKER_MODULE = "ftkit.engine.worker"
+WORKER_MODULE = "ftkit.engine.worker"  # python -m ftkit.engine.worker train RUN_DIR
+SUPERVISOR_MODULE = "ftkit.process.supervisor"  # python -m ftkit.process.supervisor RUN_DIR
 LOST = ("runs stuck or failed without a cause", "launched runs missing", "times two live workers or supervisors",
         "runs deleted under live processes", "supervisors of deleted queued runs still waiting",
         "double resumes that both started", "index rows unlike a rebuild",
@@ -79,14 +80,14 @@ def ftkit_processes(root: Path) -> dict[str, dict[str, list[int]]]:
         except (OSError, IndexError, ValueError):
             continue
         args = [a.decode(errors="replace") for a in argv]
-        if state in ("Z", "X") or WORKER_MODULE not in args:
+        if state in ("Z", "X"):
             continue
-        at = args.index(WORKER_MODULE)
-        if at < 1 or args[at - 1] != "-m" or len(args) < at + 3 or args[at + 1] not in ("supervise", "train"):
-            continue
-        run_dir = Path(args[at + 2])
-        if run_dir.parent == root:
-            seen.append((run_dir.name, args[at + 1], int(entry.name), int(ppid)))
+        for module, kind, at_run in ((SUPERVISOR_MODULE, "supervise", 1), (WORKER_MODULE, "train", 2)):
+            at = args.index(module) if module in args else -1
+            if at >= 1 and args[at - 1] == "-m" and len(args) > at + at_run and (kind == "supervise" or args[at + 1] == "train"):
+                run_dir = Path(args[at + at_run])
+                if run_dir.parent == root:
+                    seen.append((run_dir.name, kind, int(entry.name), int(ppid)))
     found: dict[str, dict[str, list[int]]] = {}
     parents = {(run_id, kind, pid) for run_id, kind, pid, _ in seen}
     for run_id, kind, pid, ppid in seen:

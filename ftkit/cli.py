@@ -4,7 +4,7 @@ Every command that prints for people also takes `--json` for scripts. Errors tha
 user's to fix print one line (`ftkit: ...`) and exit 2; a followed run that fails exits 1.
 
 This process never imports the training stack: `eval`, `predict` and `merge` run as jobs of
-`python -m ftkit.engine.worker` (their JSON result read back here), as training does.
+`python -m ftkit.engine.worker` (`ftkit.process.jobs` reads their JSON result back), as training does.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import FtkitError, RunError
+from .errors import FtkitError
+from .process.jobs import run_job
 
 # What `ftkit show` and `ftkit follow` print of an evaluation (generative runs: loss, perplexity, exact match).
 FOLLOWED_METRICS = ("f1", "precision", "recall", "accuracy", "loss", "perplexity", "exact_match", "label_accuracy")
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .engine.launch import node_commands
+    from .process.torchrun import node_commands
     from .runs import start
 
     config = load_config(args.config, overrides=args.overrides)
@@ -155,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_join_command(config: Any, as_json: bool) -> int:
     """Nodes other than 0 start nothing here: node 0 creates the run in the shared run store."""
-    from .engine.launch import join_command
+    from .process.torchrun import join_command
 
     rank = config.resources.node_rank
     command = join_command("RUN_DIR", rank)
@@ -245,7 +246,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     run = _run(args)
     data = ["--data", os.path.abspath(args.data) if os.path.exists(args.data) else args.data] if args.data else []
-    result = _worker_job(run, "evaluate", "--split", args.split, *data, *_checkpoint_option(args))
+    result = run_job(run, "evaluate", "--split", args.split, *data, *_checkpoint_option(args))
     if args.json:
         _print_json(result["metrics"])
     else:
@@ -255,7 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     run = _run(args)
-    results = _worker_job(run, "predict", *_checkpoint_option(args), texts=list(args.texts))
+    results = run_job(run, "predict", *_checkpoint_option(args), texts=list(args.texts))
     if args.json:
         _print_json(results[0] if len(args.texts) == 1 else results)
         return 0
@@ -311,7 +312,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     run = _run(args)
     output = ["--merged-dir", str(Path(args.output).resolve())] if args.output else []
-    out = _worker_job(run, "merge", *output, *_checkpoint_option(args))["path"]
+    out = run_job(run, "merge", *output, *_checkpoint_option(args))["path"]
     if args.json:
         _print_json({"id": run.id, "path": str(out)})
     else:
@@ -466,42 +467,6 @@ def _checkpoint_option(args: argparse.Namespace) -> list[str]:
         return []
     given = Path(args.checkpoint).expanduser()  # a folder is named from here; a step or name from the run
     return ["--checkpoint", str(given.resolve()) if given.is_dir() else args.checkpoint]
-
-
-def _worker_job(run: Any, job: str, *options: str, texts: list[str] | None = None) -> Any:
-    """Run ``python -m ftkit.engine.worker JOB RUN_DIR ...`` and return its JSON result.
-
-    The worker's own output (model loading, warnings) goes to stderr, so stdout stays ours: ``--json``
-    output is JSON only. An error the user can fix comes back as its message.
-    """
-    import subprocess
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="ftkit-job-") as folder:
-        result_file = Path(folder) / "result.json"
-        command = [sys.executable, "-m", "ftkit.engine.worker", job, str(run.dir), "--output", str(result_file), *options]
-        if texts is not None:
-            texts_file = Path(folder) / "texts.json"
-            texts_file.write_text(json.dumps(texts), encoding="utf-8")
-            command += ["--texts-file", str(texts_file)]
-        code = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=_stderr_fd()).returncode
-        try:
-            reply = json.loads(result_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise RunError(f"`ftkit {job}` failed in its worker process (exit code {code}); see the messages above") from None
-    if "error" in reply:
-        raise FtkitError(reply["error"])
-    return reply["result"]
-
-
-def _stderr_fd() -> Any:
-    """Where a job's own output goes: our stderr, or nowhere when stderr is a stream without a file."""
-    import subprocess
-
-    try:
-        return sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        return subprocess.DEVNULL
 
 
 def _follow(run: Any, quiet: bool) -> int:

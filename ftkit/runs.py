@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -20,6 +19,7 @@ from .runstore.queue import DeviceQueue
 from .errors import ConfigError, RunError
 from .runstore.events import FINAL_STATUSES
 from .runstore.layout import CONFIG_FILE, DATA_DIR, LOG_FILE, RUN_FILE, choose_checkpoint, predictions_file
+from .process import supervisor
 from .runstore import RunBusy, RunStore, process_alive
 from .tasks import get_task
 from .trainer_args import check_launch
@@ -310,7 +310,7 @@ def error_report(store: RunStore, run_id: str, split: str = "test", limit: int |
 
 def _spawn(store: RunStore, run_id: str, resume: bool) -> None:
     folder = store.run_dir(run_id)
-    command = [sys.executable, "-m", "ftkit.engine.worker", "supervise", str(folder)] + (["--resume"] if resume else [])
+    command = supervisor.command(folder, resume)
     # The run's place in its devices' queue, taken now (launch order) and held on by the supervisor.
     ticket = DeviceQueue(store.root).take_ticket(run_id)
     with open(folder / LOG_FILE, "ab") as log, ticket.handle:

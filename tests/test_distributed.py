@@ -16,7 +16,8 @@ import pytest
 
 import ftkit
 from ftkit.config import load_config
-from ftkit.engine.launch import node_commands, rank_error_file, rank_failure, torchrun_command
+from ftkit.engine.rank import rank_error_file
+from ftkit.process.torchrun import node_commands, rank_failure, torchrun_command
 from ftkit.runs import start
 
 from .conftest import wait_for
@@ -27,7 +28,7 @@ def test_more_than_one_device_is_launched_through_torchrun_on_one_node(tmp_path)
     command = torchrun_command(config, tmp_path / "run")
     assert command[1:3] == ["-m", "torch.distributed.run"]
     assert "--nproc-per-node=2" in command and "--standalone" in command  # a free port: runs side by side never collide
-    assert command[-4:] == ["-m", "ftkit.engine.launch", "rank", str((tmp_path / "run").resolve())]
+    assert command[-3:] == ["-m", "ftkit.engine.rank", str((tmp_path / "run").resolve())]
     assert torchrun_command(config, tmp_path / "run", resume=True)[-1] == "--resume"
 
 
@@ -38,11 +39,11 @@ def test_a_multi_node_run_meets_at_the_main_address_and_prints_each_other_nodes_
     assert "--standalone" not in command
     commands = node_commands(config, tmp_path / "run")
     assert sorted(commands) == [1, 2]
-    assert commands[2] == f"python -m ftkit.engine.launch node {(tmp_path / 'run').resolve()} --node-rank 2"
+    assert commands[2] == f"python -m ftkit.process.torchrun {(tmp_path / 'run').resolve()} --node-rank 2"
 
 
 def test_devices_auto_means_one_process_on_a_cpu_only_machine():
-    from ftkit.engine.launch import devices_per_node, is_distributed
+    from ftkit.process.torchrun import devices_per_node, is_distributed
 
     config = load_config(resources={"devices": "auto"}, training={"device": "cpu"})
     assert devices_per_node(config) == 1 and not is_distributed(config)
@@ -85,7 +86,7 @@ def test_ftkit_train_with_several_nodes_prints_the_command_each_other_node_runs(
     joined = subprocess.run([sys.executable, "-m", "ftkit.cli", "train", str(path), "--nodes", "2", "--node-rank", "1",
                              "--main-address", "127.0.0.1"], capture_output=True, text=True, env=env, timeout=60)
     assert joined.returncode == 0, joined.stderr
-    assert "python -m ftkit.engine.launch node" in joined.stdout and "--node-rank 1" in joined.stdout
+    assert "python -m ftkit.process.torchrun" in joined.stdout and "--node-rank 1" in joined.stdout
     assert not runs_dir.exists() or not any(p.is_dir() for p in runs_dir.iterdir())  # node 1 starts no run
 
 
@@ -118,7 +119,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch_and_only_rank_0
     assert any("distributed: 2 processes" in (e.get("message") or "") for e in events)
     assert not list(distributed.dir.glob("rank-*.err"))
     # Evaluation was sharded too, and its predictions still line up with the test sentences.
-    test_sentences = ftkit.data.load(tiny_config["data"]["test"])["train"]["tokens"]
+    test_sentences = ftkit.load_data(tiny_config["data"]["test"])["train"]["tokens"]
     predictions = [json.loads(line) for line in (distributed.dir / "predictions" / "test.jsonl").read_text().splitlines()]
     assert [p["tokens"] for p in predictions] == test_sentences
 
@@ -163,7 +164,7 @@ def _process_with_rank(root_pid: int, rank: int):
 
     for child in psutil.Process(root_pid).children(recursive=True):
         try:
-            if child.environ().get("RANK") == str(rank) and "ftkit.engine.launch" in " ".join(child.cmdline()):
+            if child.environ().get("RANK") == str(rank) and "ftkit.engine.rank" in " ".join(child.cmdline()):
                 return child
         except psutil.Error:
             continue

@@ -117,7 +117,7 @@ def test_resume_from_another_machine_is_refused_while_the_run_beats(store, held_
 def test_a_second_supervisor_of_a_run_leaves_it_alone(store, held_run):
     run_id, holder = held_run
     before = store.read_events(run_id)
-    second = subprocess.run([sys.executable, "-m", "ftkit.engine.worker", "supervise", str(store.run_dir(run_id))],
+    second = subprocess.run([sys.executable, "-m", "ftkit.process.supervisor", str(store.run_dir(run_id))],
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 1 and "already has a supervisor" in second.stderr, second.stderr
     assert store.read_events(run_id) == before and store.read_record(run_id)["supervisor_pid"] == holder.pid

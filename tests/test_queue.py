@@ -1,7 +1,7 @@
 """The run queue per device: runs launched while their device is busy wait as queued, start in launch
 order, spread over the GPUs; stop and delete work on a waiting run, and a dead waiter blocks no one.
 
-The supervisors are real (`python -m ftkit.engine.worker supervise`); the worker is a stand-in
+The supervisors are real (`python -m ftkit.process.supervisor`); the worker is a stand-in
 (a ``sitecustomize`` on PYTHONPATH takes over `python -m ftkit.engine.worker train` only) that
 writes ``start <run> <CUDA_VISIBLE_DEVICES>`` to a journal, marks the run running, works until
 $FTKIT_TEST_WORK_S pass or a stop is asked, writes ``end <run>`` and completes (or stops).
@@ -84,7 +84,7 @@ def supervisors(runs_dir: Path, run_dir: Path | None = None) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"supervise" in argv and any(str(run_dir or runs_dir).encode() in part for part in argv):
+        if b"ftkit.process.supervisor" in argv and any(str(run_dir or runs_dir).encode() in part for part in argv):
             if process_alive(int(proc.name)):
                 found.append(int(proc.name))
     return found
@@ -244,7 +244,7 @@ def test_deleting_a_queued_run_ends_its_waiting_supervisor_quietly(config, journ
     busy = start({**config, "name": "busy"})
     store = RunStore(config["output"]["dir"])
     run_id = store.create_run(load_config(config))  # its supervisor started by hand, to read how it ends
-    supervisor = subprocess.Popen([sys.executable, "-m", "ftkit.engine.worker", "supervise", str(store.run_dir(run_id))],
+    supervisor = subprocess.Popen([sys.executable, "-m", "ftkit.process.supervisor", str(store.run_dir(run_id))],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: busy.status == "running" and waiting(Run(run_id, store)), timeout=30)
     store.delete_run(run_id)

@@ -201,10 +201,10 @@ def test_garbage_lines_in_events_never_break_reading_or_rebuilding(store):
 # Run in a process of its own: the store's writer, killed after run.json and before the index.
 CRASH_BEFORE_THE_INDEX = """
 import os, signal, sys
-import ftkit.runstore
+import ftkit.runstore.store
 from ftkit.runstore import RunStore
 
-ftkit.runstore._apply_event = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+ftkit.runstore.store.apply_event = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 RunStore(sys.argv[1]).set_status(sys.argv[2], sys.argv[3])
 """
 
@@ -399,7 +399,7 @@ INDEX_WATCH = '''
 """In ftkit's training processes, note every SQLite database opened by a process of rank > 0."""
 import os, sqlite3, sys
 
-if os.environ.get("RANK", "0") != "0" and "ftkit.engine.launch" in sys.orig_argv:
+if os.environ.get("RANK", "0") != "0" and "ftkit.engine.rank" in sys.orig_argv:
     with open(os.environ["FTKIT_TEST_INDEX_WATCH"], "a") as log:
         log.write(f"rank {os.environ['RANK']} started\\n")
     connect = sqlite3.connect

@@ -1,11 +1,7 @@
-"""The processes behind a run: a light supervisor, the training worker it watches, and the jobs
-the CLI runs on a run's checkpoints.
+"""The processes that import the training stack: a run's worker and the jobs the CLI runs on its checkpoints.
 
-`python -m ftkit.engine.worker supervise RUN_DIR` runs in its own session (it survives the kernel or
-terminal that started it), waits for the run's turn on its devices (`ftkit.runstore.queue`), starts
-`python -m ftkit.engine.worker train RUN_DIR`, and when the worker ends without reporting (kill -9,
-the OOM killer, a crash in native code) marks the run failed with the cause. The worker writes its
-run's events; the supervisor records how it ended.
+`python -m ftkit.engine.worker train RUN_DIR` is what a run's supervisor (`ftkit.process.supervisor`)
+starts and watches; it writes the run's events, and its final status.
 
 `evaluate`, `predict` and `merge` are the training-stack jobs of `ftkit eval/predict/merge`:
 each loads a checkpoint (by default the run's best, `ftkit.runstore.layout.choose_checkpoint`) and writes
@@ -17,75 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import subprocess
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
-from . import launch
-from .. import device_queue
 from ..config import load_config
 from ..errors import FtkitError
-from ..runstore.events import FINAL_STATUSES
-from ..runstore.layout import CONFIG_FILE, LOG_FILE, MERGED_DIR, RANK_ERROR_GLOB, choose_checkpoint
-from ..runstore import RunBusy, RunStore
+from ..runstore.layout import CONFIG_FILE, MERGED_DIR, choose_checkpoint
+from ..runstore import RunStore
 
 JOBS = ("evaluate", "predict", "merge")
-
-
-def supervise(run_dir: Path, resume: bool) -> int:
-    store, run_id = RunStore(run_dir.parent), run_dir.name
-    # First of all, before any wait: this process owns the run until it exits (the life lock, this
-    # machine's identity and a heartbeat); a second supervisor of the same run leaves it alone.
-    try:
-        store.hold_run(run_id)
-    except RunBusy as exc:
-        print(f"ftkit: {exc}", file=sys.stderr, flush=True)
-        return 1
-    _, start_offset = store.read_events(run_id)  # what this attempt's worker reports comes after here
-    config = load_config(run_dir / CONFIG_FILE)
-
-    def forward_stop(signum, frame):  # SIGTERM/SIGINT to the supervisor = a graceful stop request
-        store.request_stop(run_id)
-
-    signal.signal(signal.SIGTERM, forward_stop)
-    signal.signal(signal.SIGINT, forward_stop)
-    # The run's turn on its devices: None when it left the queue without starting (stopped, deleted).
-    devices = device_queue.wait_for_devices(store, run_id, config)
-    if devices is None:
-        return 0
-    # The first thing a follower sees once the devices are free, a fraction of a second after the
-    # launch: this process imports no torch (the worker's imports alone take seconds).
-    store.append_event(run_id, {"type": "phase", "phase": "starting", **({"detail": "resuming"} if resume else {})})
-    distributed = launch.is_distributed(config)
-    if distributed:  # torchrun starts one worker per device; they report through rank 0 and rank-<i>.err
-        launch.clear_rank_errors(run_dir)
-        command = launch.torchrun_command(config, run_dir, resume)
-    else:
-        command = [sys.executable, "-m", "ftkit.engine.worker", "train", str(run_dir)] + (["--resume"] if resume else [])
-    # The worker holds the device slots too: they stay taken while either process lives.
-    worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=devices.worker_env(), pass_fds=devices.fds)
-    store.set_record_fields(run_id, supervisor_pid=os.getpid(), pid=worker.pid, exit_reason=None)
-    code = worker.wait()
-    events, _ = store.read_events(run_id, start_offset)
-    if not any(e["type"] == "status" and e["status"] in FINAL_STATUSES for e in events):
-        if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else "?"
-            reason = f"the training process was killed by signal {-code} ({name})"
-            if -code == signal.SIGKILL:
-                reason += ": kill -9, or the system ran out of memory"
-        else:
-            reason = f"the training process exited with code {code} without reporting; see {LOG_FILE}"
-        rank_error = launch.rank_failure(run_dir, store.log_tail(run_id, 200)) if distributed else None
-        if rank_error:
-            reason = (f"{rank_error} (the distributed launch exited with code {code}; "
-                      f"see {LOG_FILE} and {RANK_ERROR_GLOB})")
-        store.set_record_fields(run_id, exit_reason=reason)
-        store.set_status(run_id, "failed", error=reason)
-    return 0
 
 
 def train(run_dir: Path, resume: bool) -> int:
@@ -175,7 +114,7 @@ def run_job(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ftkit.engine.worker")
-    parser.add_argument("mode", choices=("supervise", "train", *JOBS))
+    parser.add_argument("mode", choices=("train", *JOBS))
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--split", default="test", help="evaluate: the split to score")
@@ -187,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mode in JOBS:
         return run_job(args)
-    run_dir = args.run_dir.resolve()
-    return (supervise if args.mode == "supervise" else train)(run_dir, args.resume)
+    return train(args.run_dir.resolve(), args.resume)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ ask here, so they never disagree about what "best" means. Plain Python: no torch
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..errors import FtkitError, RunError
 
 # ----- the store folder ---------------------------------------------------------------------------
+DEFAULT_RUNS_DIR = "./ftkit-runs"
 INDEX_FILE = "index.sqlite"  # the SQLite index of every run (a cache; rebuilt from the folders)
 INDEX_LOCK_FILE = ".index.lock"  # shared by each index write with its event line, exclusive for a rebuild
 CACHE_DIR = ".cache"  # shared caches (tokenized data sets) of the runs in a store
@@ -50,6 +52,24 @@ SELECTION_SPLIT = "validation"
 
 # Metrics for which lower is better: losses and the like. Everything else (f1, accuracy, ...) is a score.
 LOWER_IS_BETTER_SUFFIXES = ("loss", "perplexity", "ppl", "error", "wer", "cer")
+
+
+def resolve_runs_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The run store every surface uses: explicit folder, else $FTKIT_RUNS_DIR, else ./ftkit-runs."""
+    return Path(explicit or os.environ.get("FTKIT_RUNS_DIR") or DEFAULT_RUNS_DIR).expanduser().resolve()
+
+
+def run_name(name: str | None, task: str, model: str, adapter: str) -> str:
+    """A run's name: the one it was given, else ``<task>-<model's folder name>-<adapter>``."""
+    return name or f"{task}-{Path(model).name or model}-{adapter}"
+
+
+def run_summary(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What run.json and the index show of a run (name, task, model, adapter, sweep), from its config.yaml."""
+    adapter = (config.get("adapter") or {}).get("kind", "full")
+    task, model = config.get("task", "ner"), str(config.get("model", "default"))
+    return {"name": run_name(config.get("name"), task, model, adapter), "task": task, "model": model,
+            "adapter": adapter, "sweep": (config.get("output") or {}).get("sweep")}
 
 
 def checkpoint_name(step: int) -> str:

@@ -1,11 +1,11 @@
 """A run queue per device: runs launched while their devices are busy wait as ``queued``, start in
 launch order, and spread over the machine's GPUs.
 
-Everything is an OS file lock (``flock``) under the store's ``.devices/`` folder. The kernel drops a
+Everything is an OS file lock (taken through ``filelock``) under the store's ``.devices/`` folder. The kernel drops a
 lock when the last process holding it ends, so a killed waiter or worker never keeps a device or
 blocks the queue, and nothing here checks a pid:
 
-- a ticket per waiting run, ``queue/<launch time>-<run id>.ticket``, held (shared) from the launch
+- a ticket per waiting run, ``queue/<launch time>-<run id>.ticket``, held from the launch
   (`ftkit.runs` takes it and hands it to the supervisor) until the run leaves the queue. Tickets sort
   in launch order; one that nobody holds belongs to a waiter that died, and is removed.
 - slots, ``<device>.<k>.lock`` for k below ``resources.runs_per_device``: a run starts once no live
@@ -20,7 +20,6 @@ sees only the GPUs it holds (``CUDA_VISIBLE_DEVICES``). Plain Python: the superv
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..errors import RunError
+from .files import lock
 from .layout import DEVICES_DIR, RUN_FILE
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class DeviceHold:
 
 @dataclass
 class Ticket:
-    """A waiting run's place in line, held (shared) by its launcher and then its supervisor."""
+    """A waiting run's place in line, held by its launcher and then (through the descriptor it inherits) its supervisor."""
 
     path: Path
     handle: IO
@@ -123,7 +123,7 @@ class DeviceQueue:
         path = self.tickets / f"{time.time():017.6f}-{run_id}{TICKET_SUFFIX}"
         draft = path.with_name(f".{path.name}.draft")
         handle = open(draft, "w+", encoding="utf-8")
-        fcntl.flock(handle, fcntl.LOCK_SH)
+        lock(handle)
         os.replace(draft, path)  # the lock belongs to the file, so it moves with it
         return Ticket(path, handle)
 
@@ -132,7 +132,9 @@ class DeviceQueue:
         own = sorted(self.tickets.glob(f"*-{run_id}{TICKET_SUFFIX}"))
         if own:
             handle = open(own[-1], "r+", encoding="utf-8")
-            fcntl.flock(handle, fcntl.LOCK_SH)  # beside the launcher's lock this process inherited
+            # Held through the descriptor this process inherited from its launcher; if nobody holds it (a
+            # supervisor started by hand over a dead launcher's ticket), this handle takes it over.
+            lock(handle, wait=False)
             return Ticket(own[-1], handle)
         return self.take_ticket(run_id)
 
@@ -167,9 +169,7 @@ class DeviceQueue:
 
 def _try_lock(path: Path) -> IO | None:
     handle = open(path, "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not lock(handle, wait=False):
         handle.close()
         return None
     return handle
@@ -182,9 +182,7 @@ def _waiter_wants(path: Path) -> list[str] | None:
     except FileNotFoundError:
         return None
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # its launcher or supervisor holds it: still waiting
+        if not lock(handle, wait=False):  # its launcher or supervisor holds it: still waiting
             try:
                 wanted = json.loads(handle.read() or "[]")
             except ValueError:  # caught mid-write

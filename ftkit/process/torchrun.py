@@ -1,19 +1,19 @@
-"""Launching a run on several processes and nodes with torchrun, and the entry point of each process.
+"""Launching a run on several processes and nodes with torchrun: the commands, and what went wrong.
 
-One process trains in the supervisor's child as before. More than one (``resources.devices`` > 1
-or ``resources.nodes`` > 1) is started through ``torchrun`` (``python -m torch.distributed.run``),
+One process trains in the supervisor's child. More than one (``resources.devices`` > 1 or
+``resources.nodes`` > 1) is started through ``torchrun`` (``python -m torch.distributed.run``),
 which starts one process per device, sets RANK / WORLD_SIZE / MASTER_ADDR, and tears the group
 down when a process dies; the Trainer sets up DDP, FSDP or DeepSpeed from there. (``accelerate
 launch`` calls the same torchrun code for GPUs, but on CPU it starts a single process unless MPI
 is installed; torchrun works on both, so tests on CPU exercise the launch path used on GPUs.)
 
-Every process runs :func:`train_rank`. Rank 0 is the run's one writer: events, metrics,
-checkpoint records and the status. A process that fails writes its traceback to
-``<run>/rank-<i>.err``; when the launcher exits without a final status, the supervisor turns the
-first of those files into the run's error (:func:`rank_failure`).
+Every process runs `ftkit.engine.rank` (rank 0 is the run's one writer). A process that fails
+writes its traceback to ``<run>/rank-<i>.err``; when the launcher exits without a final status, the
+supervisor turns the first of those files into the run's error (:func:`rank_failure`).
 
-``python -m ftkit.engine.launch node RUN_DIR --node-rank R`` is what each further node of a multi-node
-run executes (``ftkit train ... --nodes M`` prints it; see examples/slurm/).
+``python -m ftkit.process.torchrun RUN_DIR --node-rank R`` is what each further node of a
+multi-node run executes (``ftkit train ... --nodes M`` prints it; see examples/slurm/). No torch here:
+GPUs are counted as the run queue counts them (`ftkit.runstore.queue.visible_devices`).
 """
 
 from __future__ import annotations
@@ -23,19 +23,14 @@ import os
 import re
 import shlex
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..runstore.layout import CONFIG_FILE, RANK_ERROR_GLOB, rank_error_name, rank_of_error_file
-from .distributed import process_rank
+from ..runstore.layout import CONFIG_FILE, RANK_ERROR_GLOB, rank_of_error_file
+from ..runstore.queue import visible_devices
 
 if TYPE_CHECKING:
     from ..config import Config
-
-
-def rank_error_file(run_dir: Path, rank: int) -> Path:
-    return Path(run_dir) / rank_error_name(rank)
 
 
 def devices_per_node(config: "Config") -> int:
@@ -43,11 +38,7 @@ def devices_per_node(config: "Config") -> int:
     devices = config.resources.devices
     if devices != "auto":
         return int(devices)
-    if config.training.device == "cpu":
-        return 1
-    import torch  # only for 'auto'; a number never loads torch in the supervisor
-
-    return max(1, torch.cuda.device_count())
+    return sum(device.startswith("cuda:") for device in visible_devices(config)) or 1
 
 
 def is_distributed(config: "Config") -> bool:
@@ -69,13 +60,13 @@ def torchrun_command(config: "Config", run_dir: Path, resume: bool = False, node
         rank = r.node_rank if node_rank is None else node_rank
         command += [f"--nnodes={r.nodes}", f"--node-rank={rank}", f"--master-addr={r.main_address}",
                     f"--master-port={r.main_port}"]
-    command += ["-m", "ftkit.engine.launch", "rank", str(Path(run_dir).resolve())]
+    command += ["-m", "ftkit.engine.rank", str(Path(run_dir).resolve())]
     return command + (["--resume"] if resume else [])
 
 
 def join_command(run_dir: Path | str, node_rank: int) -> str:
     """The shell command node ``node_rank`` runs to start its processes of the run in ``run_dir``."""
-    return f"python -m ftkit.engine.launch node {shlex.quote(str(run_dir))} --node-rank {node_rank}"
+    return f"python -m ftkit.process.torchrun {shlex.quote(str(run_dir))} --node-rank {node_rank}"
 
 
 def node_commands(config: "Config", run_dir: Path) -> dict[int, str]:
@@ -115,51 +106,18 @@ def clear_rank_errors(run_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def failure_summary(exc: BaseException) -> str:
-    """One line for the run's error: our own messages as they are, else the exception's type and first line."""
-    from ..errors import FtkitError
-
-    if isinstance(exc, FtkitError):
-        return str(exc)
-    message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {message}".rstrip(": ")
-
-
-def train_rank(run_dir: Path, resume: bool) -> int:
-    """One process of a distributed run. Failures go to ``rank-<i>.err`` (summary line, then traceback);
-    the supervisor reports the first one, so no rank writes a failed status itself."""
-    from ..runstore import RunStore
-
-    run_dir = Path(run_dir).resolve()
-    rank = process_rank()
-    try:
-        from .training import run_training
-
-        # Only rank 0 opens the index: the others (on this node or another) write no events, and
-        # SQLite's WAL index does not work across the machines of a shared file system.
-        run_training(RunStore(run_dir.parent, index=rank == 0), run_dir.name, resume=resume)
-    except BaseException as exc:  # noqa: BLE001 - every failure must reach the supervisor
-        rank_error_file(run_dir, rank).write_text(f"{failure_summary(exc)}\n\n{traceback.format_exc()}", encoding="utf-8")
-        traceback.print_exc()
-        return 1
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ftkit.engine.launch", description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("rank", "node"), help="rank: one training process (torchrun runs it); "
-                        "node: start this node's processes of a multi-node run")
+    """A further node of a multi-node run: this node's torchrun replaces this process."""
+    parser = argparse.ArgumentParser(prog="python -m ftkit.process.torchrun", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--node-rank", type=int, default=None, help="node mode: this machine's index (1 .. nodes-1)")
+    parser.add_argument("--node-rank", type=int, required=True, help="this machine's index (1 .. nodes-1)")
     args = parser.parse_args(argv)
-    if args.mode == "rank":
-        return train_rank(args.run_dir, args.resume)
     from ..config import load_config
 
     config = load_config(args.run_dir / CONFIG_FILE)
     command = torchrun_command(config, args.run_dir, args.resume, node_rank=args.node_rank)
-    os.execv(command[0], command)  # this node's torchrun replaces us: signals and exit status go straight to it
+    os.execv(command[0], command)  # signals and the exit status go straight to this node's torchrun
     return 0  # pragma: no cover
 
 
