@@ -65,3 +65,27 @@ def test_make_lab_passes_allow_root_only_when_running_as_root(fake_venv):
 def test_tests_and_the_demo_run_offline_unless_told_otherwise(fake_venv, target):
     assert "HF_HUB_OFFLINE=1" in make(target, fake_venv)
     assert "HF_HUB_OFFLINE=0" in make(target, fake_venv, HF_HUB_OFFLINE="0")
+
+
+
+def dry_run(target: str, venv: Path, *flags: str) -> str:
+    """What `make -n` would run (nothing runs)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), *flags, target, f"VENV={venv}"],
+                         env=environ, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_setup_installs_every_package_through_the_lock_and_reinstalls_when_it_changes(fake_venv):
+    assert "pip install" not in dry_run("setup", fake_venv)  # the stamp is newer than everything
+    planned = dry_run("setup", fake_venv, "-W", "requirements.lock")  # as if the lock had just changed
+    installs = [line for line in planned.splitlines() if " -m pip install " in line and "--upgrade pip" not in line]
+    assert len(installs) == 4 and all(" -c requirements.lock " in line for line in installs), planned
+    assert any(" -e " in line for line in installs) and any('"torch==2.13.0"' in line for line in installs)
+    assert "\ntorch==2.13.0\n" in (ROOT / "requirements.lock").read_text()
+
+
+def test_the_fast_tier_skips_slow_and_spawning_tests_and_tells_conftest_so(fake_venv):
+    (command,) = [line for line in dry_run("test-fast", fake_venv).splitlines() if "pytest" in line]
+    assert "FTKIT_TEST_TIER=fast " in command and command.endswith('-m pytest -q -m "not slow and not spawns"')
