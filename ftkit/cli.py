@@ -10,7 +10,6 @@ This process never imports the training stack: `eval`, `predict` and `merge` run
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -19,9 +18,9 @@ from typing import Any
 
 from .errors import FtkitError
 from .process.jobs import run_job
+from .terminal import FOLLOWED_METRICS, follow_in_terminal, print_json, print_table
 
 # What `ftkit show` and `ftkit follow` print of an evaluation (generative runs: loss, perplexity, exact match).
-FOLLOWED_METRICS = ("f1", "precision", "recall", "accuracy", "loss", "perplexity", "exact_match", "label_accuracy")
 SHOWN_METRICS = FOLLOWED_METRICS + ("macro_f1", "rouge_l")
 
 
@@ -144,13 +143,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = start(config)
     commands = node_commands(config, run.dir)
     if args.json:
-        _print_json({"id": run.id, "name": run.name, "dir": str(run.dir), "node_commands": commands})
+        print_json({"id": run.id, "name": run.name, "dir": str(run.dir), "node_commands": commands})
     else:
         print(f"started run {run.id} ({run.name}) in {run.dir}")
         for rank, command in commands.items():
             print(f"on node {rank} run:  {command}")
     if args.follow:
-        return _follow(run, quiet=args.json)
+        return follow_in_terminal(run, quiet=args.json)
     return 0
 
 
@@ -161,7 +160,7 @@ def _print_join_command(config: Any, as_json: bool) -> int:
     rank = config.resources.node_rank
     command = join_command("RUN_DIR", rank)
     if as_json:
-        _print_json({"node_rank": rank, "command": command})
+        print_json({"node_rank": rank, "command": command})
     else:
         print(f"node {rank} joins the run node 0 starts (`ftkit train` there prints its folder, RUN_DIR, which "
               f"must be shared):\n  {command}")
@@ -177,7 +176,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"rebuilt the index from {count} run folders")
     runs, _ = store.list_runs(status=args.status)
     if args.json:
-        _print_json(runs)
+        print_json(runs)
         return 0
     if not runs:
         print(f"no runs in {store.root}")
@@ -193,7 +192,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         best = f"{r['best_metric']['name']} {r['best_metric']['value']:.4f}" if r["best_metric"] else "-"
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"])) if r["started"] else "-"
         rows.append((r["id"], r["name"], r["status"], progress, best, started))
-    _print_table(rows)
+    print_table(rows)
     return 0
 
 
@@ -201,7 +200,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     run = _run(args)
     info = run.info()
     if args.json:
-        _print_json(info)
+        print_json(info)
         return 0
     p = info["progress"]
     print(f"{info['id']}  {info['name']}  [{info['status']}]")
@@ -222,13 +221,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
-    return _follow(_run(args), quiet=False)
+    return follow_in_terminal(_run(args), quiet=False)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     run = _run(args).stop(wait=args.wait)
     if args.json:
-        _print_json({"id": run.id, "status": run.status})
+        print_json({"id": run.id, "status": run.status})
     else:
         print(f"stop requested for {run.id}" + (f"; now {run.status}" if args.wait else ""))
     return 0
@@ -237,10 +236,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     run = _run(args).resume()
     if args.json:
-        _print_json({"id": run.id})
+        print_json({"id": run.id})
     else:
         print(f"resumed run {run.id}")
-    return _follow(run, quiet=args.json) if args.follow else 0
+    return follow_in_terminal(run, quiet=args.json) if args.follow else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -248,7 +247,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = ["--data", os.path.abspath(args.data) if os.path.exists(args.data) else args.data] if args.data else []
     result = run_job(run, "evaluate", "--split", args.split, *data, *_checkpoint_option(args))
     if args.json:
-        _print_json(result["metrics"])
+        print_json(result["metrics"])
     else:
         print(result["report"])
     return 0
@@ -258,7 +257,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     run = _run(args)
     results = run_job(run, "predict", *_checkpoint_option(args), texts=list(args.texts))
     if args.json:
-        _print_json(results[0] if len(args.texts) == 1 else results)
+        print_json(results[0] if len(args.texts) == 1 else results)
         return 0
     for text, result in zip(args.texts, results):
         if isinstance(result, str):  # a generated answer (sft)
@@ -314,7 +313,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     output = ["--merged-dir", str(Path(args.output).resolve())] if args.output else []
     out = run_job(run, "merge", *output, *_checkpoint_option(args))["path"]
     if args.json:
-        _print_json({"id": run.id, "path": str(out)})
+        print_json({"id": run.id, "path": str(out)})
     else:
         print(f"wrote a standalone model to {out}")
     return 0
@@ -349,7 +348,7 @@ def cmd_push(args: argparse.Namespace) -> int:
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Logged in? `hf auth login`, or "
                          f"set HF_TOKEN. The model and its card are in {folder}") from None
     if args.json:
-        _print_json({"id": run.id, "repo": args.repo_id, "url": str(url), "folder": str(folder)})
+        print_json({"id": run.id, "repo": args.repo_id, "url": str(url), "folder": str(folder)})
     else:
         print(f"pushed {folder} to {url}")
     return 0
@@ -363,7 +362,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return 1
     run.store.delete_run(run.id)
     if args.json:
-        _print_json({"id": run.id, "deleted": True})
+        print_json({"id": run.id, "deleted": True})
     else:
         print(f"deleted {run.id}")
     return 0
@@ -375,7 +374,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     data = comparison(resolve_runs(args.runs, args.sweep, args.runs_dir))
     if args.json:
-        _print_json(data)
+        print_json(data)
         return 0
     from .rendering import format_number
 
@@ -385,7 +384,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                ("status", [r["status"] for r in runs])]
     columns += [("sweep", [r["sweep"] for r in runs])] if any(r["sweep"] for r in runs) else []
     columns += [(d["key"], d["values"]) for d in data["differing"]] + [(m["name"], m["values"]) for m in shown]
-    _print_table([[name for name, _ in columns]] + [
+    print_table([[name for name, _ in columns]] + [
         ["-" if values[i] is None else format_number(values[i]) for _, values in columns] for i in range(len(runs))])
     if not data["differing"]:
         print("(their configs do not differ)")
@@ -411,10 +410,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep.wait()
     summary = sweep.summary()
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     elif followed:
         headers, rows = summary_table(summary)
-        _print_table([headers] + rows)
+        print_table([headers] + rows)
         best = summary["best"]
         print(f"best: {best['name']} ({best['id']}), {summary['metric']} {format_number(best['value'])}" if best
               else "no run reached a validation score")
@@ -436,7 +435,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     if args.json:
-        _print_json({"task": args.task, "path": str(path.resolve())})
+        print_json({"task": args.task, "path": str(path.resolve())})
     else:
         print(f"wrote {path}: point its data.train/validation/test at your files, then `ftkit train {path}`")
     return 0
@@ -451,68 +450,11 @@ def _run(args: argparse.Namespace) -> Any:
     return get(args.run, args.runs_dir)
 
 
-def _print_table(rows: list[list[Any]]) -> None:
-    """Rows (the first one the headers) in aligned columns."""
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
 def _checkpoint_option(args: argparse.Namespace) -> list[str]:
     if args.checkpoint is None:
         return []
     given = Path(args.checkpoint).expanduser()  # a folder is named from here; a step or name from the run
     return ["--checkpoint", str(given.resolve()) if given.is_dir() else args.checkpoint]
-
-
-def _follow(run: Any, quiet: bool) -> int:
-    """A terminal progress bar fed by the run's events (folded by `ftkit.runstore.events.RunState`);
-    exit 1 if the run does not complete."""
-    from tqdm.auto import tqdm
-
-    from .runstore.events import RunState, phase_text
-
-    state = RunState()
-    bar = None if quiet else tqdm(total=None, unit="step", dynamic_ncols=True, desc=run.name)
-    shown_phase: tuple[Any, ...] | None = None
-    for event in run.follow():
-        update = state.apply(event)
-        if bar is None:
-            continue
-        if update.kind == "phase" and state.phase:
-            # A line when a phase (or the split it works on) begins; its count n/N moves in the bar's label.
-            if (state.phase, state.phase_detail) != shown_phase:
-                shown_phase = (state.phase, state.phase_detail)
-                bar.write(update.message or phase_text(state.phase_info))
-            bar.set_description_str(f"{run.name}: {phase_text(state.phase_info)}", refresh=True)
-        elif update.kind == "progress" and shown_phase is not None:
-            shown_phase = None
-            bar.set_description_str(run.name, refresh=False)
-        if update.kind == "progress":
-            progress = state.progress
-            if progress.get("total_steps") and bar.total != progress["total_steps"]:
-                bar.total = progress["total_steps"]
-            bar.n = progress.get("step") or 0
-            postfix = {"epoch": f"{progress.get('epoch') or 0:.2f}"}
-            if progress.get("loss") is not None:
-                postfix["loss"] = f"{progress['loss']:.4f}"
-            bar.set_postfix(postfix, refresh=True)
-        elif update.evaluation is not None:
-            metrics = update.evaluation["metrics"]
-            shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in FOLLOWED_METRICS if isinstance(metrics.get(k), (int, float)))
-            bar.write(f"{update.evaluation['split']} @ step {update.evaluation.get('step')}: {shown}")
-        elif update.kind == "log" and update.message:
-            bar.write(update.message)
-    if bar is not None:
-        bar.close()
-    status = run.status
-    if not quiet:
-        print(f"run {run.id} {status}" + (f": {run.error}" if status == "failed" else ""))
-    return 0 if status in ("completed", "stopped") else 1
 
 
 if __name__ == "__main__":

@@ -115,10 +115,10 @@ def test_the_store_index_says_what_the_fold_says(tmp_path):
 
 
 def test_the_cli_follow_prints_from_the_fold(capsys):
-    from ftkit.cli import _follow
+    from ftkit.terminal import follow_in_terminal
 
     run = SimpleNamespace(id="r1", name="folded", status="stopped", error=None, follow=lambda: iter(STREAM))
-    assert _follow(run, quiet=False) == 0
+    assert follow_in_terminal(run, quiet=False) == 0
     err = capsys.readouterr()
     shown = err.err + err.out
     assert "validation @ step 10: f1 0.4000" in shown and "stop requested" in shown and "tokenising 64/64" in shown
@@ -177,12 +177,12 @@ def test_the_index_row_carries_the_current_phase(tmp_path):
 
 
 def test_the_cli_follow_shows_each_phase(capsys):
-    from ftkit.cli import _follow
+    from ftkit.terminal import follow_in_terminal
 
     stream = [*PHASE_STREAM, {"t": 3.0, "type": "progress", "step": 10, "total_steps": 10},
               {"t": 4.0, "type": "status", "status": "completed"}]
     run = SimpleNamespace(id="r2", name="phased", status="completed", error=None, follow=lambda: iter(stream))
-    assert _follow(run, quiet=False) == 0
+    assert follow_in_terminal(run, quiet=False) == 0
     captured = capsys.readouterr()
     shown = captured.err + captured.out
     for text in ("starting", "reading data train.txt 0/2", "tokenising train 1,000/4,000",
