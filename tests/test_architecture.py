@@ -200,3 +200,12 @@ def test_contributing_draws_every_layer():
             short = prefix.removeprefix("ftkit.").replace(".", "/")
             if prefix != "ftkit":
                 assert short in drawn, f"CONTRIBUTING.md's diagram does not name {short}"
+
+
+def test_the_run_store_reads_no_proc_and_takes_no_fcntl_locks():
+    """Liveness goes through psutil and locks through filelock, so the store works off Linux too."""
+    linux_only = [f"{name}: {what}" for name, path in MODULES.items() if name.startswith(("ftkit.runstore", "ftkit.process"))
+                  for what in ("/proc", "fcntl") if what in path.read_text(encoding="utf-8")]
+    assert linux_only == []
+    used = {target for name, path in MODULES.items() if name.startswith("ftkit.runstore") for target, _ in imports(name, path)}
+    assert {"psutil", "filelock"} <= used

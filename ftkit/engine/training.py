@@ -7,6 +7,7 @@ trainer.py, the reporting callback in reporting.py and the argument translation 
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,15 @@ from typing import Any, Callable, Iterator
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 
-from .. import data
 from ..config import Config
+from ..data.splits import subset
 from ..errors import FtkitError
 from ..runstore.layout import CACHE_DIR, CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
 from ..runstore import RunStore, is_disk_full, no_space
 from ..tasks import get_task
+from ..tasks.alignment import label_list, tokenize_dataset
 from ..tasks.base import EvalContext
+from ..tasks.loading import load_splits
 from ..tasks.scoring import report_table
 from . import adapters, evaluate, models
 from .arguments import padding_free, training_arguments
@@ -56,25 +59,25 @@ def prepare(config: Config, report: Callable[..., None] = _no_report) -> Prepare
     (a `PhaseReporter` in a training worker): reading data, tokenising, loading model.
     """
     seed = config.training.seed
-    raw = data.load_splits(config.data, config.task, seed=seed,
-                           on_progress=lambda done, total, name: report("reading data", done, total, name or None),
-                           cache_dir=config.runs_dir / CACHE_DIR / "data")
+    raw = load_splits(config.data, config.task, seed=seed,
+                      on_progress=lambda done, total, name: report("reading data", done, total, name or None),
+                      cache_dir=config.runs_dir / CACHE_DIR / "data")
     if config.training.max_train_samples:
-        raw["train"] = data.subset(raw["train"], config.training.max_train_samples, seed)
+        raw["train"] = subset(raw["train"], config.training.max_train_samples, seed)
     if config.training.max_eval_samples:
         for split in ("validation", "test"):
             if split in raw:
-                raw[split] = data.subset(raw[split], config.training.max_eval_samples, seed)
-    labels = data.label_list(raw, config.task, given=config.data.labels)
+                raw[split] = subset(raw[split], config.training.max_eval_samples, seed)
+    labels = label_list(raw, config.task, given=config.data.labels)
     task = get_task(config.task)
     source = models.resolve_model_source(config.model, config.task)
     tokenizer = models.load_tokenizer(source, config.task)
     max_length = min(config.training.max_seq_length, _model_max_length(tokenizer))
-    features = data.tokenize_dataset(raw, tokenizer, {label: i for i, label in enumerate(labels)},
-                                     config.task, max_length, cache_dir=config.runs_dir / CACHE_DIR / "tokenized",
-                                     options=task.encoder_options(config),
-                                     on_progress=lambda split, done, total, cached: report("tokenising", done, total,
-                                                                                           split, cached))
+    features = tokenize_dataset(raw, tokenizer, {label: i for i, label in enumerate(labels)},
+                                config.task, max_length, cache_dir=config.runs_dir / CACHE_DIR / "tokenized",
+                                options=task.encoder_options(config),
+                                on_progress=lambda split, done, total, cached: report("tokenising", done, total,
+                                                                                      split, cached))
     if not len(features["train"]):
         raise FtkitError(f"no training example is left after tokenising: every one was cut at max_seq_length "
                          f"{max_length} before anything it trains on; raise training.max_seq_length")
@@ -279,10 +282,17 @@ def evaluate_run(store: RunStore, run_id: str, split: str = "test", checkpoint: 
     return metrics
 
 
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory: kilobytes on Linux, bytes on macOS; None where unknown (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
 def resource_usage(prepared: Prepared, train_metrics: dict[str, Any]) -> dict[str, Any]:
     """Time, throughput (non-padding tokens) and peak memory of the training just finished."""
-    import resource
-
     runtime = train_metrics.get("train_runtime") or 0.0
     lengths = prepared.features["train"]["length"][:]
     samples_seen = (train_metrics.get("train_samples_per_second") or 0.0) * runtime
@@ -290,7 +300,7 @@ def resource_usage(prepared: Prepared, train_metrics: dict[str, Any]) -> dict[st
     usage = {
         "train_runtime_seconds": runtime,
         "train_tokens_per_second": tokens / runtime if runtime else None,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss_bytes(),
     }
     if torch.cuda.is_available():
         usage["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
