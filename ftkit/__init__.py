@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    import datasets
     import pandas
 
     from .config import Config
     from .runs import Run
     from .sweeps import Sweep
+    from .tasks.stats import DataStats
 
 
 def train(config: "Config | dict[str, Any] | str", **overrides: Any) -> "Run":
@@ -64,6 +66,43 @@ def load_config(*args: Any, **kwargs: Any) -> "Config":
     from .config import load_config as _load
 
     return _load(*args, **kwargs)
+
+
+def load_data(source: Any, task: str = "ner", **options: Any) -> "datasets.DatasetDict":
+    """Data as training reads it: ``ftkit.load_data("train.conll")`` -> a DatasetDict of the task's canonical
+    columns (NER ``tokens``/``tags``, classification ``text``/``label``, sft ``messages``), checked, every
+    mistake a DataError with file and line. ``options``: ``validation=``, ``test=``, ``format=``,
+    ``validation_fraction=``, ``seed=`` and the ``data.*`` column options. See `ftkit.tasks.loading.load`.
+    """
+    from .tasks.loading import load
+
+    return load(source, task, **options)
+
+
+def data_stats(source: Any, task: str = "ner", *, model: str | None = None, tokenizer: Any = None,
+               **options: Any) -> "DataStats":
+    """Sizes, label counts, lengths and tagging problems of a source, per split (a table in a notebook).
+
+    A task that counts in tokens (sft) uses ``tokenizer``, else that of ``model`` (default: the task's
+    default model). ``options``: ``max_length=``, ``train_on=`` and the ``data.*`` column options.
+    See `ftkit.tasks.stats.stats`.
+    """
+    from .engine.tokenizers import tokenizer_for
+    from .tasks.stats import stats
+
+    return stats(source, task, tokenizer=tokenizer_for(task, model, tokenizer), **options)
+
+
+def data_preview(dataset: Any, n: int = 5, task: str = "ner", *, model: str | None = None, tokenizer: Any = None,
+                 **options: Any) -> str:
+    """The first ``n`` examples as HTML: entities highlighted per type, texts with their label, or (sft)
+    the rendered chat with its trained tokens highlighted (by ``tokenizer``, else that of ``model``).
+    ``options``: ``max_length=``, ``train_on=``. See `ftkit.tasks.preview.preview_html`.
+    """
+    from .engine.tokenizers import tokenizer_for
+    from .tasks.preview import preview_html
+
+    return preview_html(dataset, n, task, tokenizer=tokenizer_for(task, model, tokenizer), **options)
 
 
 def load_ipython_extension(ipython: Any) -> None:

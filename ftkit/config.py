@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import os
 import typing
@@ -16,13 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .config_parsing import (PATH_KEYS, absolute_paths, deep_copy, parse_overrides, parse_value,  # noqa: F401 (API)
+                             read_config_file, set_dotted)
+from .data.registry import DATA_FORMATS
+from .data.splits import SPLITS as DATA_SPLITS  # noqa: F401 (the split names runs and the notebook take from here)
+from .data.tags import TAG_SCHEMES
 from .errors import ConfigError
 from .tasks import DEFAULT_TASK, TASK_NAMES, get_task, task_help
+from .tasks.base import DEFAULT_MAX_SEQ_LENGTH
 from .trainer_args import check_owned, check_tracker_names
 
 ADAPTERS = ("full", "head", "lora")
-DATA_FORMATS = ("conll", "jsonl", "csv", "tsv", "parquet", "hf-disk", "hub")
-TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")
 TRAIN_ON = ("assistant", "completion", "all")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 STRATEGIES = ("ddp", "fsdp", "deepspeed")
@@ -88,7 +91,7 @@ class TrainingConfig:
     warmup: float = _field(0.1, "Learning-rate warmup: a fraction of all steps when < 1, else a step count.")
     weight_decay: float = _field(0.01, "AdamW weight decay.")
     lr_scheduler: str = _field("linear", "Learning-rate schedule (transformers' SchedulerType names).", SCHEDULERS)
-    max_seq_length: int = _field(256, "Longest tokenised input; longer NER sentences are split into windows.")
+    max_seq_length: int = _field(DEFAULT_MAX_SEQ_LENGTH, "Longest tokenised input; longer NER sentences are split into windows.")
     max_steps: int | None = _field(None, "Stop after this many optimiser steps (overrides epochs).")
     max_train_samples: int | None = _field(None, "Train on a seeded subset of this many examples.")
     max_eval_samples: int | None = _field(None, "Evaluate on a seeded subset of this many examples.")
@@ -179,7 +182,7 @@ class Config:
         """A copy with dotted keys (``{"training.epochs": 1}``) set."""
         merged = self.to_dict()
         for key, value in overrides.items():
-            _set_dotted(merged, key, value)
+            set_dotted(merged, key, value)
         return Config.from_dict(merged)
 
     # ----- derived values ------------------------------------------------------------
@@ -204,9 +207,6 @@ class Config:
     @property
     def runs_dir(self) -> Path:
         return resolve_runs_dir(self.output.dir)
-
-
-DATA_SPLITS = ("train", "validation", "test")
 
 
 def is_in_memory_data(value: Any) -> bool:
@@ -245,101 +245,15 @@ def load_config(
     elif isinstance(source, Config):
         data = source.to_dict()
     elif isinstance(source, Mapping):
-        data = _deep_copy(source)
+        data = deep_copy(source)
     else:
         path = Path(source)
-        data = absolute_paths(_read_config_file(path), path.resolve().parent)
+        data = absolute_paths(read_config_file(path), path.resolve().parent)
     for key, value in kwargs.items():
-        _set_dotted(data, key.replace("__", "."), value)
-    for key, value in _parse_overrides(overrides).items():
-        _set_dotted(data, key, value)
+        set_dotted(data, key.replace("__", "."), value)
+    for key, value in parse_overrides(overrides).items():
+        set_dotted(data, key, value)
     return Config.from_dict(data)
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value as YAML would read it (``1`` -> 1, ``5e-4`` -> 0.0005, ``null`` -> None)."""
-    import yaml
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _parse_overrides(overrides: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
-    if overrides is None:
-        return {}
-    if isinstance(overrides, Mapping):
-        return dict(overrides)
-    parsed = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} must look like key.path=value, e.g. training.epochs=1")
-        parsed[key.strip()] = parse_value(value.strip())
-    return parsed
-
-
-def _read_config_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except (ValueError, Exception) as exc:  # yaml.YAMLError and json.JSONDecodeError
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of keys to values")
-    return data
-
-
-# Config keys that may hold a local path. Data keys may also hold a hub id, model a hub id or a
-# built-in name ("default"), so a value becomes a path only when it looks like one.
-PATH_KEYS = ("data.train", "data.validation", "data.test", "model", "output.dir")
-_DATA_FILE_SUFFIXES = (".txt", ".conll", ".conll03", ".iob", ".bio", ".jsonl", ".json", ".ndjson", ".csv", ".tsv",
-                       ".parquet", ".arrow")
-
-
-def absolute_paths(data: Mapping[str, Any], base_dir: str | os.PathLike) -> dict[str, Any]:
-    """A copy of config ``data`` whose local paths are absolute, read against ``base_dir``.
-
-    A run's folder is not where its paths were written, so every path is fixed before the run's
-    config.yaml is written; the worker then reads that file as it is. A value counts as a local
-    path when it exists under ``base_dir``, starts with ``.``, ``/`` or ``~``, or (for data) has a
-    data file's suffix or a file format is set; hub ids and built-in model names stay as given.
-    """
-    base = Path(base_dir)
-    data = _deep_copy(data)
-    sections = {"data": data.get("data") or {}, "output": data.get("output") or {}}
-    file_format = (sections["data"].get("format") if isinstance(sections["data"], Mapping) else None)
-    for key in PATH_KEYS:
-        section, _, name = key.rpartition(".")
-        holder = sections[section] if section else data
-        if not isinstance(holder, dict) or not isinstance(holder.get(name), str) or not holder[name].strip():
-            continue
-        value = holder[name]
-        if section == "data" and file_format == "hub":
-            continue
-        path = Path(value).expanduser()
-        candidate = path if path.is_absolute() else base / path
-        looks_local = (value.startswith((".", "/", "~")) or candidate.exists() or section == "output"
-                       or (section == "data" and (file_format is not None or path.suffix.lower() in _DATA_FILE_SUFFIXES)))
-        if looks_local:
-            holder[name] = str(candidate.resolve())
-    return data
 
 
 # ----- validation --------------------------------------------------------------------------
@@ -388,7 +302,7 @@ def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) ->
             if isinstance(value, str):  # a flag or form field in YAML's flow style
                 value = parse_value(value)
             if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-                return _deep_copy(value)
+                return deep_copy(value)
             continue
         if origin is dict:
             if isinstance(value, Mapping) and all(isinstance(v, (str, int, float, bool)) for v in value.values()):
@@ -494,26 +408,6 @@ def check_trainable(config: Config) -> None:
 
 
 # ----- helpers ---------------------------------------------------------------------------
-
-
-def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set '{key}': '{part}' is not a section")
-        node = child
-    if isinstance(value, Mapping) and isinstance(node.get(parts[-1]), dict):
-        node[parts[-1]].update(value)
-    else:
-        node[parts[-1]] = value
 
 
 def schema_fields(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, dataclasses.Field]]:

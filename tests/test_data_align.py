@@ -9,8 +9,9 @@ import datasets
 import pytest
 
 from .conftest import CONLL_DIR
-from ftkit.data import id_maps, label_list, load, tokenize_dataset, word_windows
 from ftkit.errors import DataError, FtkitError
+from ftkit.tasks.alignment import id_maps, label_list, tokenize_dataset, word_windows
+from ftkit.tasks.loading import load
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +169,9 @@ def test_the_cache_key_is_the_data_content_the_same_in_another_process(tmp_path,
     import subprocess
     import sys
 
-    from ftkit.data.align import content_key
+    from ftkit.tasks.alignment import content_key
 
-    code = ("import sys; from ftkit.data import load; from ftkit.data.align import content_key; "
+    code = ("import sys; from ftkit.tasks.loading import load; from ftkit.tasks.alignment import content_key; "
             "print(content_key(load(sys.argv[1])['train']))")
     other = subprocess.run([sys.executable, "-c", code, str(conll_sample)], capture_output=True, text=True, check=True)
     here = load(conll_sample)["train"]

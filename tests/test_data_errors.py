@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ftkit.config import DataConfig
-from ftkit.data import load, load_source, load_splits
+from ftkit.tasks.loading import load, load_source, load_splits
 from ftkit.errors import DataError
 
 

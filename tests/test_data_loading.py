@@ -10,7 +10,8 @@ import pandas as pd
 
 from .conftest import CONLL_DIR, SST2_DIR
 from ftkit.config import DataConfig
-from ftkit.data import guess_format, load, load_source, load_splits, subset
+from ftkit.data import guess_format, subset
+from ftkit.tasks.loading import load, load_source, load_splits
 
 
 def write(path, text, encoding="utf-8"):

@@ -11,7 +11,7 @@ import pytest
 
 import ftkit
 from ftkit.config import DataConfig
-from ftkit.data import load, load_source, load_splits
+from ftkit.tasks.loading import load, load_source, load_splits
 from ftkit.errors import DataError
 
 SST2_LABELS = datasets.ClassLabel(names=["negative", "positive"])
@@ -93,8 +93,8 @@ def test_offline_hub_datasets_say_what_was_asked_for_and_how_to_use_local_files(
 def test_glue_test_labels_of_minus_one_are_unlabelled_not_a_label():
     splits = load(glue_like(), "classification", split_names={"validation": "validation_matched"})
     assert list(splits["test"]["label"]) == [None, None]
-    assert ftkit.data.label_list(splits, "classification") == ["negative", "positive"]
-    stats = ftkit.data.stats(glue_like(), "classification")
+    assert ftkit.tasks.alignment.label_list(splits, "classification") == ["negative", "positive"]
+    stats = ftkit.data_stats(glue_like(), "classification")
     assert stats.splits["test"].label_counts == {"(unlabelled)": 2}
 
 

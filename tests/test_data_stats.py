@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from .conftest import CONLL_DIR, SST2_DIR
-from ftkit.data import load, preview_html, stats
+from ftkit.tasks.loading import load
+from ftkit.tasks.preview import preview_html
+from ftkit.tasks.stats import stats
 
 
 def test_stats_of_the_conll_sample(conll_sample):

@@ -92,7 +92,7 @@ def test_a_second_launch_reuses_the_tokenised_cache(launches):
 
 def test_a_second_read_of_the_same_files_comes_from_the_data_cache(tmp_path):
     from ftkit.config import DataConfig
-    from ftkit.data import load_splits
+    from ftkit.tasks.loading import load_splits
 
     train = write_conll(tmp_path / "train.txt", 30, 1)
     config = DataConfig(train=str(train), validation=str(write_conll(tmp_path / "valid.txt", 6, 2)))

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import ftkit.data
+import ftkit.tasks.loading
 from ftkit.config import DataConfig
 from ftkit.errors import DataError, FtkitError
 
@@ -36,7 +36,7 @@ def write(folder: Path, name: str, content: bytes | str) -> Path:
 def load_or_error(path: Path, task: str, **kwargs) -> object:
     """Load ``path``; a refusal must be an FtkitError, and a DataError must name the file it read."""
     try:
-        return ftkit.data.load(str(path), task, **kwargs)
+        return ftkit.tasks.loading.load(str(path), task, **kwargs)
     except DataError as exc:
         assert exc.path is None or Path(exc.path).name in {p.name for p in path.parent.iterdir()}, exc
         assert str(exc).strip()
@@ -77,7 +77,7 @@ def test_mixed_encodings_are_refused_at_the_line_of_the_first_bad_byte(parts, ta
             content.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             with pytest.raises(DataError) as error:
-                ftkit.data.load(str(path), task)
+                ftkit.tasks.loading.load(str(path), task)
             assert error.value.path == str(path)
             assert error.value.line == content.count(b"\n", 0, exc.start) + 1
         else:
@@ -109,10 +109,10 @@ def test_ragged_conll_columns_name_the_first_line_that_differs(widths, blank_eve
     with tempfile.TemporaryDirectory() as folder:
         path = write(Path(folder), "train.conll", "\n".join(lines) + "\n")
         if expected is None:
-            assert len(ftkit.data.load(str(path), "ner")["train"]) >= 1
+            assert len(ftkit.tasks.loading.load(str(path), "ner")["train"]) >= 1
         else:
             with pytest.raises(DataError) as error:
-                ftkit.data.load(str(path), "ner")
+                ftkit.tasks.loading.load(str(path), "ner")
             assert (error.value.path, error.value.line) == (str(path), expected)
 
 
@@ -158,14 +158,14 @@ def test_huge_lines_load_or_fail_quickly(length, where):
     with tempfile.TemporaryDirectory() as folder:
         if where == "token":
             path = write(Path(folder), "train.conll", f"{'a' * length} B-PER\nshort O\n")
-            assert ftkit.data.load(str(path), "ner")["train"][0]["tokens"][0] == "a" * length
+            assert ftkit.tasks.loading.load(str(path), "ner")["train"][0]["tokens"][0] == "a" * length
         elif where == "text":
             path = write(Path(folder), "train.tsv", f"sentence\tlabel\n{'word ' * (length // 5)}\t1\n")
-            assert len(ftkit.data.load(str(path), "classification")["train"]) == 1
+            assert len(ftkit.tasks.loading.load(str(path), "classification")["train"]) == 1
         else:
             path = write(Path(folder), "train.jsonl", "{" * length + "\n")
             with pytest.raises(DataError) as error:
-                ftkit.data.load(str(path), "ner")
+                ftkit.tasks.loading.load(str(path), "ner")
             assert error.value.line == 1
 
 
@@ -180,7 +180,7 @@ def test_an_empty_split_is_refused_naming_its_file(empty, split):
         train_path = write(Path(folder), "train.conll" if task == "ner" else "train.csv", train)
         empty_path = write(Path(folder), f"{split}{suffix}", empty)
         with pytest.raises(DataError) as error:
-            ftkit.data.load_splits(DataConfig(train=str(train_path), **{split: str(empty_path)}), task)
+            ftkit.tasks.loading.load_splits(DataConfig(train=str(train_path), **{split: str(empty_path)}), task)
         assert error.value.path == str(empty_path)
 
 
@@ -196,10 +196,10 @@ def test_labels_that_train_never_shows_are_refused_at_their_line(train_labels, o
         other = write(Path(folder), f"{split}.conll", "".join(f"w O\ny B-{label}\n\n" for label in sorted(other_labels)))
         config = DataConfig(train=str(train), **{split: str(other)})
         if not unseen:
-            assert split in ftkit.data.load_splits(config, "ner")
+            assert split in ftkit.tasks.loading.load_splits(config, "ner")
             return
         with pytest.raises(DataError) as error:
-            ftkit.data.load_splits(config, "ner")
+            ftkit.tasks.loading.load_splits(config, "ner")
         first = sorted(other_labels).index(unseen[0])
         assert (error.value.path, error.value.line) == (str(other), 3 * first + 2)
         assert unseen[0] in str(error.value)

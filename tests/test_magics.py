@@ -182,7 +182,7 @@ def test_ftkit_with_an_unknown_run_says_so(shell):
 
 @pytest.fixture
 def fake_module(monkeypatch):
-    """Install a stand-in for another helper's module (ftkit.data, ftkit.engine.inference, ftkit.embeddings)."""
+    """Install a stand-in for another helper's module (ftkit.engine.inference, ftkit.embeddings)."""
 
     def install(name: str, **functions):
         module = types.ModuleType(f"ftkit.{name}")
@@ -203,12 +203,12 @@ class FakeStats:
         return {"splits": {"train": {"label_counts": {"PER": 2, "LOC": 1}}}}
 
 
-def test_ftkit_data_shows_statistics_and_a_preview(shell, fake_module):
+def test_ftkit_data_shows_statistics_and_a_preview(shell, monkeypatch):
     calls = []
-    fake_module("data",
-                load=lambda path, task="ner": calls.append(("load", path, task)) or {"train": ["rows"]},
-                stats=lambda dataset, task: FakeStats(),
-                preview_html=lambda dataset, n=5, task="ner": f"<p>PREVIEW {n} {task}</p>")
+    monkeypatch.setattr(ftkit, "load_data",
+                        lambda path, task="ner": calls.append(("load", path, task)) or {"train": ["rows"]})
+    monkeypatch.setattr(ftkit, "data_stats", lambda dataset, task: FakeStats())
+    monkeypatch.setattr(ftkit, "data_preview", lambda dataset, n=5, task="ner": f"<p>PREVIEW {n} {task}</p>")
     result, captured = run_cell(shell, "%ftkit data /d/train.tsv -n 3")
     assert result.success
     assert calls == [("load", "/d/train.tsv", "classification")]  # guessed from the suffix
@@ -216,11 +216,12 @@ def test_ftkit_data_shows_statistics_and_a_preview(shell, fake_module):
     assert "STATS" in html and "PREVIEW 3 classification" in html
 
 
-def test_ftkit_data_error_names_file_and_line(shell, fake_module):
+def test_ftkit_data_error_names_file_and_line(shell, monkeypatch):
     def read(path, task="ner"):
         raise DataError("tag 'X-PER' is not IOB", path=path, line=7)
 
-    fake_module("data", load=read, stats=read)
+    monkeypatch.setattr(ftkit, "load_data", read)
+    monkeypatch.setattr(ftkit, "data_stats", read)
     result, captured = run_cell(shell, "%ftkit data /d/bad.conll")
     assert isinstance(result.error_in_exec, UsageError)
     assert "/d/bad.conll:7: tag 'X-PER' is not IOB" in captured.stderr

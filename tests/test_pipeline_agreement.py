@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ftkit.data import load_source
 from ftkit.engine.adapters import save_checkpoint
 from ftkit.engine.inference import Predictor
 from ftkit.engine.models import build_model, default_model_dir, load_tokenizer
+from ftkit.tasks.loading import load_source
 from ftkit.tasks.ner import WORD_PATTERN
 
 from .conftest import CONLL_DIR

@@ -37,7 +37,7 @@ def test_train_returns_at_once_and_the_run_records_events_metrics_checkpoints_an
     saved = json.loads((checkpoint / "config.json").read_text())
     assert saved["id2label"]["0"] == "O" and "B-PER" in saved["label2id"]
     # Test predictions line up with their sentences although evaluation ran longest-first.
-    test_sentences = ftkit.data.load(tiny_config["data"]["test"])["train"]["tokens"]
+    test_sentences = ftkit.load_data(tiny_config["data"]["test"])["train"]["tokens"]
     predictions = [json.loads(line) for line in (run.dir / "predictions" / "test.jsonl").read_text().splitlines()]
     assert [p["tokens"] for p in predictions] == test_sentences
     assert all(len(p["predicted"]) == len(p["tokens"]) for p in predictions)

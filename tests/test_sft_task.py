@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ftkit import data
+import ftkit
 from ftkit.config import Config, DataConfig, load_config
 from ftkit.errors import ConfigError, DataError, FtkitError
 from ftkit.tasks import get_task
+from ftkit.tasks.alignment import tokenize_dataset
+from ftkit.tasks.loading import load, load_splits
 from ftkit.tasks.sft import (IGNORE_INDEX, SftTask, answer_metrics, answer_set, exact_match, render_ids, rouge_l,
                              _lcs_f1)
 from tests.sft_fixtures import (chat_records, default_causal_dir, sft_config, smollm2_tokenizer, tiny_llama,  # noqa: F401
@@ -76,7 +78,7 @@ def test_model_default_means_the_causal_default_for_sft(default_causal_dir):
 ])
 def test_each_layout_loads_as_canonical_messages_with_its_layout_and_origin(tmp_path, record, layout):
     path = lines(tmp_path / "train.jsonl", [record, record])
-    train = data.load(str(path), task="sft")["train"]
+    train = load(str(path), task="sft")["train"]
     assert train.column_names == ["messages", "layout", "origin"]
     assert train[0]["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     assert train["layout"] == [layout, layout] and train["origin"] == [f"{path}:1", f"{path}:2"]
@@ -88,7 +90,7 @@ def test_a_saved_datasets_folder_of_chats_loads(tmp_path):
     rows = chat_records(4)
     datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
                           "test": datasets.Dataset.from_list(chat_records(2, 10))}).save_to_disk(tmp_path / "chats")
-    loaded = data.load(str(tmp_path / "chats"), task="sft")
+    loaded = load(str(tmp_path / "chats"), task="sft")
     assert set(loaded) == {"train", "test"} and loaded["train"]["messages"] == [r["messages"] for r in rows]
 
 
@@ -96,7 +98,7 @@ def test_sst2_becomes_an_instruction_set_in_the_config_alone():
     config = load_config({"task": "sft", "data": {"train": str(SST2 / "train.tsv"), "validation": str(SST2 / "dev.tsv"),
                                                  "prompt_template": SST2_TEMPLATE, "completion_column": "label",
                                                  "answer_map": {0: "negative", 1: "positive"}}})
-    splits = data.load_splits(config.data, "sft")
+    splits = load_splits(config.data, "sft")
     first = splits["validation"][0]
     assert first["messages"] == [
         {"role": "user", "content": "Review: one long string of cliches .\nIs this review positive or negative?"},
@@ -120,7 +122,7 @@ def test_bad_chat_rows_are_data_errors_naming_file_and_line(tmp_path, bad, messa
         {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
     path = lines(tmp_path / "train.jsonl", [good, good, bad])
     with pytest.raises(DataError, match=message) as caught:
-        data.load(str(path), task="sft")
+        load(str(path), task="sft")
     assert caught.value.path == str(path) and caught.value.line == 3
 
 
@@ -128,15 +130,15 @@ def test_a_prompt_template_that_does_not_render_names_the_file_or_the_row(tmp_pa
     table = tmp_path / "train.tsv"
     table.write_text("sentence\tlabel\ngood film\t1\n\t0\n")
     with pytest.raises(DataError, match="column 'review' is not in the data") as caught:
-        data.load(str(table), task="sft", prompt_template="Review: {review}", completion_column="label")
+        load(str(table), task="sft", prompt_template="Review: {review}", completion_column="label")
     assert caught.value.path == str(table)
     with pytest.raises(DataError, match=r"prompt_template does not render"):
-        data.load(str(table), task="sft", prompt_template="Review: {sentence", completion_column="label")
+        load(str(table), task="sft", prompt_template="Review: {sentence", completion_column="label")
     with pytest.raises(DataError, match="column 'sentence' is empty") as caught:
-        data.load(str(table), task="sft", prompt_template="Review: {sentence}", completion_column="label")
+        load(str(table), task="sft", prompt_template="Review: {sentence}", completion_column="label")
     assert caught.value.line == 3
     with pytest.raises(DataError, match="needs data.completion_column"):
-        data.load(str(table), task="sft", prompt_template="Review: {sentence}")
+        load(str(table), task="sft", prompt_template="Review: {sentence}")
 
 
 # ----- tokens: what the encoder trains on ---------------------------------------------------------------
@@ -176,11 +178,11 @@ def test_train_on_defaults_by_layout_and_the_option_overrides_it(smollm2_tokeniz
 def test_tokenising_for_training_keeps_the_chat_template_in_the_cache_key(smollm2_tokenizer, tmp_path):
     import copy
 
-    raw = data.load(chat_records(4), task="sft")
-    first = data.tokenize_dataset(raw, smollm2_tokenizer, {}, "sft", 64, cache_dir=tmp_path, options={"train_on": None})
+    raw = load(chat_records(4), task="sft")
+    first = tokenize_dataset(raw, smollm2_tokenizer, {}, "sft", 64, cache_dir=tmp_path, options={"train_on": None})
     other = copy.deepcopy(smollm2_tokenizer)
     other.chat_template = smollm2_tokenizer.chat_template.replace("<|im_start|>", "<|im_start|> ")
-    second = data.tokenize_dataset(raw, other, {}, "sft", 64, cache_dir=tmp_path, options={"train_on": None})
+    second = tokenize_dataset(raw, other, {}, "sft", 64, cache_dir=tmp_path, options={"train_on": None})
     assert first["train"]["input_ids"] != second["train"]["input_ids"]
 
 
@@ -206,7 +208,7 @@ def test_the_tokenizer_of_a_chat_model_is_not_reloaded_with_a_prefix_space(defau
 def test_stats_count_turns_tokens_and_truncation_and_the_preview_highlights_trained_tokens(tmp_path, smollm2_tokenizer):
     path = write_chat_jsonl(tmp_path / "train.jsonl", chat_records(6) + [
         {"messages": [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "negative"}]}])
-    summary = data.stats(str(path), "sft", tokenizer=smollm2_tokenizer, max_length=64)
+    summary = ftkit.data_stats(str(path), "sft", tokenizer=smollm2_tokenizer, max_length=64)
     train = summary.splits["train"]
     assert train.examples == 7 and train.label_counts == {"negative": 4, "positive": 3}
     assert train.extra["turns"] == 14 and train.extra["assistant turns"] == 7
@@ -214,17 +216,17 @@ def test_stats_count_turns_tokens_and_truncation_and_the_preview_highlights_trai
     assert train.extra["completion tokens"]["max"] == 2  # the answer word and <|im_end|>
     text = str(summary)
     assert "conversations" in text and "truncated at 64" in text and "prompt tokens" in text
-    preview = data.preview_html(data.load(str(path), task="sft")["train"], n=7, task="sft", tokenizer=smollm2_tokenizer,
-                                max_length=64)
+    preview = ftkit.data_preview(load(str(path), task="sft")["train"], n=7, task="sft", tokenizer=smollm2_tokenizer,
+                                 max_length=64)
     assert '<span class="ftkit-trained"' in preview and "negative&lt;|im_end|&gt;" in preview
     assert "&lt;|im_start|&gt;user" in preview and "cut at 64 of" in preview and "dropped" in preview
-    assert "<script" not in data.preview_html(data.load([{"prompt": "<script>", "completion": "x"}], task="sft")["train"],
-                                              task="sft", tokenizer=smollm2_tokenizer)
+    assert "<script" not in ftkit.data_preview(load([{"prompt": "<script>", "completion": "x"}], task="sft")["train"],
+                                               task="sft", tokenizer=smollm2_tokenizer)
 
 
 def test_stats_without_a_tokenizer_use_the_default_causal_models(tmp_path, default_causal_dir):
     path = write_chat_jsonl(tmp_path / "train.jsonl", chat_records(3))
-    assert data.stats(str(path), "sft").splits["train"].extra["completion tokens"]["max"] == 2
+    assert ftkit.data_stats(str(path), "sft").splits["train"].extra["completion tokens"]["max"] == 2
 
 
 def test_the_data_picker_shows_an_sft_file_with_its_answers_and_trained_tokens(tmp_path, default_causal_dir):

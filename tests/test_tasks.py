@@ -121,20 +121,20 @@ def test_a_task_registered_by_one_line_is_looked_up_and_listed(toy_registered):
 
 
 def test_the_data_layer_and_widgets_speak_a_registered_task_without_knowing_it(toy_registered):
-    from ftkit import data
     from ftkit.notebook.widgets.data_picker import label_distribution_html
+    from ftkit.tasks.alignment import label_list
 
     rows = [{"text": "goal in the last minute", "label": "sport"}, {"text": "rates rise again", "label": "money"},
             {"text": "a late equaliser", "label": "sport"}]
-    splits = data.load(rows, task="toy")
+    splits = ftkit.load_data(rows, task="toy")
     assert splits["train"].column_names == ["text", "label"]
-    assert data.label_list(splits, "toy") == ["money", "sport"]
-    summary = data.stats(rows, task="toy")
+    assert label_list(splits, "toy") == ["money", "sport"]
+    summary = ftkit.data_stats(rows, task="toy")
     assert summary.task == "toy" and str(summary).splitlines()[1].split()[:2] == ["split", "snippets"]
     assert "snippets per topic" in label_distribution_html(summary.to_dict(), "toy")
-    assert "goal in the last minute" in data.preview_html(splits, task="toy")
+    assert "goal in the last minute" in ftkit.data_preview(splits, task="toy")
     with pytest.raises(ftkit.errors.DataError, match="topic 'weather' never occurs in train"):
-        data.load(rows, task="toy", validation=[{"text": "rain", "label": "weather"}])
+        ftkit.load_data(rows, task="toy", validation=[{"text": "rain", "label": "weather"}])
 
 
 def test_a_registry_line_that_points_nowhere_says_so(monkeypatch):

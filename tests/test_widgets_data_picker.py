@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 
 import ftkit
@@ -25,9 +22,8 @@ class FakeStats:
 
 @pytest.fixture
 def fake_data(monkeypatch):
-    """A stand-in for ftkit.data (written by another helper) that records what it was asked."""
+    """Stand-ins for ftkit.load_data, data_stats and data_preview that record what they were asked."""
     calls = []
-    module = types.ModuleType("ftkit.data")
 
     def load(source, task="ner"):
         calls.append(("load", source, task))
@@ -35,11 +31,11 @@ def fake_data(monkeypatch):
             raise DataError("tag 'X-PER' is not IOB1/IOB2", path=source, line=12)
         return {"train": f"rows of {source}"}
 
-    module.load = load
-    module.stats = lambda source, task="ner": FakeStats({"PER": 6600, "LOC": 7140, "MISC": 3438})
-    module.preview_html = lambda dataset, n=5, task="ner": f"<div class='preview'>{n} of {dataset} ({task})</div>"
-    monkeypatch.setitem(sys.modules, "ftkit.data", module)
-    monkeypatch.setattr(ftkit, "data", module, raising=False)
+    monkeypatch.setattr(ftkit, "load_data", load)
+    monkeypatch.setattr(ftkit, "data_stats",
+                        lambda source, task="ner": FakeStats({"PER": 6600, "LOC": 7140, "MISC": 3438}))
+    monkeypatch.setattr(ftkit, "data_preview",
+                        lambda dataset, n=5, task="ner": f"<div class='preview'>{n} of {dataset} ({task})</div>")
     return calls
 
 

@@ -1,21 +1,24 @@
-"""The data layer: any source -> a checked ``datasets.DatasetDict`` -> tokenised model inputs.
+"""The data layer, task-neutral: any source -> raw `Table`s (columns that remember their file and lines).
 
-Canonical columns are the task's (``ftkit.tasks``): NER ``tokens``/``tags`` (IOB2 strings),
-classification ``text``/``label`` (strings). Loading (sources.py) reports every problem as a
-DataError with file and line; tag schemes live in tags.py, tokenisation and windows in align.py,
-the notebook views in stats.py and preview.py, in-memory data snapshots in snapshot.py, and
-the example data sets (found locally or on the hub) in examples.py.
+Readers per format and the format registry (formats.py, registry.py), sources of every kind
+(sources.py: files, folders of split files, saved and hub datasets via hf_datasets.py, in-memory
+data), split names and whole-split operations (splits.py), NER tag schemes (tags.py), chat layouts
+(chat.py), in-memory data snapshots (snapshot.py) and the example data sets (examples.py). It imports
+neither ``ftkit.tasks`` nor ``ftkit.engine`` nor ``ftkit.config``, and ``datasets`` only when it reads.
+
+What a task makes of a Table (its canonical columns, labels, tokenisation, statistics, preview) is in
+``ftkit.tasks``: ``ftkit.load_data``, ``ftkit.data_stats`` and ``ftkit.data_preview`` for users.
 """
 
 from .examples import EXAMPLE_SETS, example_data
-from .align import IGNORE_INDEX, id_maps, label_list, tokenize_dataset, word_windows
-from .preview import preview_html
-from .sources import SPLITS, guess_format, hold_out, load, load_source, load_splits, subset
-from .stats import DataStats, SplitStats, stats
-from .tags import detect_scheme, entity_spans, scheme_violations, to_iob2
+from .formats import Table
+from .registry import DATA_FORMATS, FORMATS, DataFormat, register
+from .sources import guess_format, read_source, read_splits
+from .splits import SPLITS, hold_out, subset
+from .tags import TAG_SCHEMES, detect_scheme, entity_spans, scheme_violations, to_iob2
 
 __all__ = [
-    "EXAMPLE_SETS", "IGNORE_INDEX", "SPLITS", "example_data", "DataStats", "SplitStats", "detect_scheme", "entity_spans", "guess_format",
-    "hold_out", "id_maps", "label_list", "load", "load_source", "load_splits", "preview_html",
-    "scheme_violations", "stats", "subset", "to_iob2", "tokenize_dataset", "word_windows",
+    "DATA_FORMATS", "EXAMPLE_SETS", "FORMATS", "SPLITS", "TAG_SCHEMES", "DataFormat", "Table", "detect_scheme",
+    "entity_spans", "example_data", "guess_format", "hold_out", "read_source", "read_splits", "register",
+    "scheme_violations", "subset", "to_iob2",
 ]

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from ..errors import DataError
 
-CONLL_SUFFIXES = (".conll", ".conllu", ".txt", ".iob", ".bio", ".iob2", ".bioes")
+CONLL_SUFFIXES = (".conll", ".conll03", ".conllu", ".txt", ".iob", ".bio", ".iob2", ".bioes")
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 DOCSTART = "-DOCSTART-"
 MAX_FIELD_SIZE = 64 * 1024 * 1024  # characters in one CSV/TSV cell

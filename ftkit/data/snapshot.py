@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import DATA_SPLITS
 from ..errors import DataError
+from .splits import SPLITS
+
 
 def write_snapshots(sources: Mapping[str, Any], folder: str | Path) -> dict[str, str]:
     """Write each in-memory split to ``folder/<split>.parquet``; returns split -> path.
@@ -26,7 +27,7 @@ def write_snapshots(sources: Mapping[str, Any], folder: str | Path) -> dict[str,
         if isinstance(value, datasets.DatasetDict):
             for name, part in value.items():
                 canonical = {"valid": "validation", "dev": "validation", "val": "validation"}.get(name, name)
-                if canonical in DATA_SPLITS and (canonical == split or canonical not in sources):
+                if canonical in SPLITS and (canonical == split or canonical not in sources):
                     expanded[canonical] = part
             continue
         expanded[split] = value

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 SCHEMES = ("iob1", "iob2", "bioes")
+TAG_SCHEMES = ("auto", *SCHEMES)  # the data.tag_scheme choices: "auto" detects one of SCHEMES
 _PREFIXES = {"iob1": "BI", "iob2": "BI", "bioes": "BIES"}
 
 

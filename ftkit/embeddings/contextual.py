@@ -37,7 +37,7 @@ class Corpus:
 
 
 def read_corpus(corpus: Any, max_sentences: int | None = None) -> Corpus:
-    """A `Corpus` from a data file (read by `ftkit.data.load`), a `datasets` split, or Python lists.
+    """A `Corpus` from a data file (read by `ftkit.load_data`), a `datasets` split, or Python lists.
 
     Lists may hold sentences as strings (split on whitespace), as word lists, or as
     ``{"tokens": [...], "tags": [...]}`` rows.
@@ -74,10 +74,10 @@ def _load_file(path: Path) -> Any:
     if not path.exists():
         raise FtkitError(f"corpus file {path} does not exist")
     try:
-        from .. import data
+        from ..tasks.loading import load
     except ImportError as exc:
-        raise FtkitError(f"reading corpus files needs ftkit.data ({exc}); pass a list of sentences instead") from None
-    return data.load(str(path), task="ner")
+        raise FtkitError(f"reading corpus files needs ftkit.tasks.loading ({exc}); pass a list of sentences instead") from None
+    return load(str(path), task="ner")
 
 
 def entity_type(tag: str) -> str:

@@ -194,15 +194,15 @@ def _find_run(ref: str) -> Any:
 
 def _run_data(run: Any) -> Any:
     """A run's training data, read with the same data options the run was trained with."""
-    from .. import data
+    from ..tasks.loading import load
 
     config = run.config
     if not config.data.train:
         raise FtkitError(f"run {run.id} names no training data to build contextual vectors from; pass corpus=")
     options = {name: getattr(config.data, name) for name in
                ("tag_column", "tag_scheme", "text_column", "label_column", "tokens_column", "tags_column")}
-    return data.load(config.data.train, task=config.task, format=config.data.format,
-                     **{name: value for name, value in options.items() if value is not None})
+    return load(config.data.train, task=config.task, format=config.data.format,
+                **{name: value for name, value in options.items() if value is not None})
 
 
 def _cache_key(ref: ModelRef, space: str, corpus: Any, *options: Any) -> tuple | None:

@@ -299,15 +299,15 @@ class FtkitMagics(Magics):
         return run
 
     def _ftkit_data(self, args: argparse.Namespace) -> Any:
-        from .. import data
+        from .. import data_preview, data_stats, load_data
 
         path = self._one_target(args, "PATH")
         task = args.task or task_for_file(path)
         model = {"model": args.model} if args.model else {}  # sft: the tokenizer that renders and counts
-        display(data.stats(path, task, **model))  # from the file as written: reports its own tag scheme
-        dataset = data.load(path, task=task)
+        display(data_stats(path, task, **model))  # from the file as written: reports its own tag scheme
+        dataset = load_data(path, task=task)
         split = "train" if "train" in dataset else next(iter(dataset))
-        display(HTML(data.preview_html(dataset[split], n=args.n, task=task, **model)))
+        display(HTML(data_preview(dataset[split], n=args.n, task=task, **model)))
         return dataset
 
     def _ftkit_predict(self, args: argparse.Namespace) -> Any:

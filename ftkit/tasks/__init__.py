@@ -2,9 +2,9 @@
 
 As in peft's ``mapping.py`` and transformers' lazy Auto mappings, the registry holds names and
 ``"module:Class"`` strings only; a task's module is imported on first use. That keeps this module
-free of ftkit imports, so ``ftkit.config`` can take its ``task`` choices from here while the task
-modules themselves use ``ftkit.data`` (which uses ``ftkit.config``): config -> tasks registry;
-tasks.ner -> data -> config, and no cycle.
+free of ftkit imports (but errors), so ``ftkit.config`` can take its ``task`` choices from here. The
+layers point down only: config -> tasks (this registry, the task modules and what they share:
+loading.py, alignment.py, stats.py, preview.py, scoring.py, losses.py) -> data (task-neutral readers).
 
 Adding a task is one module in this folder plus one line in ``TASK_CLASSES`` (see
 CONTRIBUTING.tasks.md). Nothing outside ``ftkit/tasks/`` branches on a task's name: it calls

@@ -5,7 +5,10 @@ data and how raw tables become them, its label set and the checks on it, statist
 tokenisation, the model class and collator and loss, metrics and their report, the predictions it
 writes after training and where they go wrong, ``predict`` on new text, and the form fields it
 adds. The generic machinery (readers, tag schemes, windows, report helpers, errors with file and
-line) stays in ``ftkit.data`` and ``ftkit.engine``; a task calls it.
+line) stays in ``ftkit.data`` (task-neutral readers) and ``ftkit.engine``; a task calls the first, and
+the engine asks the task. What a task does with data (loading into its canonical columns, labels and
+tokenisation, statistics, preview) runs through ``ftkit.tasks.loading``, ``alignment``, ``stats`` and
+``preview``.
 
 Importing a task module must stay cheap (the CLI and the notebook layer import it to read a
 default metric or a form field): torch, transformers, datasets, peft and seqeval are imported
@@ -28,8 +31,9 @@ if TYPE_CHECKING:
 
     from ..config import DataConfig
     from ..data.formats import Table
-    from ..data.stats import SplitStats
+    from .stats import SplitStats
 
+DEFAULT_MAX_SEQ_LENGTH = 256  # training.max_seq_length's default (ftkit.config takes it from here)
 ReportRow = tuple[str, "float | None", "float | None", "float | None", "int | None"]  # name, P, R, F1, support
 
 
@@ -172,7 +176,7 @@ class Task(ABC):
 
     @abstractmethod
     def split_stats(self, name: str, dataset: "datasets.Dataset", scheme: str | None) -> "SplitStats":
-        """Sizes, label counts, lengths in words and problems of one split, for `ftkit.data.stats`."""
+        """Sizes, label counts, lengths in words and problems of one split, for `ftkit.data_stats`."""
 
     @abstractmethod
     def preview_html(self, rows: Iterable[Mapping[str, Any]]) -> str:

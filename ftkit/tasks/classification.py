@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from ..config import DataConfig
     from ..data.formats import Table
-    from ..data.stats import SplitStats
+    from .stats import SplitStats
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
@@ -78,7 +78,7 @@ class ClassificationTask(Task):
     def split_stats(self, name: str, dataset: "datasets.Dataset", scheme: str | None) -> "SplitStats":
         from collections import Counter
 
-        from ..data.stats import SplitStats
+        from .stats import SplitStats
 
         lengths = [len(text.split()) for text in dataset["text"]]
         counts = Counter(UNLABELLED if label is None else label for label in dataset["label"])
@@ -87,7 +87,7 @@ class ClassificationTask(Task):
     def preview_html(self, rows: Iterable[Mapping[str, Any]]) -> str:
         import html
 
-        from ..data.preview import CHIP_STYLE, MARK_STYLE, colour_of
+        from .preview import CHIP_STYLE, MARK_STYLE, colour_of
 
         rows = list(rows)
         rows = [{**row, "label": UNLABELLED if row["label"] is None else row["label"]} for row in rows]
@@ -205,7 +205,7 @@ class ClassificationTask(Task):
     def error_example_html(self, example: Mapping[str, Any], labels: Sequence[str]) -> str:
         import html
 
-        from ..data.preview import CHIP_STYLE, MARK_STYLE, colour_of
+        from .preview import CHIP_STYLE, MARK_STYLE, colour_of
         from ..rendering import format_number
 
         def chip(side: str, label: str) -> str:

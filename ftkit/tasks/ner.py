@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from ..config import DataConfig
     from ..data.formats import Table
-    from ..data.stats import SplitStats
+    from .stats import SplitStats
 
 TOKEN_COLUMNS = ("tokens", "words", "token", "word")
 TAG_COLUMNS = ("tags", "ner_tags", "labels", "ner", "tag")
@@ -143,8 +143,8 @@ class NerTask(Task):
         """Entities counted as spans (conlleval's rules), tags read as written and checked against ``scheme``."""
         from collections import Counter
 
-        from ..data.stats import SplitStats
         from ..data.tags import entity_spans, scheme_violations
+        from .stats import SplitStats
 
         counts: Counter = Counter()
         tag_set: set[str] = set()
@@ -346,7 +346,7 @@ def _span_text(tokens: Sequence[str], span: Sequence[Any] | None) -> str | None:
 def _sentence_html(tokens: list[str], spans: list[tuple[str, int, int]], labels: list[str]) -> str:
     import html
 
-    from ..data.preview import CHIP_STYLE, MARK_STYLE, colour_of
+    from .preview import CHIP_STYLE, MARK_STYLE, colour_of
 
     parts, position = [], 0
     for kind, start, end in spans:
@@ -384,14 +384,14 @@ class _NerEncoder:
     """Batched map function: sentences -> one row per window, labels on first subwords."""
 
     def __init__(self, tokenizer: Any, label2id: Mapping[str, int], max_length: int):
-        from ..data.align import IGNORE_INDEX
+        from .alignment import IGNORE_INDEX
 
         self.tokenizer, self.label2id, self.max_length = tokenizer, label2id, max_length
         self.budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
         self.ignore_index = IGNORE_INDEX
 
     def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        from ..data.align import word_windows
+        from .alignment import word_windows
 
         # verbose=False: sentences over the model's limit are expected here; they become windows.
         encoded = self.tokenizer(batch["tokens"], is_split_into_words=True, verbose=False)

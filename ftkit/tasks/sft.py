@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from ..config import DataConfig
     from ..data.formats import Table
-    from ..data.stats import SplitStats
+    from .stats import SplitStats
 
 IGNORE_INDEX = -100
 TRAIN_ON_CHOICES = ("assistant", "completion", "all")
@@ -342,7 +342,7 @@ class SftTask(Task):
     # ----- statistics and preview --------------------------------------------------------------------
     def split_stats(self, name: str, dataset: "datasets.Dataset", scheme: str | None) -> "SplitStats":
         """Conversations, words, turns, and the answers when they form a small set (SST-2: negative/positive)."""
-        from ..data.stats import SplitStats
+        from .stats import SplitStats
 
         conversations = dataset["messages"]
         lengths = [sum(len(message["content"].split()) for message in messages) for messages in conversations]

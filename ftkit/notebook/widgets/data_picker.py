@@ -1,7 +1,8 @@
 """DataPicker: choose a file, folder or hub id and see what is in it before training on it.
 
-Statistics and the preview come from `ftkit.data` (entities highlighted in a colour per type, or
-texts with their labels); a `DataError` shows inline with its file and line instead of a traceback.
+Statistics and the preview come from `ftkit.data_stats` and `ftkit.data_preview` (entities highlighted
+in a colour per type, or texts with their labels); a `DataError` shows inline with its file and line
+instead of a traceback.
 """
 
 from __future__ import annotations
@@ -59,17 +60,17 @@ class DataPicker(widgets.VBox):
 
     def load(self) -> bool:
         """Read the data and show statistics, label distribution and preview; False on a data error."""
-        from ... import data
+        from ... import data_preview, data_stats, load_data
 
         source, task = self.value, self.task.value
         if not source:
             return False
         try:
             tokens = {"model": self.model} if self.model and get_task(task).stats_use_tokenizer else {}
-            stats = data.stats(source, task, **tokens)
-            dataset = data.load(source, task=task)
+            stats = data_stats(source, task, **tokens)
+            dataset = load_data(source, task=task)
             split = "train" if "train" in dataset else next(iter(dataset))
-            preview = data.preview_html(dataset[split], n=self.preview_size, task=task, **tokens)
+            preview = data_preview(dataset[split], n=self.preview_size, task=task, **tokens)
         except DataError as exc:
             where = f"{exc.path}, line {exc.line}" if exc.path and exc.line else (exc.path or source)
             self._show_error(f"Cannot read {where}: {exc.reason}")

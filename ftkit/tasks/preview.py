@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..tasks import DEFAULT_TASK, get_task
-from ..tasks.base import Task
+from . import DEFAULT_TASK, get_task
+from .base import Task
 
 PALETTE = ("#ffd6a5", "#caffbf", "#9bf6ff", "#bdb2ff", "#ffc6ff", "#fdffb6", "#a0c4ff", "#ffadad")
 CHIP_STYLE = "font-size:0.7em;font-weight:bold;padding:0 4px;margin-left:3px;border-radius:3px;background:rgba(0,0,0,0.12)"
@@ -21,15 +21,15 @@ def colour_of(label: str, labels: list[str]) -> str:
     return PALETTE[sorted(labels).index(label) % len(PALETTE)] if label in labels else PALETTE[0]
 
 
-def preview_html(dataset: Any, n: int = 5, task: str | Task = DEFAULT_TASK, *, model: str | None = None,
-                 tokenizer: Any = None, max_length: int | None = None, train_on: str | None = None) -> str:
+def preview_html(dataset: Any, n: int = 5, task: str | Task = DEFAULT_TASK, *, tokenizer: Any = None,
+                 max_length: int | None = None, train_on: str | None = None) -> str:
     """The first ``n`` examples of a Dataset (or the train split of a DatasetDict) as HTML.
 
     Canonical rows are shown as they are; anything else goes through ``load_source`` first.
 
     Text is HTML-escaped; each entity type (or class label) gets one colour and a chip with its name.
     A task that shows rows as the model sees them (SFT: the rendered chat with the trained tokens
-    highlighted) uses ``tokenizer``, else that of ``model`` (default: the task's default model).
+    highlighted) needs its ``tokenizer`` (``ftkit.data_preview`` loads that of ``model=``).
     """
     task = get_task(task)
     canonical = set(task.columns)
@@ -37,16 +37,16 @@ def preview_html(dataset: Any, n: int = 5, task: str | Task = DEFAULT_TASK, *, m
     if isinstance(columns, dict):  # a DatasetDict: {split: [columns]}
         columns = next(iter(columns.values()), [])
     if not canonical <= set(columns or ()):  # raw rows, a path, a DataFrame ...
-        from .sources import load_source
+        from .loading import load_source
 
         dataset = load_source(dataset, task, convert_tags=False)
     if isinstance(dataset, dict):  # a DatasetDict: preview the training data
         dataset = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
     rows = dataset.select(range(min(n, len(dataset))))
     if task.stats_use_tokenizer:
-        from .stats import task_tokenizer, token_options
+        from .stats import needs_tokenizer, token_options
 
-        body = task.token_preview_html(rows, tokenizer or task_tokenizer(task, model), token_options(max_length, train_on))
+        body = task.token_preview_html(rows, needs_tokenizer(task, tokenizer), token_options(max_length, train_on))
     else:
         body = task.preview_html(rows)
     return f'<div class="ftkit-preview" style="line-height:1.9">{body}</div>'

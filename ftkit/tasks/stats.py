@@ -13,8 +13,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ..tasks import DEFAULT_TASK, get_task
-from ..tasks.base import Task
+from ..errors import FtkitError
+from . import DEFAULT_TASK, get_task
+from .base import DEFAULT_MAX_SEQ_LENGTH, Task
 
 _SHOWN_VIOLATIONS = 10
 
@@ -116,16 +117,16 @@ class DataStats:
                 f"<tbody>{body}</tbody></table>{f'<ul>{notes}</ul>' if notes else ''}</div>")
 
 
-def stats(source: Any, task: str | Task = DEFAULT_TASK, *, model: str | None = None, tokenizer: Any = None,
-          max_length: int | None = None, train_on: str | None = None, **column_options: Any) -> DataStats:
+def stats(source: Any, task: str | Task = DEFAULT_TASK, *, tokenizer: Any = None, max_length: int | None = None,
+          train_on: str | None = None, **column_options: Any) -> DataStats:
     """Statistics of a source (path, hub id, DataFrame, lists, Dataset or DatasetDict).
 
     ``column_options`` are those of ``load_source`` (tag_scheme, tokens_column, ...); NER tags
     are read as written and checked against ``tag_scheme`` (detected when "auto"). A task that
-    counts in tokens (SFT: prompt and completion lengths, what ``max_length`` cuts) uses
-    ``tokenizer``, else that of ``model`` (default: the task's default model).
+    counts in tokens (SFT: prompt and completion lengths, what ``max_length`` cuts) needs its
+    ``tokenizer`` (``ftkit.data_stats`` loads that of ``model=``; this layer never loads a model).
     """
-    from .sources import load_source  # loading needs `datasets`; keep this module light
+    from .loading import load_source  # loading needs `datasets`; keep this module light
 
     task = get_task(task)
     loaded = load_source(source, task, convert_tags=False, **column_options)
@@ -133,7 +134,7 @@ def stats(source: Any, task: str | Task = DEFAULT_TASK, *, model: str | None = N
     scheme = task.tag_scheme(splits, column_options.get("tag_scheme"))
     result = {name: task.split_stats(name, split, scheme) for name, split in splits.items()}
     if task.stats_use_tokenizer:
-        tokenizer = tokenizer or task_tokenizer(task, model)
+        tokenizer = needs_tokenizer(task, tokenizer)
         options = token_options(max_length, train_on)
         for name, split in splits.items():
             result[name].extra.update(task.token_stats(split, tokenizer, options))
@@ -148,27 +149,15 @@ def token_options(max_length: int | None = None, train_on: str | None = None) ->
     """The training options a token count depends on (``max_seq_length``, ``train_on``), defaults filled in."""
     from types import SimpleNamespace
 
-    from ..config import TrainingConfig
-
-    return SimpleNamespace(max_seq_length=max_length or TrainingConfig().max_seq_length, train_on=train_on)
+    return SimpleNamespace(max_seq_length=max_length or DEFAULT_MAX_SEQ_LENGTH, train_on=train_on)
 
 
-_TOKENIZERS: dict[tuple[str, str], Any] = {}
-
-
-def task_tokenizer(task: Task, model: str | None = None) -> Any:
-    """The tokenizer (with its chat template) of ``model``, or of the task's default model; loaded once.
-
-    Only token counts for a data preview need it: the engine's model resolution is imported here,
-    lazily, so that `model: default-causal` means the same model in a preview as in training.
-    """
-    from ..engine.models import load_tokenizer, resolve_model_source
-
-    source = resolve_model_source(model or "default", task.name)
-    key = (source, task.name)
-    if key not in _TOKENIZERS:
-        _TOKENIZERS[key] = load_tokenizer(source, task.name)
-    return _TOKENIZERS[key]
+def needs_tokenizer(task: Task, tokenizer: Any) -> Any:
+    """``tokenizer``, which a task that counts in tokens cannot do without."""
+    if tokenizer is None:
+        raise FtkitError(f"{task.name} statistics and previews count tokens: pass tokenizer= "
+                         "(ftkit.data_stats and ftkit.data_preview load that of model=)")
+    return tokenizer
 
 
 def _cell(value: Any) -> str:

@@ -1,6 +1,6 @@
 """From canonical rows to model inputs: the label set, tokenisation, and the windows of long sentences.
 
-The task (``ftkit.tasks``) decides the labels and how a row is encoded (NER: labels on the first
+Each task decides its labels and how a row is encoded (NER: labels on the first
 subword of each word, -100 elsewhere; sentences longer than ``max_length`` become consecutive
 windows of whole words, see `word_windows`); this module runs its encoder over every split in
 batches and caches the result on disk.
@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, Sequence
 import datasets
 
 from ..errors import FtkitError
-from ..tasks import get_task
-from ..tasks.base import Task
+from . import get_task
+from .base import Task
 
 IGNORE_INDEX = -100  # the label PyTorch's cross-entropy skips
 _TOKENIZE_VERSION = "2"  # bump when the tokenised layout or the cache key changes, so disk caches are not reused
