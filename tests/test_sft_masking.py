@@ -12,8 +12,8 @@ import pytest
 
 from ftkit.data.chat import chatterbot_pairs, chitchat_conversations
 from ftkit.errors import DataError
-from ftkit.tasks.sft import (IGNORE_INDEX, SFTCollator, assistant_spans, drop_untrained, encode_batch,
-                                     encode_conversation, render_ids, sft_token_stats, trained_spans_html)
+from ftkit.tasks.sft_encoding import (IGNORE_INDEX, SFTCollator, assistant_spans, drop_untrained, encode_batch,
+                                      encode_conversation, render_ids, sft_token_stats, trained_spans_html)
 from tests.sft_fixtures import default_causal_dir, smollm2_tokenizer, tiny_llama  # noqa: F401 (fixtures)
 
 EXCHANGE = [{"role": "user", "content": "Is this review positive? Great fun."},

@@ -16,8 +16,8 @@ from ftkit.errors import ConfigError, DataError, FtkitError
 from ftkit.tasks import get_task
 from ftkit.tasks.alignment import tokenize_dataset
 from ftkit.tasks.loading import load, load_splits
-from ftkit.tasks.sft import (IGNORE_INDEX, SftTask, answer_metrics, answer_set, exact_match, render_ids, rouge_l,
-                             _lcs_f1)
+from ftkit.tasks.sft import SftTask, _lcs_f1, answer_metrics, answer_set, exact_match, rouge_l
+from ftkit.tasks.sft_encoding import IGNORE_INDEX, render_ids
 from tests.sft_fixtures import (chat_records, default_causal_dir, sft_config, smollm2_tokenizer, tiny_llama,  # noqa: F401
                                 tiny_llama_dir, write_chat_jsonl)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from ..errors import FtkitError
-from ..tasks.sft import assistant_spans, render_ids
+from ..tasks.sft_encoding import assistant_spans, render_ids
 from .causal import default_causal_model_dir, is_causal_default
 from .models import load_error, quiet_loading
 
