@@ -82,18 +82,25 @@ def ftkit_trainer(prepared, out: str) -> float:
     return build_trainer(prepared, Path(out)).train().metrics["train_runtime"]
 
 
-def loop_level(args) -> None:
+def loop_config(steps: int, batch_size: int, **training: object):
+    """The loop level's run: `model: default`, full fine-tuning, one pass over a CoNLL-2003 train subset of
+    ``steps`` batches, hardly any evaluation, saving or logging (``training`` adds or overrides keys)."""
     from ftkit.config import load_config
+
+    return load_config({
+        "task": "ner", "model": "default", "adapter": {"kind": "full"},
+        "data": {"train": str(DATA / "train.txt"), "validation": str(DATA / "valid.txt")},
+        "training": {"batch_size": batch_size, "max_steps": steps, "max_train_samples": steps * batch_size,
+                     "max_eval_samples": 32, "eval_steps": 10**6, "save_steps": 10**6, "logging_steps": 10**6,
+                     **training},
+    })
+
+
+def loop_level(args) -> None:
     from ftkit.engine.training import prepare
 
     samples = args.steps * args.batch_size
-    config = load_config({
-        "task": "ner", "model": "default", "adapter": {"kind": "full"},
-        "data": {"train": str(DATA / "train.txt"), "validation": str(DATA / "valid.txt")},
-        "training": {"batch_size": args.batch_size, "max_steps": args.steps, "max_train_samples": samples,
-                     "max_eval_samples": 32, "eval_steps": 10**6, "save_steps": 10**6, "logging_steps": 10**6},
-    })
-    prepared = prepare(config)
+    prepared = prepare(loop_config(args.steps, args.batch_size))
     tokens = sum(prepared.features["train"]["length"])  # one pass over the subset = `steps` batches
     with tempfile.TemporaryDirectory() as out:
         times = {
