@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,6 +134,61 @@ def tiny_config(tiny_model_dir, tmp_path, runs_dir):
                      "learning_rate": 5e-3},
         "output": {"dir": str(runs_dir)},
     }
+
+
+# ----- the fast tier starts no training process -------------------------------------------------
+# `make test-fast` sets FTKIT_TEST_TIER=fast and deselects the tests marked slow or spawns. A test
+# that starts a worker, supervisor, sweep, CLI or torchrun process anyway (a command line with
+# `-m ftkit...`, the ftkit script or torchrun), itself or through a process it started, fails with
+# the marker it needs: the start is refused (tests/fast_tier/spawn_guard.py) and the phase it came
+# from (setup, call, teardown) fails, also when it happened in a thread or a module-scoped fixture.
+
+FAST_TIER = os.environ.get("FTKIT_TEST_TIER") == "fast"
+GUARD_DIR = Path(__file__).resolve().parent / "fast_tier"
+_running: dict[str, Any] = {"item": None, "refused": {}, "notes": None}
+
+
+def pytest_configure(config):
+    if not FAST_TIER:
+        return
+    sys.path.insert(0, str(GUARD_DIR))
+    import spawn_guard
+
+    def refuse(found: str) -> None:
+        item = _running["item"]
+        if item is None or any(item.get_closest_marker(marker) for marker in ("spawns", "slow")):
+            return
+        _running["refused"].setdefault(item.nodeid, []).append(f"`{found}`")
+        raise spawn_guard.SpawnRefused(f"the fast tier starts no training process: {item.nodeid} ran `{found}`")
+
+    spawn_guard.install(refuse)
+    import tempfile
+
+    notes = Path(tempfile.mkstemp(prefix="ftkit-refused-spawns-")[1])
+    _running["notes"] = notes
+    os.environ["FTKIT_TEST_REFUSALS"] = str(notes)  # children note what they were refused here
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(GUARD_DIR), os.environ.get("PYTHONPATH")]))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running["item"] = item
+    yield
+    _running["item"] = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    refused = _running["refused"].pop(item.nodeid, [])
+    notes = _running["notes"]
+    if notes is not None and notes.stat().st_size:
+        refused += notes.read_text(encoding="utf-8").splitlines()
+        notes.write_text("", encoding="utf-8")
+    if refused:
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} starts a training process ({'; '.join(refused)}), which `make test-fast` "
+                           "(FTKIT_TEST_TIER=fast) forbids: mark it @pytest.mark.spawns (or slow if it takes long)")
 
 
 def pytest_terminal_summary(terminalreporter):

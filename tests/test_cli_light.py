@@ -84,6 +84,7 @@ def evaluable_run(tmp_path, tiny_model_dir, conll_sample):
     return store, run_id
 
 
+@pytest.mark.spawns
 def test_eval_runs_in_a_worker_process_and_prints_its_metrics(evaluable_run, tmp_path):
     store, run_id = evaluable_run
     report = cli_without_torch(["--runs-dir", str(store.root), "eval", run_id, "--json"],
@@ -96,6 +97,7 @@ def test_eval_runs_in_a_worker_process_and_prints_its_metrics(evaluable_run, tmp
     assert report["loaded"] == []  # the evaluation imported torch in its worker, not here
 
 
+@pytest.mark.spawns
 def test_eval_scores_another_file_against_the_models_labels(evaluable_run, tmp_path):
     store, run_id = evaluable_run
     (tmp_path / "new").mkdir()

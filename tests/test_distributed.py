@@ -76,6 +76,7 @@ def test_torchruns_report_names_the_rank_that_failed_first_even_when_it_was_kill
     assert rank_failure(tmp_path, TORCHRUN_REPORT.format(rank=0)) == "rank 0: RuntimeError: Connection closed by peer"
 
 
+@pytest.mark.spawns
 def test_ftkit_train_with_several_nodes_prints_the_command_each_other_node_runs(tiny_config, tmp_path, runs_dir):
     import yaml
 

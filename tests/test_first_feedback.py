@@ -51,6 +51,7 @@ def _phases(events: list[dict]) -> list[dict]:
     return [e for e in events if e["type"] == "phase"]
 
 
+@pytest.mark.spawns
 def test_a_run_reports_its_phases_in_order_before_the_first_step(launches):
     first, _, _, _ = launches
     run, events = first["run"], first["events"]
@@ -70,6 +71,7 @@ def test_a_run_reports_its_phases_in_order_before_the_first_step(launches):
     assert run.info()["phase"] is None  # over once it trained
 
 
+@pytest.mark.spawns
 def test_the_first_event_lands_within_two_seconds_of_the_launch(launches):
     for launch in launches[:2]:
         # The supervisor's, which imports no torch: "starting", or "waiting for device" while the
@@ -79,6 +81,7 @@ def test_the_first_event_lands_within_two_seconds_of_the_launch(launches):
         assert first["t"] - launch["returned"] < FIRST_FEEDBACK_S, first["t"] - launch["called"]
 
 
+@pytest.mark.spawns
 def test_a_second_launch_reuses_the_tokenised_cache(launches):
     first, second, cache, runs = launches
     assert second["run"].status == "completed", second["run"].log_tail()

@@ -94,6 +94,7 @@ def test_a_lora_card_says_how_to_load_adapter_weights():
     assert "| pos | 1.0000 | 0.8000 | 0.8900 | 5 |" in card.text
 
 
+@pytest.mark.spawns
 def test_push_offline_says_so_and_where_the_model_is(runs_dir):
     from ftkit.config import Config
     from ftkit.runstore import RunStore

@@ -114,6 +114,7 @@ def test_resume_from_another_machine_is_refused_while_the_run_beats(store, held_
     assert store.read_events(run_id) == before
 
 
+@pytest.mark.spawns
 def test_a_second_supervisor_of_a_run_leaves_it_alone(store, held_run):
     run_id, holder = held_run
     before = store.read_events(run_id)

@@ -198,6 +198,7 @@ def test_a_waiter_that_has_not_said_what_it_wants_is_waited_for(tmp_path):
 # ----- the queue with real supervisors ------------------------------------------------------------
 
 
+@pytest.mark.spawns
 def test_runs_launched_at_once_wait_as_queued_and_start_one_at_a_time_in_launch_order(config, journal, monkeypatch):
     monkeypatch.setenv("FTKIT_TEST_WORK_S", "1")
     runs = [start({**config, "name": f"queued-{i}"}) for i in range(3)]
@@ -215,6 +216,7 @@ def test_runs_launched_at_once_wait_as_queued_and_start_one_at_a_time_in_launch_
     assert not list((Path(config["output"]["dir"]) / ".devices" / "queue").glob("*.ticket"))
 
 
+@pytest.mark.spawns
 def test_on_two_gpus_runs_spread_over_them_and_the_third_gets_the_first_one_freed(config, journal, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     config["training"]["device"] = "auto"
@@ -229,6 +231,7 @@ def test_on_two_gpus_runs_spread_over_them_and_the_third_gets_the_first_one_free
         run.stop(wait=True, timeout=30)
 
 
+@pytest.mark.spawns
 def test_stopping_a_queued_run_records_it_stopped_without_ever_starting_a_worker(config, journal):
     busy = start({**config, "name": "busy"})
     queued = start({**config, "name": "queued"})
@@ -240,6 +243,7 @@ def test_stopping_a_queued_run_records_it_stopped_without_ever_starting_a_worker
     busy.stop(wait=True, timeout=30)
 
 
+@pytest.mark.spawns
 def test_deleting_a_queued_run_ends_its_waiting_supervisor_quietly(config, journal):
     busy = start({**config, "name": "busy"})
     store = RunStore(config["output"]["dir"])
@@ -255,6 +259,7 @@ def test_deleting_a_queued_run_ends_its_waiting_supervisor_quietly(config, journ
     busy.stop(wait=True, timeout=30)
 
 
+@pytest.mark.spawns
 def test_a_waiter_killed_with_sigkill_does_not_block_the_runs_behind_it(config, journal):
     busy = start({**config, "name": "busy"})
     killed = start({**config, "name": "killed"})

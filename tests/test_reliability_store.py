@@ -86,6 +86,7 @@ DAMAGES = ["garbage", "garbage past the first page", "truncated to 50%", "trunca
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
+@pytest.mark.spawns
 def test_a_damaged_index_is_rebuilt_from_the_run_folders_when_next_read(store, damage):
     ids = [finished_run(store, f"run-{i}", status) for i, status in enumerate(["completed", "failed", "stopped"])]
     before = {run_id: comparable(store.get(run_id)) for run_id in ids}
@@ -153,6 +154,7 @@ def test_a_torn_last_event_line_is_skipped_and_the_next_event_starts_a_fresh_lin
     assert rebuilt.get(run_id)["status"] == "queued"
 
 
+@pytest.mark.spawns
 def test_a_torn_run_json_names_the_file_and_the_fix_and_the_other_runs_stay_listable(store):
     damaged = finished_run(store, "damaged", status="failed")
     healthy = finished_run(store, "healthy")
@@ -372,6 +374,7 @@ async def test_the_api_answers_409_for_a_checkpoint_or_a_run_in_use(jp_fetch, st
     assert store.get(run["id"])["checkpoint_count"] == 2
 
 
+@pytest.mark.spawns
 def test_the_cli_says_why_in_one_line(store, sleeper):
     run_id = finished_run(store, "training", status="stopped")
     store.set_status(run_id, "running", pid=sleeper.pid)

@@ -10,12 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 import ftkit
 from ftkit.runs import Run
 
 from .conftest import wait_for
 
+@pytest.mark.spawns
 def test_train_returns_at_once_and_the_run_records_events_metrics_checkpoints_and_predictions(tiny_config):
     started = time.monotonic()
     run = ftkit.train(tiny_config)
@@ -43,6 +45,7 @@ def test_train_returns_at_once_and_the_run_records_events_metrics_checkpoints_an
     assert all(len(p["predicted"]) == len(p["tokens"]) for p in predictions)
 
 
+@pytest.mark.spawns
 def test_stop_saves_a_checkpoint_and_resume_reaches_the_same_final_step(tiny_config):
     tiny_config["training"].update(epochs=1, max_steps=400, batch_size=2, save_steps=1000, eval_steps=1000)
     run = ftkit.train(tiny_config)
@@ -58,6 +61,7 @@ def test_stop_saves_a_checkpoint_and_resume_reaches_the_same_final_step(tiny_con
     assert any("resuming from" in (e.get("message") or "") for e in events)
 
 
+@pytest.mark.spawns
 def test_a_killed_worker_marks_the_run_failed_with_the_signal(tiny_config):
     tiny_config["training"].update(max_steps=100000, batch_size=2)
     run = ftkit.train(tiny_config)
@@ -68,6 +72,7 @@ def test_a_killed_worker_marks_the_run_failed_with_the_signal(tiny_config):
     assert "signal 9" in run.error
 
 
+@pytest.mark.spawns
 def test_a_run_that_fails_records_its_error_instead_of_staying_running(tiny_config, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("EU NNP I-NP I-ORG\nrejects VBZ\n\n")
@@ -82,6 +87,7 @@ def cli(*args: str, env_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ftkit.cli", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.spawns
 def test_the_cli_trains_shows_lists_and_predicts_as_json(tiny_config, tmp_path, runs_dir):
     import yaml
 
@@ -105,6 +111,7 @@ def test_the_cli_trains_shows_lists_and_predicts_as_json(tiny_config, tmp_path, 
         assert {"text", "label", "start", "end", "score"} <= set(e) and text[e["start"]:e["end"]] == e["text"]
 
 
+@pytest.mark.spawns
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, runs_dir):
     path = tmp_path / "bad.yaml"
     path.write_text("task: nerr\n")
@@ -115,6 +122,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, runs_dir):
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
 
 
+@pytest.mark.spawns
 def test_a_run_handle_reattaches_by_id_from_a_fresh_process(tiny_config, runs_dir):
     tiny_config["training"]["epochs"] = 1
     run = ftkit.train(tiny_config)

@@ -26,6 +26,7 @@ def cli(runs_dir: Path, *args: str, stdin: str | None = None) -> subprocess.Comp
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.spawns
 def test_an_sft_run_reports_loss_and_perplexity_generates_the_test_answers_and_saves_its_chat_template(
         sft_config, smollm2_tokenizer, runs_dir):
     run = ftkit.train(sft_config)
@@ -78,6 +79,7 @@ def test_an_sft_run_reports_loss_and_perplexity_generates_the_test_answers_and_s
     assert predicted.returncode == 0 and json.loads(predicted.stdout) == answer, predicted.stderr
 
 
+@pytest.mark.spawns
 def test_sft_stop_resume_and_merge_into_a_model_plain_transformers_loads_and_generates(sft_config, runs_dir, tmp_path):
     sft_config["training"].update(max_steps=300, batch_size=2, save_steps=1000, eval_steps=1000)
     sft_config["data"].pop("test")
@@ -110,6 +112,7 @@ def test_sft_stop_resume_and_merge_into_a_model_plain_transformers_loads_and_gen
     assert loaded.stdout.split() == ["LlamaForCausalLM", "True", "True"], loaded.stderr[-2000:]
 
 
+@pytest.mark.spawns
 def test_packed_training_runs_for_sft_on_the_cpu(sft_config):
     sft_config["training"]["padding_free"] = "always"
     sft_config["data"].pop("test")
@@ -118,6 +121,7 @@ def test_packed_training_runs_for_sft_on_the_cpu(sft_config):
     assert run.metrics["validation"]["loss"] > 0
 
 
+@pytest.mark.spawns
 def test_full_fine_tuning_of_a_causal_lm_checkpoints_a_model_that_predicts_and_generates(sft_config):
     sft_config["adapter"] = {"kind": "full"}
     sft_config["data"].pop("test")
@@ -135,6 +139,7 @@ def test_full_fine_tuning_of_a_causal_lm_checkpoints_a_model_that_predicts_and_g
                    {"role": "assistant", "content": "A"}]}, "roles out of order"),
     ({"prompt": "Hi", "completion": "Hello"}, "this row is prompt-completion but the first row"),
 ])
+@pytest.mark.spawns
 def test_bad_sft_data_fails_the_run_naming_file_and_line_and_writes_nothing_else(sft_config, runs_dir, line, message):
     bad = Path(sft_config["data"]["train"])
     records = [{"prompt": "Q", "completion": "A"}] * 2 if message == "empty completion" else chat_records(2)
@@ -146,6 +151,7 @@ def test_bad_sft_data_fails_the_run_naming_file_and_line_and_writes_nothing_else
     assert not (runs_dir / CACHE_DIR).exists()  # nothing tokenised either
 
 
+@pytest.mark.spawns
 def test_a_prompt_template_naming_a_missing_column_fails_the_run_with_the_file(sft_config, runs_dir, tmp_path):
     table = tmp_path / "train.tsv"
     table.write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
