@@ -21,6 +21,7 @@ from .data.registry import DATA_FORMATS
 from .data.splits import SPLITS as DATA_SPLITS  # noqa: F401 (the split names runs and the notebook take from here)
 from .data.tags import TAG_SCHEMES
 from .errors import ConfigError
+from .runstore.layout import DEFAULT_RUNS_DIR, resolve_runs_dir, run_name
 from .tasks import DEFAULT_TASK, TASK_NAMES, get_task, task_help
 from .tasks.base import DEFAULT_MAX_SEQ_LENGTH
 from .trainer_args import check_owned, check_tracker_names
@@ -32,7 +33,6 @@ STRATEGIES = ("ddp", "fsdp", "deepspeed")
 PADDING_FREE = ("auto", "always", "never")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
-DEFAULT_RUNS_DIR = "./ftkit-runs"
 
 
 def _field(default: Any, help: str, choices: Iterable[str] | None = None, **kw: Any) -> Any:
@@ -192,7 +192,7 @@ class Config:
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.task}-{Path(self.model).name or self.model}-{self.adapter.kind}"
+        return run_name(self.name, self.task, self.model, self.adapter.kind)
 
     @property
     def learning_rate(self) -> float:
@@ -218,11 +218,6 @@ def is_in_memory_data(value: Any) -> bool:
     kind = type(value)
     return kind.__module__.split(".")[0] in ("pandas", "datasets") and kind.__name__ in (
         "DataFrame", "Dataset", "DatasetDict")
-
-
-def resolve_runs_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The run store every surface uses: explicit folder, else $FTKIT_RUNS_DIR, else ./ftkit-runs."""
-    return Path(explicit or os.environ.get("FTKIT_RUNS_DIR") or DEFAULT_RUNS_DIR).expanduser().resolve()
 
 
 # ----- loading ----------------------------------------------------------------------------

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .config import DATA_SPLITS, Config, is_in_memory_data, load_config, resolve_runs_dir
+from .config import DATA_SPLITS, Config, is_in_memory_data, load_config
 from .runstore.queue import DeviceQueue
 from .errors import ConfigError, RunError
 from .runstore.events import FINAL_STATUSES
-from .runstore.layout import CONFIG_FILE, DATA_DIR, LOG_FILE, RUN_FILE, choose_checkpoint, predictions_file
+from .runstore.layout import CONFIG_FILE, DATA_DIR, LOG_FILE, RUN_FILE, choose_checkpoint, predictions_file, resolve_runs_dir
 from .process import supervisor
 from .runstore import RunBusy, RunStore, process_alive
 from .tasks import get_task

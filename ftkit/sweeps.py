@@ -24,9 +24,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from . import runs
 from .comparison import differing, read_config
-from .config import Config, parse_value, resolve_runs_dir, schema_fields
+from .config import Config, parse_value, schema_fields
 from .errors import ConfigError, FtkitError
-from .runstore.layout import SELECTION_SPLIT, higher_is_better, is_better
+from .runstore.layout import SELECTION_SPLIT, higher_is_better, is_better, resolve_runs_dir
 from .rendering import format_number
 from .runstore import RunStore
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode
 
-from ..config import resolve_runs_dir
+from ..runstore.layout import resolve_runs_dir
 from ..runstore import RunStore
 
 
