@@ -103,8 +103,8 @@ class TrainingConfig:
     metric_for_best_model: str | None = _field(None, "Metric that picks the best checkpoint (default: the task's: f1 for NER, accuracy for classification).")
     group_by_length: bool = _field(True, "Batch sentences of similar length together (less padding).")
     padding_free: str = _field("auto", "Pack NER and SFT batches into one row without padding (examples never attend to "
-                               "each other): 'auto' on a GPU where the attention supports it (flash-attention; for "
-                               "causal LMs also SDPA), 'always' (an error where unsupported), 'never'.", PADDING_FREE)
+                               "each other): 'auto' on a GPU where a probe of the loaded model finds packed examples stay "
+                               "apart, 'always' (also on CPU; an error where they would not), 'never'.", PADDING_FREE)
     train_on: str | None = _field(None, "SFT: which tokens the loss is taken on: assistant (every assistant turn), "
                                   "completion (the last one) or all; by default assistant for chats, completion "
                                   "for prompt/completion and alpaca data.", TRAIN_ON)
