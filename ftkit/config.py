@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .config_parsing import (PATH_KEYS, absolute_paths, deep_copy, parse_overrides, parse_value,  # noqa: F401 (API)
+from .config_parsing import (absolute_paths, deep_copy, parse_overrides, parse_value,  # noqa: F401 (API)
                              read_config_file, set_dotted)
 from .data.registry import DATA_FORMATS
-from .data.splits import SPLITS as DATA_SPLITS  # noqa: F401 (the split names runs and the notebook take from here)
 from .data.tags import TAG_SCHEMES
 from .errors import ConfigError
 from .runstore.layout import DEFAULT_RUNS_DIR, resolve_runs_dir, run_name

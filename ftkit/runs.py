@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .config import DATA_SPLITS, Config, is_in_memory_data, load_config
+from .config import Config, is_in_memory_data, load_config
+from .data.splits import SPLITS
 from .runstore.queue import DeviceQueue
 from .errors import ConfigError, RunError
 from .runstore.events import FINAL_STATUSES
@@ -232,7 +233,7 @@ def _take_in_memory_data(config: Any, overrides: dict[str, Any]) -> tuple[Any, d
     """
     def take(section: Mapping[str, Any]) -> dict[str, Any]:
         kept = dict(section)
-        in_memory.update({split: kept.pop(split) for split in DATA_SPLITS if is_in_memory_data(kept.get(split))})
+        in_memory.update({split: kept.pop(split) for split in SPLITS if is_in_memory_data(kept.get(split))})
         return kept
 
     in_memory: dict[str, Any] = {}
@@ -241,7 +242,7 @@ def _take_in_memory_data(config: Any, overrides: dict[str, Any]) -> tuple[Any, d
     overrides = dict(overrides)
     if isinstance(overrides.get("data"), Mapping):
         overrides["data"] = take(overrides["data"])
-    for split in DATA_SPLITS:
+    for split in SPLITS:
         if is_in_memory_data(overrides.get(f"data__{split}")):
             in_memory[split] = overrides.pop(f"data__{split}")
     return config, overrides, in_memory
@@ -287,8 +288,8 @@ def list(status: str | None = None, runs_dir: str | os.PathLike | None = None) -
 
 def read_predictions(store: RunStore, run_id: str, split: str = "test") -> "list[dict[str, Any]]":
     """The rows of a run's ``predictions/<split>.jsonl``; an unfinished last line (still being written) is left out."""
-    if split not in DATA_SPLITS:
-        raise ConfigError(f"split must be one of {', '.join(DATA_SPLITS)}; got {split!r}")
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     path = store.run_dir(run_id) / predictions_file(split)
     if not path.is_file():
         raise RunError(f"run {run_id} has no saved predictions for its {split} split ({predictions_file(split)}); "

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..config import DATA_SPLITS, Config, is_in_memory_data
+from ..config import Config, is_in_memory_data
+from ..data.splits import SPLITS
 
 
 def with_namespace_data(config: Config, namespace: Mapping[str, Any] | None = None) -> Config | dict[str, Any]:
@@ -16,7 +17,7 @@ def with_namespace_data(config: Config, namespace: Mapping[str, Any] | None = No
 
         shell = get_ipython()
         namespace = shell.user_ns if shell is not None else {}
-    found = {split: namespace[name] for split in DATA_SPLITS
+    found = {split: namespace[name] for split in SPLITS
              if isinstance(name := getattr(config.data, split), str) and name.isidentifier()
              and is_in_memory_data(namespace.get(name))}
     if not found:

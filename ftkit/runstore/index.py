@@ -222,8 +222,7 @@ def build_index(path: Path, folders: Iterator[Path]) -> int:
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(_SCHEMA)
-        add_missing_columns(db)
+        create_tables(db)
         db.execute("BEGIN")
         count = 0
         for folder in folders:
@@ -241,7 +240,13 @@ def build_index(path: Path, folders: Iterator[Path]) -> int:
     return count
 
 
-def add_missing_columns(db: sqlite3.Connection) -> None:
+def create_tables(db: sqlite3.Connection) -> None:
+    """The index's tables in ``db``, made if missing and brought up to date if an older ftkit made them."""
+    db.executescript(_SCHEMA)
+    _add_missing_columns(db)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Bring an index made by an older ftkit up to `_SCHEMA` (one writer at a time; another may get there first)."""
     have = {row[1] for row in db.execute("PRAGMA table_info(runs)").fetchall()}
     missing = [name for name in _ADDED_COLUMNS if name not in have]

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from ..errors import RunError
 from .events import ACTIVE_STATUSES, FINAL_STATUSES, STATUSES, RunState, decode_events
 from .files import HELD_LOCKS, DiskFull, append_line, hold_reserve, is_disk_full, lock, no_space, remove_set_aside, set_aside, write_json_atomic
-from .index import _SCHEMA, RUN_TABLES, IndexDamaged, add_missing_columns, apply_event, events_in, heals_index, insert_run
+from .index import RUN_TABLES, IndexDamaged, apply_event, create_tables, events_in, heals_index, insert_run
 from .layout import (CONFIG_FILE, EVENTS_FILE, HEARTBEAT_FILE, INDEX_FILE, LIFE_LOCK_FILE, LOCK_FILE,
                      LOG_FILE, RESERVE_FILE, RUN_FILE, STOP_FILE, checkpoint_of_event, resolve_runs_dir)
 from .liveness import beat, dead_run_error, heartbeat_interval, host_identity, now, with_start_times
@@ -79,8 +79,7 @@ class RunStore(RunQueries):
             with self._connect() as db:
                 # Missing, emptied or cut before its first page: SQLite sees a new database.
                 fresh = db.execute("SELECT 1 FROM sqlite_master WHERE name='runs'").fetchone() is None
-                db.executescript(_SCHEMA)
-                add_missing_columns(db)
+                create_tables(db)
         except DiskFull:
             return  # readers still answer from what the index holds; writers say the disk is full
         except IndexDamaged:
