@@ -188,3 +188,60 @@ def test_the_cli_follow_shows_each_phase(capsys):
     for text in ("starting", "reading data train.txt 0/2", "tokenising train 1,000/4,000",
                  "tokenising validation (cached) 200/200", "loading model default", "first step"):
         assert text in shown, text
+
+
+# What the worker writes for a TRL preference run: the well-known curves at the top level, every other
+# number under "values"; the evaluation's metrics with "eval_" stripped, names with "/" included.
+PREFERENCE_STREAM = [
+    {"t": 1.0, "type": "log", "step": 5, "epoch": 0.1, "loss": 0.69, "learning_rate": 5e-6, "grad_norm": 8.0,
+     "values": {"rewards/chosen": 0.01, "rewards/rejected": -0.02, "rewards/margins": 0.03,
+                "rewards/accuracies": 0.5, "logps/chosen": -120.5, "logits/rejected": -1.5, "entropy": 2.0}},
+    {"t": 2.0, "type": "eval", "split": "validation", "step": 10, "epoch": 0.2, "best_metric_name": "loss",
+     "metrics": {"loss": 0.6, "rewards/accuracies": 0.7, "rewards/margins": 0.2, "runtime": 1.5}},
+    {"t": 3.0, "type": "log", "step": 10, "epoch": 0.2, "loss": 0.6, "learning_rate": 4e-6, "grad_norm": None,
+     "values": {"rewards/chosen": 0.05, "rewards/rejected": float("nan"), "rewards/margins": 0.2, "note": "text"}},
+]
+
+
+def test_every_number_a_log_event_carries_folds_into_a_curve_of_its_name():
+    state = RunState()
+    update = state.apply(PREFERENCE_STREAM[0])
+    assert update.curve_points == {"loss": (5, 0.69), "learning_rate": (5, 5e-6), "grad_norm": (5, 8.0),
+                                   "rewards/chosen": (5, 0.01), "rewards/rejected": (5, -0.02),
+                                   "rewards/margins": (5, 0.03), "rewards/accuracies": (5, 0.5),
+                                   "logps/chosen": (5, -120.5), "logits/rejected": (5, -1.5), "entropy": (5, 2.0)}
+    for event in PREFERENCE_STREAM[1:]:
+        state.apply(event)
+    # the well-known curves first, then the others in the order they came; NaN and text are no points
+    assert list(state.curves)[:3] == ["loss", "learning_rate", "grad_norm"]
+    assert state.curves["rewards/chosen"] == [(5, 0.01), (10, 0.05)]
+    assert state.curves["rewards/rejected"] == [(5, -0.02)] and "note" not in state.curves
+    assert state.curves["validation_rewards/accuracies"] == [(10, 0.7)]
+    # the evaluation's curves are the metrics; a training value never is one
+    assert state.logged.metric_names == ["validation_loss", "validation_rewards/accuracies", "validation_rewards/margins"]
+    assert state.logged.last_metrics() == {"validation_loss": 0.6, "validation_rewards/accuracies": 0.7,
+                                           "validation_rewards/margins": 0.2}
+    assert state.metrics["validation"]["rewards/accuracies"] == 0.7
+    # a resumed attempt rewinds these curves as it rewinds the loss
+    resumed = state.apply({"type": "log", "step": 5, "loss": 0.7, "values": {"rewards/chosen": 0.02}})
+    assert resumed.rewound_curves == {"loss", "rewards/chosen"} and state.curves["rewards/chosen"] == [(5, 0.02)]
+    assert state.curves["rewards/margins"] == [(5, 0.03), (10, 0.2)]  # not logged again: left as it was
+
+
+def test_log_events_from_before_values_fold_as_they_always_did():
+    old = RunState.from_events([{"type": "log", "step": 5, "epoch": 0.25, "loss": 1.5, "learning_rate": 5e-5,
+                                 "grad_norm": 3.0, "t": 2.0}])
+    assert old.curves == {"loss": [(5, 1.5)], "learning_rate": [(5, 5e-5)], "grad_norm": [(5, 3.0)]}
+    assert RunState.from_events([{"type": "log", "step": 5, "loss": 1.0, "values": [1, 2]}]).curves["loss"] == [(5, 1.0)]
+
+
+def test_curves_and_metrics_named_with_a_slash_reach_the_index_and_back(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create_run(load_config(name="preference", training={"metric_for_best_model": "loss"}))
+    for event in PREFERENCE_STREAM:
+        store.append_event(run_id, event)
+    store.rebuild_index()
+    detail = store.get(run_id)
+    assert detail["metrics"] == RunState.from_events(PREFERENCE_STREAM).metrics
+    assert detail["metrics"]["validation"]["rewards/accuracies"] == 0.7
+    assert detail["best_metric"] == {"name": "validation_loss", "value": 0.6}

@@ -37,8 +37,10 @@ ACTIVE_STATUSES = ("queued", "running")  # a run whose processes may still be at
 PROGRESS_KEYS = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
 EVENT_TYPES = ("phase", "progress", "log", "eval", "checkpoint", "checkpoint_deleted", "status")
 PHASES = ("waiting for device", "starting", "reading data", "tokenising", "loading model", "first step")
-# What a log event carries at the step it was logged: the training curves. Progress events repeat the
-# last logged loss at later steps, so a curve drawn from them runs one logging interval late.
+# The training curves every Trainer logs, at the top level of a log event (where events from before
+# `values` came keep them) and first in the fold's order; anything else a trainer logs, such as TRL's
+# ``rewards/chosen``, comes under the event's ``values``. Progress events repeat the last logged loss
+# at later steps, so a curve drawn from them runs one logging interval late.
 CURVES = ("loss", "learning_rate", "grad_norm")
 # Evaluation figures about the evaluation itself (the Trainer's timing), not about the model: never a curve.
 BOOKKEEPING = ("epoch", "runtime", "samples_per_second", "steps_per_second")
@@ -80,12 +82,14 @@ def _finite(value: Any) -> bool:
 
 
 class Curves:
-    """What a run logged at each step: ``loss``, ``learning_rate``, ``grad_norm`` from log events and
-    ``<split>_<metric>`` from eval events (never the loss a progress event carries along).
+    """What a run logged at each step: every number of its log events (``loss``, ``learning_rate``,
+    ``grad_norm`` and whatever else the trainer logs, ``rewards/chosen`` say) and ``<split>_<metric>``
+    from eval events (never the loss a progress event carries along).
 
-    A resumed attempt logs again from its checkpoint's step: its points replace the ones from that
-    step on, curve by curve, so each curve is what the latest attempt did. The monitor, the CLI,
-    ``compare`` and the index all fold through here.
+    No list names the curves: a curve is whatever a run reported, so a new trainer's values are drawn
+    without a change here. A resumed attempt logs again from its checkpoint's step: its points replace
+    the ones from that step on, curve by curve, so each curve is what the latest attempt did. The
+    monitor, the CLI, ``compare`` and the index all fold through here.
     """
 
     def __init__(self) -> None:
@@ -97,9 +101,11 @@ class Curves:
         step = event.get("step")
         if not isinstance(step, int) or isinstance(step, bool):
             return {}, set()
+        evaluated = event.get("type") == "eval"
         if event.get("type") == "log":
-            values = {name: event.get(name) for name in CURVES}
-        elif event.get("type") == "eval" and isinstance(event.get("metrics"), Mapping):
+            extra = event.get("values")
+            values = {**{name: event.get(name) for name in CURVES}, **(extra if isinstance(extra, Mapping) else {})}
+        elif evaluated and isinstance(event.get("metrics"), Mapping):
             values = {f"{event.get('split')}_{name}": value for name, value in event["metrics"].items()
                       if name not in BOOKKEEPING}
         else:
@@ -111,7 +117,8 @@ class Curves:
             curve = self.points.get(name)
             if curve is None:
                 curve = self.points[name] = []
-                self.metric_names.append(name)
+                if evaluated:
+                    self.metric_names.append(name)
             if curve and curve[-1][0] >= step:
                 while curve and curve[-1][0] >= step:
                     curve.pop()
