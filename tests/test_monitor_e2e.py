@@ -148,6 +148,21 @@ def test_the_monitor_draws_what_was_logged_and_fits_the_output(notebook):
         assert all(figure["frame"]["x1"] - figure["frame"]["x0"] > 200 for figure in plots["figures"]), plots
         assert note.inner_text() == ""
 
+        # a trainer's own values (TRL's rewards/*) bring a figure of their group, live, with its legend whole
+        store.append_event(started_id, {"type": "eval", "split": "validation", "step": 10, "best_metric_name": "f1",
+                                        "metrics": {"loss": 2.4, "f1": 0.3, "rewards/accuracies": 0.6}})
+        for step in (10, 15, 20):
+            store.append_event(started_id, {"type": "log", "step": step, "loss": 2.4 - step / 100,
+                                            "values": {"rewards/chosen": step / 100, "rewards/rejected": -step / 100,
+                                                       "rewards/margins": step / 50, "rewards/accuracies": 0.5}})
+        page.wait_for_function(f"() => ({PLOTS_OF})(document.querySelectorAll('.ftkit-monitor')[1])?.figures"
+                               ".some(f => f.name === 'ftkit-rewards')", timeout=5_000)
+        rewards = next(f for f in started.evaluate(PLOTS_OF)["figures"] if f["name"] == "ftkit-rewards")
+        frame, (legend,) = rewards["frame"], rewards["legends"]
+        assert frame["x1"] - frame["x0"] > 200 and frame["y1"] - frame["y0"] > 50, rewards
+        assert legend["x0"] >= frame["x1"] and legend["y1"] - legend["y0"] <= frame["y1"] - frame["y0"] + 30, rewards
+        started.screenshot(path=str(OUTPUT_DIR / "ftkit-monitor-rewards.png"))
+
         # a stop asked elsewhere (the panel, the CLI), then recorded by the worker, reaches the monitor
         store.request_stop(started_id)
         started.locator("button.jupyter-button", has_text="Stopping…").wait_for(timeout=5_000)

@@ -3,6 +3,7 @@ result in its place, why a plot is empty, errors, re-attach."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from xml.etree import ElementTree
@@ -312,3 +313,87 @@ def test_a_view_created_later_starts_from_the_points_streamed_so_far(store, run)
     monitor.poll()
     state = monitor.plot.get_state()  # what a reloaded page or a second display receives
     assert "0.123456" in state["render_bundle"]
+
+
+def preference_log(store: RunStore, run: Run, step: int, chosen: float, rejected: float, **extra: float) -> None:
+    """A TRL preference trainer's training log as the worker writes it: rewards/* under "values"."""
+    store.append_event(run.id, {"type": "log", "step": step, "epoch": step / 30, "loss": 0.69 - step / 100,
+                                "learning_rate": 5e-6, "grad_norm": 8.0,
+                                "values": {"rewards/chosen": chosen, "rewards/rejected": rejected,
+                                           "rewards/margins": chosen - rejected, **extra}})
+
+
+def legend_labels(figure) -> list[str]:
+    from bokeh.models import Legend
+
+    return [item.label.value for item in figure.select_one(Legend).items]
+
+
+def test_a_group_of_other_curves_gets_its_figure_at_its_first_point_and_then_streams(store, run):
+    train(store, run, logged=LOGGED[:1])
+    monitor = RunMonitor(run, follow=False)
+    assert monitor.group_figures == {} and len(monitor.plot._model.children) == 2  # loss and optimizer only
+    changes, sent = [], []
+    monitor.figure.document.on_change(changes.append)
+    monitor.plot.send = lambda content, buffers=None: sent.append(content["payload"])  # what reaches the browser
+    preference_log(store, run, 10, 0.1, -0.1)
+    monitor.poll()
+    rewards = monitor.group_figures["rewards"]
+    assert list(monitor.group_figures) == ["rewards"] and monitor.plot._model.children[-1] is rewards
+    assert rewards.x_range is monitor.figure.x_range and rewards.yaxis[0].axis_label == "rewards"
+    assert legend_labels(rewards) == ["chosen", "rejected", "margins"]
+    assert curve(monitor, "rewards/margins") == [(10, 0.2)]
+    # the new figure, its lines and their points cross as one patch of the plot's children
+    patches = [json.loads(payload) for payload in sent if payload.startswith('{"events"')]
+    # (then the loss, learning rate and gradient norm streamed)
+    assert [[event["attr"] for event in patch["events"]] for patch in patches] == [["children"], *[["data"]] * 3]
+    assert '"ftkit-rewards/margins"' in json.dumps(patches[0]) and "0.2" in json.dumps(patches[0])
+
+    changes.clear()
+    store.append_event(run.id, {"type": "eval", "split": "validation", "step": 10, "best_metric_name": "f1",
+                                "metrics": {"loss": 0.5, "f1": 0.6, "precision": 0.7, "rewards/accuracies": 0.75}})
+    preference_log(store, run, 15, 0.2, -0.3, **{"rewards/accuracies": 0.8})
+    monitor.poll()
+    assert legend_labels(rewards) == ["chosen", "rejected", "margins", "accuracies", "validation accuracies"]
+    assert curve(monitor, "validation_rewards/accuracies") == [(10, 0.75)]
+    streamed = {change.model.name: change.data for change in changes if type(change).__name__ == "ColumnsStreamedEvent"}
+    assert streamed["ftkit-rewards/chosen"] == {"step": [15], "value": [0.2]}  # only the new point
+    # the training curve and its validation curve share a colour; the validation one is dashed
+    lines = {r.data_source.name: r.glyph for r in rewards.renderers if type(r.glyph).__name__ == "Line"}
+    assert lines["ftkit-rewards/accuracies"].line_color == lines["ftkit-validation_rewards/accuracies"].line_color
+    assert lines["ftkit-validation_rewards/accuracies"].line_dash == [6] and lines["ftkit-rewards/chosen"].line_dash == []
+    # an evaluation score without a training curve of its name stays in the table
+    assert "validation_precision" not in monitor.curve_sources and list(monitor.group_figures) == ["rewards"]
+    assert curve(RunMonitor(run, follow=False), "rewards/chosen") == curve(monitor, "rewards/chosen")
+
+
+def test_a_value_named_without_a_group_is_a_figure_of_its_own_with_its_validation_curve(store, run):
+    store.append_event(run.id, {"type": "eval", "split": "validation", "step": 0, "best_metric_name": "loss",
+                                "metrics": {"loss": 0.7, "entropy": 2.5}})  # an evaluation before any training log
+    monitor = RunMonitor(run, follow=False)
+    assert monitor.group_figures == {}
+    store.append_event(run.id, {"type": "log", "step": 5, "loss": 0.6, "values": {"entropy": 2.4}})
+    store.append_event(run.id, {"type": "log", "step": 10, "loss": 0.5, "values": {"entropy": 2.2}})
+    monitor.poll()
+    assert list(monitor.group_figures) == ["entropy"] and legend_labels(monitor.group_figures["entropy"]) == [
+        "entropy", "validation entropy"]
+    assert curve(monitor, "entropy") == [(5, 2.4), (10, 2.2)] and curve(monitor, "validation_entropy") == [(0, 2.5)]
+
+
+def test_a_resumed_attempt_redraws_the_other_curves_too(store, run):
+    for step in (5, 10, 15):
+        preference_log(store, run, step, step / 100, -step / 100)
+    monitor = RunMonitor(run, follow=False)
+    preference_log(store, run, 10, 0.5, -0.5)  # resumed from checkpoint 5
+    monitor.poll()
+    assert curve(monitor, "rewards/chosen") == [(5, 0.05), (10, 0.5)]
+    assert monitor.plot.layout.display is None
+
+
+def test_a_run_that_logs_no_learning_rate_nor_gradient_norm_shows_no_optimizer_plot(store, run):
+    store.append_event(run.id, {"type": "log", "step": 5, "loss": 0.6, "values": {"rewards/chosen": 0.1}})
+    monitor = RunMonitor(run, follow=False)
+    assert not monitor.optimizer_figure.visible and monitor.figure.visible
+    train(store, run, logged=LOGGED[1:2])
+    monitor.poll()
+    assert monitor.optimizer_figure.visible

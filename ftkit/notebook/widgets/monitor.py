@@ -3,11 +3,13 @@
 The monitor replays ``events.jsonl`` from the start, then follows it from a daemon thread, so
 other cells keep running while the worker trains and a monitor made after a kernel restart shows
 the whole history. The events are folded by `ftkit.runstore.events.RunState`, the same fold the store's
-index and the CLI use; the curves are the values log events carry at their steps. All widget and
-plot changes go through :meth:`RunMonitor.apply_events` under a lock: the follower thread is the
-only writer of the plot data, comm messages leave through ipykernel's thread-safe IOPub channel, and
-the curves grow by ``ColumnDataSource.stream`` (only the new points cross the wire; the figure is
-never re-rendered).
+index and the CLI use; the curves are the values log events carry at their steps, whatever their
+names. All widget and plot changes go through :meth:`RunMonitor.apply_events` under a lock: the
+follower thread is the only writer of the plot data, comm messages leave through ipykernel's
+thread-safe IOPub channel, and the curves grow by ``ColumnDataSource.stream`` (only the new points
+cross the wire; the figure is never re-rendered). A curve beyond the loss and optimizer plots gets
+its line, and its group its figure, when its first point comes: the added models cross as one
+document patch.
 
 Without a widget front end (a plain terminal, or ``FTKIT_MONITOR=html`` for exports) a run shows
 as a static summary instead; see :func:`show_run`.
@@ -24,7 +26,7 @@ from typing import Any, Iterable
 import ipywidgets as widgets
 from bokeh.core.json_encoder import serialize_json
 from bokeh.layouts import column
-from bokeh.models import BasicTickFormatter, ColumnDataSource, DataRange1d, Legend, LinearAxis, Range1d
+from bokeh.models import BasicTickFormatter, ColumnDataSource, DataRange1d, Legend, LegendItem, LinearAxis, Range1d
 from bokeh.plotting import figure
 from jupyter_bokeh import BokehModel
 
@@ -38,6 +40,11 @@ from ...runs import Run, get
 
 BAR_STYLES = {"queued": "", "running": "info", "completed": "success", "failed": "danger", "stopped": "warning"}
 MONITOR_MODES = ("widget", "html", "text")
+TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+# As wide as the output (the legends stand beside the frames, so the frames shrink, not the legends).
+SIZE = {"sizing_mode": "stretch_width", "min_width": 420}
+# The lines of a group's figure, in the order its curves came; a validation curve is dashed in its training colour.
+GROUP_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#64748b")
 
 
 class RunMonitor(widgets.VBox):
@@ -45,8 +52,10 @@ class RunMonitor(widgets.VBox):
     ends), errors.
 
     The curves are what the run logged, at the steps it logged them: training loss with the validation
-    loss and metric above, learning rate and gradient norm below. Until the first point a line says
-    why there is none, in place of an empty plot.
+    loss and metric above, learning rate and gradient norm below, then a figure per group of any other
+    curve (``rewards/chosen`` and ``rewards/margins`` in "rewards", each with its validation curve
+    dashed; a name without "/" is a group of its own). Until the first point a line says why there is
+    none, in place of an empty plot.
 
     ``follow=False`` builds the monitor without the background thread; call :meth:`poll` to
     apply whatever the run has written since the last call (what the tests do).
@@ -76,8 +85,10 @@ class RunMonitor(widgets.VBox):
         self.progress_bar = widgets.IntProgress(min=0, max=1, value=0, layout=widgets.Layout(width="320px"))
         self.progress_label = widgets.HTML(progress_text({}))
         self.figure, self.optimizer_figure, self.curve_sources, self.eval_source = self._build_figures()
-        self.plot = _BokehPlot(column(self.figure, self.optimizer_figure, sizing_mode="stretch_width"),
-                               layout=widgets.Layout(display="none"))
+        self.group_figures: dict[str, Any] = {}  # "rewards" -> its figure, made at the group's first point
+        self._group_members: dict[str, list[str]] = {}  # the curves of each group (split left off): their colours
+        self._figures = column(self.figure, self.optimizer_figure, sizing_mode="stretch_width")
+        self.plot = _BokehPlot(self._figures, layout=widgets.Layout(display="none"))
         self.plot_note = widgets.HTML()
         self.plot_note.add_class("ftkit-plot-note")
         self.eval_table = widgets.HTML(layout=widgets.Layout(max_width="100%"))
@@ -99,11 +110,8 @@ class RunMonitor(widgets.VBox):
     def _build_figures(self) -> tuple[Any, Any, dict[str, Any], Any]:
         curve_sources = {name: ColumnDataSource({"step": [], "value": []}, name=f"ftkit-{name}") for name in CURVES}
         eval_source = ColumnDataSource({"step": [], "metric": [], "eval_loss": []})
-        tools = "pan,wheel_zoom,box_zoom,reset,save"
-        # As wide as the output (the legends stand beside the frames, so the frames shrink, not the legends).
-        size = {"sizing_mode": "stretch_width", "min_width": 420}
-        losses = figure(height=240, x_axis_label="step", y_axis_label="loss", tools=tools, toolbar_location="above",
-                        name="ftkit-losses", **size)
+        losses = figure(height=240, x_axis_label="step", y_axis_label="loss", tools=TOOLS, toolbar_location="above",
+                        name="ftkit-losses", **SIZE)
         losses.extra_y_ranges = {"metric": Range1d(0, 1.02)}
         losses.add_layout(LinearAxis(y_range_name="metric", axis_label=f"validation {self._metric_name}"), "right")
         train = losses.line("step", "value", source=curve_sources["loss"], color="#2563eb", line_width=2)
@@ -119,7 +127,7 @@ class RunMonitor(widgets.VBox):
                                    (f"validation {self._metric_name}", metric)]), "right")
 
         optimizer = figure(height=150, x_range=losses.x_range, x_axis_label="step", y_axis_label="learning rate",
-                           tools=tools, toolbar_location=None, name="ftkit-optimizer", **size)
+                           tools=TOOLS, toolbar_location=None, name="ftkit-optimizer", **SIZE)
         optimizer.yaxis.formatter = BasicTickFormatter(precision=1)  # 2.0e-5, not 2.000e-5
         rate = optimizer.line("step", "value", source=curve_sources["learning_rate"], color="#ea580c", line_width=2)
         norm = optimizer.line("step", "value", source=curve_sources["grad_norm"], color="#64748b", line_width=1.5,
@@ -129,6 +137,64 @@ class RunMonitor(widgets.VBox):
         optimizer.add_layout(LinearAxis(y_range_name="grad_norm", axis_label="gradient norm"), "right")
         optimizer.add_layout(_legend([("learning rate", [rate]), ("gradient norm", [norm])]), "right")
         return losses, optimizer, curve_sources, eval_source
+
+    def _new_lines(self, names: Iterable[str]) -> list[str]:
+        """The curves among ``names`` (and their validation partners) that want a line of their own and
+        have none: every training curve beyond the loss and optimizer plots, and a validation curve of
+        the same value as one (``validation_entropy`` beside ``entropy``) or of a group
+        (``validation_rewards/chosen``). Other evaluation scores stay in the evaluation table."""
+        curves, evaluated, prefix = self._state.curves, set(self._state.logged.metric_names), f"{SELECTION_SPLIT}_"
+        drawn = {*self.curve_sources, *self._eval_curves()}
+        lines = []
+        for name in names:
+            if name not in evaluated:
+                lines += [name, prefix + name] if curves.get(prefix + name) else [name]  # an evaluation came first
+            elif name.startswith(prefix):
+                metric = name.removeprefix(prefix)
+                if "/" in metric or (curves.get(metric) and metric not in evaluated):
+                    lines.append(name)
+        return [name for name in dict.fromkeys(lines) if name not in drawn]
+
+    def _add_line(self, name: str) -> None:
+        """Draw ``name`` whole from the fold in its group's figure, made now if it is the group's first."""
+        validation, metric = self._metric_of(name)
+        group, _, label = metric.partition("/")
+        plot = self.group_figures.get(group)
+        if plot is None:  # shown once this batch's lines are in (`_apply_events`): one patch to the browser
+            plot = self.group_figures[group] = figure(
+                height=150, x_range=self.figure.x_range, x_axis_label="step", y_axis_label=group, tools=TOOLS,
+                toolbar_location=None, name=f"ftkit-{group}", **SIZE)
+            plot.add_layout(_legend([]), "right")
+        members = self._group_members.setdefault(group, [])
+        if metric not in members:
+            members.append(metric)
+        colour = GROUP_COLOURS[members.index(metric) % len(GROUP_COLOURS)]
+        source = self.curve_sources[name] = ColumnDataSource(self._columns(name), name=f"ftkit-{name}")
+        renderers = [plot.line("step", "value", source=source, color=colour, line_width=2,
+                               line_dash="dashed" if validation else "solid")]
+        if validation:  # evaluations are few: mark each one
+            renderers.append(plot.scatter("step", "value", source=source, color=colour, size=5))
+        label = label or metric
+        legend = plot.select_one(Legend)
+        item = LegendItem(label=f"validation {label}" if validation else label, renderers=renderers, name=name)
+
+        def place(entry: LegendItem) -> tuple[int, bool]:  # the curves in the order they came, each validation below
+            below, of = self._metric_of(entry.name)
+            return members.index(of), below
+
+        legend.items = sorted([*legend.items, item], key=place)
+        plot.height = max(150, 60 + 22 * len(legend.items))  # tall enough for its legend: the rest would be cut off
+
+    def _metric_of(self, name: str) -> tuple[bool, str]:
+        """Whether a curve is a validation curve, and the value it is of (``validation_rewards/chosen``:
+        ``rewards/chosen``)."""
+        validation = name in self._state.logged.metric_names
+        return validation, name.removeprefix(f"{SELECTION_SPLIT}_") if validation else name
+
+    def _columns(self, name: str) -> dict[str, list]:
+        """A curve's columns drawn whole from the fold."""
+        points = self._state.curves.get(name) or []
+        return {"step": [step for step, _ in points], "value": [value for _, value in points]}
 
     def _plot_note_text(self) -> str:
         """Why the plots are still empty: what the run is doing, and when the first point comes."""
@@ -189,7 +255,7 @@ class RunMonitor(widgets.VBox):
             self._apply_events(events)
 
     def _apply_events(self, events: Iterable[dict[str, Any]]) -> None:
-        new_points: dict[str, dict[str, list]] = {name: {"step": [], "value": []} for name in CURVES}
+        new_points: dict[str, dict[str, list]] = {}
         new_eval: dict[str, list] = {"step": [], "metric": [], "eval_loss": []}
         evaluated = False
         rewound: set[str] = set()  # curves drawn again whole: a resumed attempt replaced their last points
@@ -197,9 +263,9 @@ class RunMonitor(widgets.VBox):
             update = self._state.apply(event)
             rewound |= update.rewound_curves
             for name, (step, value) in update.curve_points.items():
-                if name in new_points:
-                    new_points[name]["step"].append(step)
-                    new_points[name]["value"].append(value)
+                points = new_points.setdefault(name, {"step": [], "value": []})
+                points["step"].append(step)
+                points["value"].append(value)
             evaluation = update.evaluation
             if evaluation is not None:
                 evaluated = True
@@ -208,11 +274,18 @@ class RunMonitor(widgets.VBox):
                     new_eval["step"].append(evaluation["step"])
                     new_eval["metric"].append(_number(evaluation["metrics"].get(self._metric_name)))
                     new_eval["eval_loss"].append(_number(evaluation["metrics"].get("loss")))
+        added = self._new_lines(new_points)
+        for name in added:
+            self._add_line(name)  # drawn whole: no points to stream
+        shown = [plot for plot in self.group_figures.values() if plot not in self._figures.children]
+        if shown:
+            self._figures.children.extend(shown)
         for name, points in new_points.items():
+            if name in added or name not in self.curve_sources:
+                continue
             if name in rewound:
-                steps, values = zip(*self._state.curves[name]) if self._state.curves[name] else ((), ())
-                self.curve_sources[name].data = {"step": list(steps), "value": list(values)}
-            elif points["step"]:
+                self.curve_sources[name].data = self._columns(name)
+            else:
                 self.curve_sources[name].stream(points)
         if rewound & set(self._eval_curves()):
             self.eval_source.data = self._eval_columns()
@@ -247,7 +320,10 @@ class RunMonitor(widgets.VBox):
         last_checkpoint = state.last_checkpoint
         suffix = f" · checkpoint {last_checkpoint}" if last_checkpoint is not None else ""
         self.progress_label.value = escape(progress_text(progress, phase) + suffix)
-        plotted = bool(self.curve_sources["loss"].data["step"] or self.eval_source.data["step"])
+        plotted = bool(self.curve_sources["loss"].data["step"] or self.eval_source.data["step"] or self.group_figures)
+        # a trainer that logs no learning rate nor gradient norm gets no empty optimizer plot
+        self.optimizer_figure.visible = any(self.curve_sources[name].data["step"]
+                                            for name in ("learning_rate", "grad_norm"))
         self.plot.layout.display = None if plotted else "none"
         note = "" if plotted else escape(self._plot_note_text())
         self.plot_note.value = f'<span style="color:#6b7280;font-size:12px">{note}</span>' if note else ""
