@@ -8,12 +8,14 @@ One dict (:func:`comparison`) serves the side panel's compare view (``GET /ftkit
      "metrics": [{"name": "validation_f1", "values": [...]}],
      "curves": {"loss": {"<run_id>": [[step, value], ...]}, "validation_f1": {...}, ...}}
 
-Curves are what was logged at each step: ``loss``, ``learning_rate`` and ``grad_norm`` from the
-``log`` events, ``<split>_<metric>`` from the ``eval`` events (never the loss a progress event
-carries along), folded by `ftkit.runstore.events.Curves` as the monitor folds them. Everything is read
-from the run folders (run.json, config.yaml, events.jsonl), and only those two kinds of event line are
-parsed (a substring test skips the rest), so twenty runs of 500 points compare in well under a tenth of a second: the side panel polls this while a compared
-run trains. Plain Python: no torch, no pandas until :func:`comparison_frame`.
+Curves are what was logged at each step, whatever their names: ``loss``, ``learning_rate``,
+``grad_norm`` and every other number of the ``log`` events (a preference trainer's ``rewards/margins``),
+``<split>_<metric>`` from the ``eval`` events (never the loss a progress event carries along), folded
+by `ftkit.runstore.events.Curves` as the monitor folds them; the metrics are the evaluations' alone.
+Everything is read from the run folders (run.json, config.yaml, events.jsonl), and only those two
+kinds of event line are parsed (a substring test skips the rest), so twenty runs of 500 points
+compare in well under a tenth of a second: the side panel polls this while a compared run trains.
+Plain Python: no torch, no pandas until :func:`comparison_frame`.
 """
 
 from __future__ import annotations

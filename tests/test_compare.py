@@ -256,3 +256,25 @@ async def test_route_refuses_unknown_ids_names_and_paths(compare_api, pair, unkn
 async def test_route_requires_the_token(compare_api, pair):
     code, _ = await compare_api(f"{pair[0].id},{pair[1].id}", headers={"Authorization": ""})
     assert code == 403
+
+
+def test_every_curve_the_runs_report_is_compared_and_only_evaluations_are_metrics(store, pair):
+    """A preference trainer's own values (logged under "values") are curves across runs; a run that
+    never logged one is left out of it; the metrics table stays the evaluations'."""
+    def preference(name: str, margins: list[float]) -> Run:
+        run = add_run(store, name, evals=[("validation", 20, {"loss": 0.5, "rewards/accuracies": 0.8})])
+        for step, margin in zip((10, 20), margins):
+            store.append_event(run.id, {"type": "log", "step": step, "loss": 0.7,
+                                        "values": {"rewards/margins": margin, "logps/chosen": -100.0 - step}})
+        return run
+
+    first, second = preference("beta-0.1", [0.1, 0.3]), preference("beta-0.5", [0.2])
+    data = comparison([first, second, pair[0]])
+    json.dumps(data, allow_nan=False)
+    curves = data["curves"]
+    assert curves["rewards/margins"] == {first.id: [[10, 0.1], [20, 0.3]], second.id: [[10, 0.2]]}
+    assert curves["logps/chosen"][first.id] == [[10, -110.0], [20, -120.0]]
+    assert curves["validation_rewards/accuracies"] == {first.id: [[20, 0.8]], second.id: [[20, 0.8]]}
+    metrics = {m["name"]: m["values"] for m in data["metrics"]}
+    assert metrics["validation_rewards/accuracies"] == [0.8, 0.8, None]
+    assert not any(name.startswith(("rewards/", "logps/")) for name in metrics)
