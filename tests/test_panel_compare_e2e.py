@@ -166,6 +166,16 @@ def test_compare_shows_differing_keys_and_live_curves_and_the_error_view_shows_m
         """id => document.querySelector(`.ftkit-Chart[data-curve="loss"] path[data-run-id="${id}"]`)?.getAttribute('d').split('L').length === 13""",
         arg=ids["training"], timeout=5_000)
     assert points(ids["done"]) == 20
+    # a curve no list names (a preference trainer's rewards/margins) gets its chart once a run logs it
+    for step, margin in ((14, 0.5), (15, 0.7)):
+        store.append_event(ids["training"], {"type": "log", "step": step, "loss": 0.2, "values": {"rewards/margins": margin}})
+    store.append_event(ids["training"], {"type": "progress", "step": 15, "total_steps": 100, "loss": 0.2})
+    margins = view.locator('.ftkit-Chart[data-curve="rewards/margins"]')
+    margins.locator(f'path[data-run-id="{ids["training"]}"]').wait_for(timeout=5_000)
+    assert margins.locator(".ftkit-Chart-title").inner_text() == "rewards/margins"
+    assert margins.locator(f'path[data-run-id="{ids["training"]}"]').get_attribute("d").count("L") == 1
+    assert view.locator(".ftkit-Chart").evaluate_all("fs => fs.map(f => f.dataset.curve)")[-2:] == [
+        "rewards/margins", "learning_rate"]
     OUTPUT_DIR.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT_DIR / "ftkit-compare.png"))
 

@@ -1,8 +1,9 @@
 /**
  * `CompareView`: runs side by side in the main area. One table, a row per run: its colour (the
  * legend of every chart), what it trains, the config keys whose values differ between the runs,
- * and its final metrics; then each logged curve (loss, the evaluation metrics, the learning rate)
- * with the runs overlaid. Plain React over an `IComparison`; run-provided text only in text nodes.
+ * and its final metrics; then each curve the runs logged, whatever its name (loss, the evaluation
+ * metrics, a trainer's own values such as `rewards/margins`, the learning rate), with the runs
+ * overlaid. Plain React over an `IComparison`; run-provided text only in text nodes.
  */
 
 import * as React from 'react';
@@ -12,10 +13,34 @@ import { IChartSeries, LineChart } from './chart';
 import { strokeOf } from './curves';
 import { formatMetric, formatValue, runSubtitle } from './format';
 
-/** Loss first, the learning rate last, the metrics in between by name. */
-export function curveOrder(names: readonly string[]): string[] {
-  const rank = (name: string) => (name === 'loss' ? 0 : name === 'learning_rate' ? 2 : 1);
-  return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+/** The optimizer's curves, drawn last in this order. */
+const OPTIMIZER = ['grad_norm', 'learning_rate'];
+
+/** A curve's place: its band (loss, evaluations, anything else, optimizer) and its place in the band. */
+function rank(name: string, evaluations: readonly string[]): [number, number] {
+  if (name === 'loss') {
+    return [0, 0];
+  }
+  if (evaluations.includes(name)) {
+    return [1, evaluations.indexOf(name)];
+  }
+  if (OPTIMIZER.includes(name)) {
+    return [3, OPTIMIZER.indexOf(name)];
+  }
+  return [2, 0]; // by name, below
+}
+
+/**
+ * The charts' order: the loss first, then the evaluations in the metrics table's order (validation
+ * first), then whatever else the runs logged by name (so a group such as `rewards/*` stays together),
+ * the optimizer's last. Only the well-known curves are named: any other finds its place.
+ */
+export function curveOrder(names: readonly string[], evaluations: readonly string[] = []): string[] {
+  return [...names].sort((a, b) => {
+    const [bandA, placeA] = rank(a, evaluations);
+    const [bandB, placeB] = rank(b, evaluations);
+    return bandA - bandB || placeA - placeB || a.localeCompare(b);
+  });
 }
 
 /** The short name of a config key in a column header: its last part (the full key is the tooltip). */
@@ -81,7 +106,7 @@ export function CompareView({ data }: { data: IComparison }): JSX.Element {
       </div>
       {differing.length === 0 && <p className="ftkit-Muted">These runs have the same config.</p>}
       <div className="ftkit-Charts">
-        {curveOrder(Object.keys(curves)).map(name => {
+        {curveOrder(Object.keys(curves), metrics.map(metric => metric.name)).map(name => {
           const series: IChartSeries[] = runs.map((run, index) => ({
             runId: run.id,
             index,

@@ -69,8 +69,43 @@ describe('CompareView', () => {
 });
 
 describe('curveOrder', () => {
-  it('puts the loss first and the learning rate last', () => {
-    expect(curveOrder(['learning_rate', 'validation_f1', 'loss', 'grad_norm'])).toEqual(['loss', 'grad_norm', 'validation_f1', 'learning_rate']);
+  it('puts the loss first, the evaluations next in the metrics order, any other curve by name, the optimizer last', () => {
+    const names = ['learning_rate', 'rewards/margins', 'test_f1', 'validation_f1', 'loss', 'grad_norm', 'entropy', 'rewards/chosen'];
+    expect(curveOrder(names, ['validation_f1', 'test_f1'])).toEqual([
+      'loss',
+      'validation_f1',
+      'test_f1',
+      'entropy',
+      'rewards/chosen',
+      'rewards/margins',
+      'grad_norm',
+      'learning_rate'
+    ]);
+  });
+});
+
+describe('CompareView of curves no list names', () => {
+  it('draws a chart per curve the runs report, a line per run that logged it, names with "/" intact', () => {
+    const data = comparison(2, 3);
+    data.metrics.push({ name: 'validation_rewards/accuracies', values: [0.6, 0.7] });
+    data.curves['rewards/margins'] = { r0: [[1, 0.1], [2, 0.3]], r1: [[1, 0.2], [2, 0.5]] };
+    data.curves['logps/chosen'] = { r1: [[1, -120], [2, -110]] };
+    data.curves['validation_rewards/accuracies'] = { r0: [[2, 0.6]], r1: [[2, 0.7]] };
+    const out = html(<CompareView data={data} />);
+    expect(all(out, /data-curve="([^"]+)"/g)).toEqual([
+      'loss',
+      'validation_f1',
+      'validation_rewards/accuracies',
+      'logps/chosen',
+      'rewards/margins',
+      'learning_rate'
+    ]);
+    const margins = between(out, 'data-curve="rewards/margins"', '</figure>');
+    expect(margins).toContain('<figcaption class="ftkit-Chart-title">rewards/margins</figcaption>');
+    expect(all(margins, /<path data-run-id="([^"]+)"/g)).toEqual(['r0', 'r1']);
+    expect(all(margins, / d="([^"]+)"/g).every(d => d.split('L').length === 2)).toBe(true);
+    // a run that never logged a curve draws no line in it
+    expect(all(between(out, 'data-curve="logps/chosen"', '</figure>'), / d="([^"]*)"/g)).toEqual(['', expect.stringMatching(/^M/)]);
   });
 });
 
