@@ -20,8 +20,9 @@ from .errors import FtkitError
 from .process.jobs import run_job
 from .terminal import FOLLOWED_METRICS, follow_in_terminal, print_json, print_table
 
-# What `ftkit show` and `ftkit follow` print of an evaluation (generative runs: loss, perplexity, exact match).
-SHOWN_METRICS = FOLLOWED_METRICS + ("macro_f1", "rouge_l")
+# What `ftkit show` and `ftkit follow` print of an evaluation (generative runs: loss, perplexity, exact match;
+# preference runs also their reward accuracy and margin).
+SHOWN_METRICS = FOLLOWED_METRICS + ("macro_f1", "rouge_l", "rewards/accuracies", "rewards/margins")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +205,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     p = info["progress"]
     print(f"{info['id']}  {info['name']}  [{info['status']}]")
+    if info.get("parent"):
+        parent = info["parent"]
+        print(f"from: {parent['task']} run {parent['name']} ({parent['run']}), {parent['checkpoint']} "
+              f"→ {info['task']}")
     if info["error"]:
         print(f"error: {info['error']}")
     if info.get("phase"):  # before the first step: starting, reading data n/N, tokenising n/N...

@@ -60,11 +60,15 @@ class DataConfig:
     tokens_column: str | None = _field(None, "NER in JSONL/CSV: column with the word list (guessed: tokens, words).")
     tags_column: str | None = _field(None, "NER in JSONL/CSV: column with the tag list (guessed: tags, ner_tags, labels).")
     labels: list[str] | None = _field(None, "The label set; inferred from the training data when empty.")
-    prompt_template: str | None = _field(None, "SFT from any table: the prompt, filled from each row's columns, e.g. "
+    prompt_template: str | None = _field(None, "SFT and preference tuning from any table: the prompt, filled from each row's columns, e.g. "
                                          "'Review: {sentence}\\nIs this review positive or negative?'.")
     completion_column: str | None = _field(None, "SFT with prompt_template: the column holding the answer to learn.")
-    answer_map: dict[str, str] | None = _field(None, "SFT with prompt_template: stored answers -> answer words, "
+    answer_map: dict[str, str] | None = _field(None, "SFT and preference tuning with prompt_template: stored answers -> answer words, "
                                                "e.g. {0: negative, 1: positive} (keys match as text).")
+    chosen_column: str | None = _field(None, "Preference tuning with prompt_template: the column holding the better "
+                                       "answer (its value goes through answer_map when one is given).")
+    rejected_column: str | None = _field(None, "Preference tuning with prompt_template: the column holding the worse "
+                                         "answer; when empty, another answer of answer_map (for two answers: the other).")
     validation_fraction: float = _field(0.02, "Share of train held out when there is no validation split (at least "
                                         "one example); chosen on validation F1 over 2%, 5% and 10% (benchmarks/RESULTS.md).")
 
@@ -110,6 +114,10 @@ class TrainingConfig:
     max_new_tokens: int = _field(16, "SFT: longest answer generated for each test example (generation stops earlier "
                                  "at the end-of-turn token).")
     rouge_l: bool = _field(False, "SFT: also score the test generations by ROUGE-L F1 against the references.")
+    beta: float | None = _field(None, "dpo, orpo, kto: how far the tuned model may move from the reference (DPO, KTO) "
+                                "or the weight of the odds-ratio term (ORPO); TRL's default (0.1) when empty.")
+    loss_type: str | None = _field(None, "dpo: the loss variant (sigmoid: DPO, ipo, hinge, robust, apo_zero, sft, ... as "
+                                   "TRL names them); kto: kto or apo_zero_unpaired. TRL's default when empty.")
     seed: int = _field(42, "Seed for data order, subsets, held-out split and initialisation.")
     device: str = _field("auto", "auto (CUDA when present), cuda or cpu.", ("auto", "cuda", "cpu"))
     dataloader_num_workers: int = _field(0, "Worker processes that prepare batches.")

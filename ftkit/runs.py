@@ -22,7 +22,8 @@ from .runstore.events import FINAL_STATUSES
 from .runstore.layout import CONFIG_FILE, DATA_DIR, LOG_FILE, RUN_FILE, choose_checkpoint, predictions_file, resolve_runs_dir
 from .process import supervisor
 from .runstore import RunBusy, RunStore, process_alive
-from .tasks import get_task
+from .runstore.lineage import is_run_reference, parent_folder, pin_parent
+from .tasks import all_tasks, get_task
 from .trainer_args import check_launch
 
 # The run stores this process has opened runs in (newest last): `get` looks there after the default
@@ -220,10 +221,28 @@ def start(config: Config | Mapping[str, Any] | str | os.PathLike, **overrides: A
     config = load_config(config, **overrides).with_absolute_paths()
     check_launch(config)  # trainer_args' names and report_to's packages, before a run exists
     store = RunStore(config.runs_dir)
+    config, parent = pin_parent_run(store, config)
     prepare = (lambda folder: _snapshot_data(config, in_memory, folder)) if in_memory else None
-    run_id = store.create_run(config, prepare)
+    run_id = store.create_run(config, prepare, parent=parent)
     _spawn(store, run_id, resume=False)
     return Run(run_id, store)
+
+
+def pin_parent_run(store: RunStore, config: Config) -> tuple[Config, dict[str, Any] | None]:
+    """For ``model: run:<id or name>``: the config with the parent pinned to its best checkpoint now, and the
+    ``parent`` record (`ftkit.runstore.lineage`); other configs as they are. The parent must have trained
+    the kind of model the task trains (a dpo run starts from an sft run, not from a ner run)."""
+    if not is_run_reference(config.model):
+        return config, None
+    folder = parent_folder(store, config.model)
+    parent_config = load_config(folder / CONFIG_FILE)
+    task, parent_task = get_task(config.task), get_task(parent_config.task)
+    if parent_task.model_class() is not task.model_class():
+        kin = ", ".join(t.name for t in all_tasks() if t.model_class() is task.model_class())
+        raise ConfigError(f"model '{config.model}' is a {parent_task.name} run; a {task.name} run starts from a run "
+                          f"that trained the same kind of model ({kin})")
+    pinned, parent = pin_parent(store, config.model, parent_config.best_metric)
+    return config.replace({"model": pinned}), parent
 
 
 def _take_in_memory_data(config: Any, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:

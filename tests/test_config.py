@@ -69,7 +69,7 @@ def test_dict_json_keywords_and_config_give_the_same_config(tmp_path):
     [
         ({"trainig": {}}, ["unknown key 'trainig'", "Did you mean 'training'?"]),
         ({"training": {"learnig_rate": 1}}, ["unknown key 'training.learnig_rate'", "learning_rate"]),
-        ({"task": "nerr"}, ["'task' must be one of ner, classification, sft;", "Did you mean 'ner'?"]),
+        ({"task": "nerr"}, ["'task' must be one of ner, classification, sft, dpo, orpo, kto;", "Did you mean 'ner'?"]),
         ({"adapter": {"kind": "loar"}}, ["'adapter.kind' must be one of full, head, lora", "Did you mean 'lora'?"]),
         ({"training": {"epochs": "many"}}, ["'training.epochs' must be a number", "'many'"]),
         ({"training": {"epochs": 0}}, ["'training.epochs' must be a positive number"]),

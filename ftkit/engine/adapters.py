@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
     from ..config import AdapterConfig
+    from ..tasks.base import Task
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
@@ -54,7 +55,20 @@ def apply_adapter(model: "PreTrainedModel", adapter: "AdapterConfig", task: str)
 
 
 def _apply_lora(model: "PreTrainedModel", adapter: "AdapterConfig", task: str, heads: list[str]) -> Any:
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
+
+    config = lora_config(model, adapter, task, heads)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise ConfigError(f"LoRA target modules {config.target_modules} do not fit {type(model).__name__} ({exc}). "
+                          f"Its linear layers are named: {', '.join(_linear_layer_names(model)[:12])}") from None
+
+
+def lora_config(model: "PreTrainedModel", adapter: "AdapterConfig", task: "str | Task",
+                heads: list[str] | None = None) -> Any:
+    """peft's LoraConfig for ``adapter`` on ``model``: the task's (else the architecture's) target modules."""
+    from peft import LoraConfig
 
     model_type = model.config.model_type
     task_ = get_task(task)
@@ -62,15 +76,17 @@ def _apply_lora(model: "PreTrainedModel", adapter: "AdapterConfig", task: str, h
     if not targets:
         raise ConfigError(f"no default LoRA target modules for model type '{model_type}': set adapter.target_modules "
                           f"to some of its linear layers ({', '.join(_linear_layer_names(model)[:12])})")
-    config = LoraConfig(task_type=task_.peft_task_type, r=adapter.r, lora_alpha=adapter.alpha,
-                        lora_dropout=adapter.dropout,
-                        target_modules=targets if isinstance(targets, str) else list(targets),  # "all-linear"
-                        modules_to_save=list(heads) or None)
-    try:
-        return get_peft_model(model, config)
-    except ValueError as exc:
-        raise ConfigError(f"LoRA target modules {targets} do not fit {type(model).__name__} ({exc}). "
-                          f"Its linear layers are named: {', '.join(_linear_layer_names(model)[:12])}") from None
+    return LoraConfig(task_type=task_.peft_task_type, r=adapter.r, lora_alpha=adapter.alpha,
+                      lora_dropout=adapter.dropout,
+                      target_modules=targets if isinstance(targets, str) else list(targets),  # "all-linear"
+                      modules_to_save=list(heads or []) or None)
+
+
+def is_peft_model(model: Any) -> bool:
+    """Whether peft already wraps ``model`` (a LoRA model)."""
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
 
 
 def _linear_layer_names(model: Any) -> list[str]:

@@ -49,8 +49,12 @@ def hardware_arguments(config: Config, cuda: bool, bf16_supported: bool = False,
     }
 
 
-def training_arguments(config: Config, output_dir: Path) -> TrainingArguments:
+def training_arguments(config: Config, output_dir: Path, args_class: type = TrainingArguments,
+                       **method_arguments: Any) -> TrainingArguments:
     """Translate the ftkit schema into Trainer arguments (Trainer's names where they exist).
+
+    ``args_class`` is the trainer's arguments class (a TRL trainer's ``DPOConfig``, a subclass of
+    TrainingArguments) and ``method_arguments`` its method's own fields (``beta``), which replace ours.
 
     ``training.trainer_args`` comes last: it may replace what the hardware suggests (``optim``,
     ``tf32``, ...) but never a field the schema owns (refused when the config is built). The
@@ -106,11 +110,12 @@ def training_arguments(config: Config, output_dir: Path) -> TrainingArguments:
         disable_tqdm=True,
         save_only_model=False,
     )
+    arguments.update(method_arguments)
     if t.trainer_args:
-        check_trainer_args(t.trainer_args, {f.name for f in dataclasses.fields(TrainingArguments) if f.init})
+        check_trainer_args(t.trainer_args, {f.name for f in dataclasses.fields(args_class) if f.init})
         arguments.update(t.trainer_args)
     try:
-        return TrainingArguments(**arguments)
+        return args_class(**arguments)
     except (ValueError, TypeError) as exc:
         if not t.trainer_args:
             raise

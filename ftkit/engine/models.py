@@ -112,6 +112,12 @@ def load_tokenizer(source: str, task: str | None = None) -> "PreTrainedTokenizer
     return tokenizer
 
 
+def model_max_length(tokenizer: Any) -> int:
+    """The longest input the tokenizer's model takes; 512 where it says "unlimited" (a huge sentinel)."""
+    limit = getattr(tokenizer, "model_max_length", 512) or 512
+    return 512 if limit > 100_000 else int(limit)
+
+
 def _is_byte_level(tokenizer: Any) -> bool:
     pre_tokenizer = json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer") or {}
     return "ByteLevel" in json.dumps(pre_tokenizer)

@@ -19,11 +19,97 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..errors import FtkitError
-from ..runstore.layout import checkpoint_name, keeps_resume_state, partial_name
+from ..runstore.files import write_json_atomic
+from ..runstore.layout import CHECKPOINT_RECORD_FILE, checkpoint_name, keeps_resume_state, partial_name
 from .adapters import save_label_config
 
 
-class FtkitTrainer(Trainer):
+class AtomicCheckpoints:
+    """Checkpoints written whole or not at all, each saying which task and method produced it.
+
+    Mixed into ftkit's Trainer and into the TRL trainers the preference recipes use (``class
+    FtkitDPOTrainer(AtomicCheckpoints, DPOTrainer)``), so every method's checkpoints follow one policy.
+    ``checkpoint_record`` (task, method, base model, parent run) is written into each checkpoint as
+    `ftkit.runstore.layout.CHECKPOINT_RECORD_FILE`.
+    """
+
+    checkpoint_record: dict[str, Any] | None = None
+
+    def _load_best_model(self) -> None:
+        """Trainer reads the best checkpoint back from disk at the end; when it is the last step's, the
+        weights in memory are that checkpoint's already (a 1-epoch run: always)."""
+        if self.state.best_global_step != self.state.global_step:
+            super()._load_best_model()
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """Trainer's checkpoint, written as ``.tmp-checkpoint-<step>`` and renamed into place once whole.
+
+        transformers writes ``checkpoint-<step>`` in place, so a crash mid-save (kill -9, a full
+        disk) would leave a folder that looks like a checkpoint but lacks weights or optimizer
+        state, and resume or inference could pick it. Here the folder appears complete or not at
+        all; a failed save removes its partial files, which also frees the space a full disk needs
+        to record the failure. The steps are Trainer's own (model, optimizer, scaler, RNG, state), plus
+        a LoRA checkpoint's label names, which peft leaves out, and the checkpoint's record.
+        """
+        from transformers.trainer import TRAINER_STATE_NAME
+        from transformers.trainer_callback import ExportableState
+        from transformers.trainer_utils import rotate_checkpoints
+
+        run_dir = Path(self._get_output_dir(trial=trial))
+        final = run_dir / checkpoint_name(self.state.global_step)
+        partial = run_dir / partial_name(final.name)
+        if self.args.should_save:
+            shutil.rmtree(partial, ignore_errors=True)  # left by an earlier crash
+        self.accelerator.wait_for_everyone()
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        best = self.state.best_global_step
+        if best:  # named by its final path: it is what trainer_state.json and rotation must refer to
+            best_dir = run_dir / checkpoint_name(best)
+            if best == self.state.global_step or best_dir.exists():
+                self.state.best_model_checkpoint = str(best_dir)
+        try:
+            self.save_model(str(partial), _internal_call=True)
+            if self.args.should_save:
+                save_label_config(self.model, partial)  # before the rename: no checkpoint without its labels
+                if self.checkpoint_record:
+                    write_json_atomic(partial / CHECKPOINT_RECORD_FILE, self.checkpoint_record)
+            if not self.args.save_only_model and keeps_resume_state(self.state.global_step, self.state.max_steps):
+                self._save_optimizer_and_scheduler(str(partial))
+                self._save_scaler(str(partial))
+                self._save_rng_state(str(partial))
+            if self.args.should_save:
+                for callback in [*self.callback_handler.callbacks, self.control]:
+                    if isinstance(callback, ExportableState):
+                        name, exported = type(callback).__name__, callback.state()
+                        if isinstance(self.state.stateful_callbacks[name], list):
+                            self.state.stateful_callbacks[name].append(exported)
+                        else:
+                            self.state.stateful_callbacks[name] = exported
+                self.state.save_to_json(str(partial / TRAINER_STATE_NAME))
+            self.accelerator.wait_for_everyone()  # every rank's files are in before the rename
+        except BaseException as exc:
+            if not self.args.should_save:
+                raise
+            full = disk_full(run_dir, exc)  # looked at before the partial files give the space back
+            shutil.rmtree(partial, ignore_errors=True)
+            if full:
+                raise FtkitError(
+                    f"no space left on device while writing {final.name} in {run_dir} ({_first_line(exc)}). "
+                    "Free some space there (or set output.dir to a bigger disk) and resume the run; "
+                    "its earlier checkpoints are intact"
+                ) from None
+            raise
+        if self.args.should_save:
+            if final.exists():  # killed after the rename but before its event: a resume saves this step again
+                shutil.rmtree(final)
+            os.replace(partial, final)
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
+
+
+class FtkitTrainer(AtomicCheckpoints, Trainer):
     """Trainer whose evaluation keeps dataset order and whose length grouping reuses our lengths.
 
     In transformers 5, `train_sampling_strategy="group_by_length"` also length-groups evaluation,
@@ -68,77 +154,6 @@ class FtkitTrainer(Trainer):
             return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
                                         lengths=source["length"][:])
         return super()._get_train_sampler(train_dataset)
-
-    def _load_best_model(self) -> None:
-        """Trainer reads the best checkpoint back from disk at the end; when it is the last step's, the
-        weights in memory are that checkpoint's already (a 1-epoch run: always)."""
-        if self.state.best_global_step != self.state.global_step:
-            super()._load_best_model()
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        """Trainer's checkpoint, written as ``.tmp-checkpoint-<step>`` and renamed into place once whole.
-
-        transformers writes ``checkpoint-<step>`` in place, so a crash mid-save (kill -9, a full
-        disk) would leave a folder that looks like a checkpoint but lacks weights or optimizer
-        state, and resume or inference could pick it. Here the folder appears complete or not at
-        all; a failed save removes its partial files, which also frees the space a full disk needs
-        to record the failure. The steps are Trainer's own (model, optimizer, scaler, RNG, state), plus
-        a LoRA checkpoint's label names, which peft leaves out.
-        """
-        from transformers.trainer import TRAINER_STATE_NAME
-        from transformers.trainer_callback import ExportableState
-        from transformers.trainer_utils import rotate_checkpoints
-
-        run_dir = Path(self._get_output_dir(trial=trial))
-        final = run_dir / checkpoint_name(self.state.global_step)
-        partial = run_dir / partial_name(final.name)
-        if self.args.should_save:
-            shutil.rmtree(partial, ignore_errors=True)  # left by an earlier crash
-        self.accelerator.wait_for_everyone()
-        if self.hp_search_backend is None and trial is None:
-            self.store_flos()
-        best = self.state.best_global_step
-        if best:  # named by its final path: it is what trainer_state.json and rotation must refer to
-            best_dir = run_dir / checkpoint_name(best)
-            if best == self.state.global_step or best_dir.exists():
-                self.state.best_model_checkpoint = str(best_dir)
-        try:
-            self.save_model(str(partial), _internal_call=True)
-            if self.args.should_save:
-                save_label_config(self.model, partial)  # before the rename: no checkpoint without its labels
-            if not self.args.save_only_model and keeps_resume_state(self.state.global_step, self.state.max_steps):
-                self._save_optimizer_and_scheduler(str(partial))
-                self._save_scaler(str(partial))
-                self._save_rng_state(str(partial))
-            if self.args.should_save:
-                for callback in [*self.callback_handler.callbacks, self.control]:
-                    if isinstance(callback, ExportableState):
-                        name, exported = type(callback).__name__, callback.state()
-                        if isinstance(self.state.stateful_callbacks[name], list):
-                            self.state.stateful_callbacks[name].append(exported)
-                        else:
-                            self.state.stateful_callbacks[name] = exported
-                self.state.save_to_json(str(partial / TRAINER_STATE_NAME))
-            self.accelerator.wait_for_everyone()  # every rank's files are in before the rename
-        except BaseException as exc:
-            if not self.args.should_save:
-                raise
-            full = disk_full(run_dir, exc)  # looked at before the partial files give the space back
-            shutil.rmtree(partial, ignore_errors=True)
-            if full:
-                raise FtkitError(
-                    f"no space left on device while writing {final.name} in {run_dir} ({_first_line(exc)}). "
-                    "Free some space there (or set output.dir to a bigger disk) and resume the run; "
-                    "its earlier checkpoints are intact"
-                ) from None
-            raise
-        if self.args.should_save:
-            if final.exists():  # killed after the rename but before its event: a resume saves this step again
-                shutil.rmtree(final)
-            os.replace(partial, final)
-            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
-        self.accelerator.wait_for_everyone()
 
 
 def disk_full(folder: Path, exc: BaseException) -> bool:

@@ -1,7 +1,8 @@
 """The training job a worker runs: prepare data and model, train, evaluate, record.
 
-Imported only by the worker process (and `ftkit eval`'s worker). The Trainer subclass lives in
-trainer.py, the reporting callback in reporting.py and the argument translation in arguments.py.
+Imported only by the worker process (and `ftkit eval`'s worker). How a run trains is its task's
+recipe (``recipes/``: the Trainer for the supervised tasks, TRL's trainers for preference methods);
+the reporting callback lives in reporting.py and the argument translation in arguments.py.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 from ..config import Config
 from ..data.splits import subset
@@ -22,29 +23,44 @@ from ..errors import FtkitError
 from ..runstore.layout import CACHE_DIR, CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
 from ..runstore import RunStore, is_disk_full, no_space
 from ..tasks import get_task
-from ..tasks.alignment import label_list, tokenize_dataset
+from ..tasks.alignment import label_list
 from ..tasks.base import EvalContext
 from ..tasks.loading import load_splits
 from ..tasks.scoring import report_table
-from . import adapters, evaluate, models
-from .arguments import padding_free, training_arguments
+from . import adapters, models
 from .card import write_run_card
 from .distributed import is_main_process
-from .packing import packed_collator
+from .lineage import model_source
+from .recipes import get_recipe
 from .reporting import EventCallback, PhaseReporter
-from .trainer import FtkitTrainer
+
+if TYPE_CHECKING:
+    from ..tasks.base import Task
+    from .recipes.base import Recipe
 
 
 @dataclass
 class Prepared:
-    """Everything a Trainer needs, built from a Config."""
+    """Everything a Trainer needs, built from a Config: the task and its recipe are looked up once, here."""
 
     config: Config
-    raw: Any  # datasets.DatasetDict with tokens/tags or text/label
-    features: Any  # the tokenized DatasetDict
+    raw: Any  # datasets.DatasetDict of the task's canonical rows
+    features: Any  # the splits as the recipe's trainer reads them
     labels: list[str]
     tokenizer: Any
     model: Any
+    source: str = ""  # the folder (or hub id) the model was loaded from
+    task: "Task" = None  # type: ignore[assignment]  # filled from config.task when not given
+    recipe: "Recipe" = None  # type: ignore[assignment]  # the task's recipe when not given
+
+    def __post_init__(self) -> None:
+        self.task = self.task or get_task(self.config.task)
+        self.recipe = self.recipe or get_recipe(self.task.recipe)
+
+    def checkpoint_record(self) -> dict[str, Any]:
+        """What each checkpoint says about itself (`ftkit.runstore.layout.CHECKPOINT_RECORD_FILE`)."""
+        return {"task": self.task.name, "method": self.recipe.name, "model": str(self.config.model),
+                "generative": self.task.label_column is None}
 
 
 def _no_report(phase: str, done: int | None = None, total: int | None = None, detail: str | None = None,
@@ -53,13 +69,15 @@ def _no_report(phase: str, done: int | None = None, total: int | None = None, de
 
 
 def prepare(config: Config, report: Callable[..., None] = _no_report) -> Prepared:
-    """Load data and model, align labels, apply the adapter.
+    """Load data and model, align labels, build what the task's recipe trains on.
 
     ``report(phase, done, total, detail, cached)`` hears each phase as it starts and how far it is
     (a `PhaseReporter` in a training worker): reading data, tokenising, loading model.
     """
     seed = config.training.seed
-    raw = load_splits(config.data, config.task, seed=seed,
+    task = get_task(config.task)
+    recipe = get_recipe(task.recipe)
+    raw = load_splits(config.data, task, seed=seed,
                       on_progress=lambda done, total, name: report("reading data", done, total, name or None),
                       cache_dir=config.runs_dir / CACHE_DIR / "data")
     if config.training.max_train_samples:
@@ -68,73 +86,19 @@ def prepare(config: Config, report: Callable[..., None] = _no_report) -> Prepare
         for split in ("validation", "test"):
             if split in raw:
                 raw[split] = subset(raw[split], config.training.max_eval_samples, seed)
-    labels = label_list(raw, config.task, given=config.data.labels)
-    task = get_task(config.task)
-    source = models.resolve_model_source(config.model, config.task)
-    tokenizer = models.load_tokenizer(source, config.task)
-    max_length = min(config.training.max_seq_length, _model_max_length(tokenizer))
-    features = tokenize_dataset(raw, tokenizer, {label: i for i, label in enumerate(labels)},
-                                config.task, max_length, cache_dir=config.runs_dir / CACHE_DIR / "tokenized",
-                                options=task.encoder_options(config),
-                                on_progress=lambda split, done, total, cached: report("tokenising", done, total,
-                                                                                      split, cached))
-    if not len(features["train"]):
-        raise FtkitError(f"no training example is left after tokenising: every one was cut at max_seq_length "
-                         f"{max_length} before anything it trains on; raise training.max_seq_length")
-    for split in ("validation", "test"):
-        if split in features:
-            # Longest first, evaluated in this order (see FtkitTrainer): little padding, and the
-            # predictions line up with these rows, which carry their sentence ids.
-            features[split] = features[split].sort("length", reverse=True)
+    labels = label_list(raw, task, given=config.data.labels)
+    source = model_source(config.model, task.name, config.runs_dir)
+    tokenizer = models.load_tokenizer(source, task.name)
+    features = recipe.features(raw, tokenizer, config, task, labels, report)
     report("loading model", detail=str(config.model))
     torch.manual_seed(seed)
-    model = models.build_model(source, config.task, labels)
-    task.configure_model(model)
-    model = adapters.apply_adapter(model, config.adapter, config.task)
-    return Prepared(config, raw, features, labels, tokenizer, model)
+    model = recipe.model(source, config, task, labels)
+    return Prepared(config, raw, features, labels, tokenizer, model, source, task, recipe)
 
 
-def _model_max_length(tokenizer: Any) -> int:
-    limit = getattr(tokenizer, "model_max_length", 512) or 512
-    return 512 if limit > 100_000 else int(limit)
-
-
-def collator(task: str, tokenizer: Any, cuda: bool, packed: bool = False) -> Any:
-    """The task's dynamic padding: each batch is padded to its own longest sequence (to a multiple of 8
-    on GPU); ``packed``: one padding-free row per batch (`packing.packed_collator`)."""
-    if packed:
-        return packed_collator()
-    return get_task(task).collator(tokenizer, pad_to_multiple_of=8 if cuda else None)
-
-
-def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerCallback] = ()) -> FtkitTrainer:
-    config = prepared.config
-    args = training_arguments(config, output_dir)
-    callbacks = list(callbacks)
-    if config.training.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
-    id2label = dict(enumerate(prepared.labels))
-    cuda = not args.use_cpu
-    task = get_task(config.task)
-    compute_metrics = evaluate.make_compute_metrics(config.task, id2label)
-    trainer = FtkitTrainer(
-        loss_metrics=task.loss_metrics,
-        model=prepared.model,
-        args=args,
-        train_dataset=prepared.features["train"],
-        eval_dataset=prepared.features.get("validation"),
-        processing_class=prepared.tokenizer,
-        data_collator=collator(config.task, prepared.tokenizer, cuda),
-        compute_loss_func=task.loss_function(),
-        compute_metrics=compute_metrics,
-        # Metrics read argmax ids (classification: probabilities); without metrics there is nothing to reduce.
-        preprocess_logits_for_metrics=evaluate.make_preprocess_logits(config.task) if compute_metrics else None,
-        callbacks=callbacks,
-    )
-    if padding_free(config, prepared.model, cuda):
-        # Training batches only: evaluation keeps one padded row per sentence, which predictions map back to.
-        trainer.train_data_collator = collator(config.task, prepared.tokenizer, cuda, packed=True)
-    return trainer
+def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerCallback] = ()) -> Trainer:
+    """The recipe's trainer over ``prepared``."""
+    return prepared.recipe.build_trainer(prepared, output_dir, callbacks)
 
 
 def evaluate_split(trainer: Trainer, prepared: Prepared, split: str,
@@ -158,12 +122,8 @@ def evaluate_split(trainer: Trainer, prepared: Prepared, split: str,
 
     context = EvalContext(prepared.raw[split], prepared.config, prepared.tokenizer, generator, predictions_path,
                           trainer.is_world_process_zero())
-    return get_task(prepared.config.task).evaluate(trainer, prepared.features[split], split, context)
-
-
-def save_split_predictions(prepared: Prepared, split: str, predictions: Any, path: Path) -> None:
-    """The task's predictions file for ``split``: one line per example, in the split's order."""
-    get_task(prepared.config.task).save_predictions(prepared, split, predictions, path)
+    features = prepared.recipe.evaluation_features(trainer, prepared, split)
+    return prepared.task.evaluate(trainer, features, split, context)
 
 
 def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
@@ -184,8 +144,10 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
         if main:
             store.append_event(run_id, {"type": "log", "message": message})
 
+    callback = EventCallback(store, run_id, config.best_metric, adapter_only=config.adapter.kind == "lora")
+    trainer = build_trainer(prepared, folder, [callback])  # a preference trainer tokenises and wraps LoRA here
     if main:
-        log(f"model {config.model} ({models.resolve_model_source(config.model, config.task)}), adapter {config.adapter.kind}: "
+        log(f"model {config.model} ({prepared.source}), adapter {config.adapter.kind}, method {prepared.recipe.name}: "
             f"{adapters.describe_parameters(prepared.model)}")
         log(f"data: {', '.join(f'{s} {len(prepared.raw[s])}' for s in prepared.raw)} examples"
             + (f"; labels {prepared.labels}" if prepared.labels else ""))
@@ -195,14 +157,11 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
             log("dropped, as truncation cut everything they train on: "
                 + ", ".join(f"{s} {n}" for s, n in dropped.items()))
         batch_size = 64 if config.training.batch_size == "auto" else int(config.training.batch_size)
-        longest = max(prepared.features["train"]["length"][:], default=config.training.max_seq_length)  # [:]: one read
-        estimate = models.estimate_peak_memory(models.resolve_model_source(config.model, config.task), config.task,
-                                               config.adapter.kind, batch_size, longest)
+        longest = max(prepared.recipe.train_lengths(trainer), default=config.training.max_seq_length)
+        estimate = models.estimate_peak_memory(prepared.source, config.task, config.adapter.kind, batch_size, longest)
         log(f"estimated peak memory: {models.describe_memory(estimate)}")
         trainable, total = adapters.parameter_counts(prepared.model)
         store.set_record_fields(run_id, parameters={"trainable": trainable, "total": total}, memory_estimate=estimate)
-    callback = EventCallback(store, run_id, config.best_metric, adapter_only=config.adapter.kind == "lora")
-    trainer = build_trainer(prepared, folder, [callback])
     if trainer.args.world_size > 1:
         log(f"distributed: {trainer.args.world_size} processes ({config.resources.strategy}, "
             f"{trainer.args.ddp_backend or 'nccl'}), each trains on its share of every global batch")
@@ -216,7 +175,7 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
     except torch.OutOfMemoryError as exc:
         raise FtkitError(f"out of memory: {str(exc).splitlines()[0]}. {models.oom_advice(config)}") from None
     if main:
-        store.set_record_fields(run_id, resources=resource_usage(prepared, output.metrics))
+        store.set_record_fields(run_id, resources=resource_usage(prepared.recipe.train_lengths(trainer), output.metrics))
     if callback.stop_requested:
         if main:
             store.set_status(run_id, "stopped")
@@ -232,7 +191,7 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
             log("test report\n" + report_table(metrics, config.task))
             if config.output.save_predictions:
                 with _predictions_disk(folder / predictions_file("test")):
-                    save_split_predictions(prepared, "test", predictions, folder / predictions_file("test"))
+                    prepared.task.save_predictions(prepared, "test", predictions, folder / predictions_file("test"))
     if main:
         write_run_card(store, run_id, config)  # README.md in the best checkpoint, as the hub shows it
         store.set_status(run_id, "completed")
@@ -291,10 +250,10 @@ def peak_rss_bytes() -> int | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
-def resource_usage(prepared: Prepared, train_metrics: dict[str, Any]) -> dict[str, Any]:
-    """Time, throughput (non-padding tokens) and peak memory of the training just finished."""
+def resource_usage(lengths: list[int], train_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Time, throughput (non-padding tokens; ``lengths``: per training example) and peak memory of the training
+    just finished."""
     runtime = train_metrics.get("train_runtime") or 0.0
-    lengths = prepared.features["train"]["length"][:]
     samples_seen = (train_metrics.get("train_samples_per_second") or 0.0) * runtime
     tokens = samples_seen * sum(lengths) / max(1, len(lengths))
     usage = {

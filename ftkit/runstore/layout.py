@@ -41,6 +41,7 @@ DATA_DIR = "data"  # snapshots of in-memory data
 CHECKPOINT_PREFIX = "checkpoint-"  # checkpoint-<step>/, as the Trainer names them
 PARTIAL_PREFIX = ".tmp-"  # .tmp-checkpoint-<step>/ while a checkpoint is written
 BEST_FOLDERS = ("best", "final")  # a model saved whole after training, preferred over checkpoints
+CHECKPOINT_RECORD_FILE = "ftkit_checkpoint.json"  # in each checkpoint: the task and method that made it, its lineage
 MERGED_DIR = "merged"  # `ftkit merge`'s default output
 EVAL_DIR = "eval-tmp"  # the Trainer's scratch folder for `ftkit eval`
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files (training.report_to: [tensorboard])
@@ -197,7 +198,7 @@ def choose_checkpoint(run_dir: str | Path, checkpoints: Iterable[Mapping[str, An
 
 __all__ = [
     "BEST_FOLDERS", "CACHE_DIR", "CHECKPOINT_PREFIX", "CONFIG_FILE", "DATA_DIR", "DELETING_PREFIX", "EVAL_DIR",
-    "EVENTS_FILE", "HEARTBEAT_FILE", "INDEX_FILE", "INDEX_LOCK_FILE", "LIFE_LOCK_FILE", "LOCK_FILE", "RESERVE_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
+    "CHECKPOINT_RECORD_FILE", "EVENTS_FILE", "HEARTBEAT_FILE", "INDEX_FILE", "INDEX_LOCK_FILE", "LIFE_LOCK_FILE", "LOCK_FILE", "RESERVE_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
     "RUN_FILE", "SELECTION_SPLIT", "STOP_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
     "choose_checkpoint", "higher_is_better", "is_better", "keeps_resume_state", "metric_value", "partial_name", "predictions_file",
     "rank_error_name", "rank_of_error_file", "saved_checkpoints",

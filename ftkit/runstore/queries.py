@@ -116,6 +116,7 @@ class RunQueries(IndexAccess):
         detail["checkpoints"] = [checkpoint_of_row(c, folder) for c in ckpt_rows]
         detail["config"] = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         detail["dir"] = str(folder)
+        detail["parent"] = self.read_record(run_id).get("parent")  # the run its model came from (runstore.lineage)
         return detail
 
     @heals_index

@@ -87,11 +87,13 @@ class RunStore(RunQueries):
         if fresh and any(self._run_folders()):
             self._heal_index()
 
-    def create_run(self, config: Config, prepare: "Callable[[Path], Config] | None" = None) -> str:
+    def create_run(self, config: Config, prepare: "Callable[[Path], Config] | None" = None,
+                   parent: dict[str, Any] | None = None) -> str:
         """Make the run folder (config, run.json, empty event stream) and its queued index row.
 
         ``prepare(folder)`` runs first and returns the config to record (it writes snapshots of
-        in-memory data there); if it fails, the folder is removed and no run exists.
+        in-memory data there); if it fails, the folder is removed and no run exists. ``parent`` is the
+        run the model comes from (`ftkit.runstore.lineage.pin_parent`), kept in run.json.
         """
         run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         folder = self.root / run_id
@@ -110,6 +112,8 @@ class RunStore(RunQueries):
         record = {"id": run_id, "name": config.run_name, "status": "queued", "created": now(),
                   "task": config.task, "model": config.model, "adapter": config.adapter.kind,
                   "sweep": config.output.sweep}
+        if parent:
+            record["parent"] = parent
         write_json_atomic(folder / RUN_FILE, record)
         try:
             with self._transaction() as db:

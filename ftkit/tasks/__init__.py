@@ -36,6 +36,9 @@ TASK_CLASSES: dict[str, TaskEntry] = {
     "ner": TaskEntry("ftkit.tasks.ner:NerTask", "token classification"),
     "classification": TaskEntry("ftkit.tasks.classification:ClassificationTask", "one label per text"),
     "sft": TaskEntry("ftkit.tasks.sft:SftTask", "generative fine-tuning of a causal LM on chats or prompts"),
+    "dpo": TaskEntry("ftkit.tasks.preference:DpoTask", "preference tuning of a causal LM on chosen/rejected pairs"),
+    "orpo": TaskEntry("ftkit.tasks.preference:OrpoTask", "preference tuning without a reference model (SFT + odds ratio)"),
+    "kto": TaskEntry("ftkit.tasks.preference:KtoTask", "preference tuning on single answers labelled good or bad"),
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASK_CLASSES)  # the config schema's `task` choices, in this order
 DEFAULT_TASK = "ner"

@@ -68,6 +68,7 @@ class Task(ABC):
     file_suffixes: ClassVar[tuple[str, ...]] = ()  # data files read as this task when none is named (%ftkit data)
 
     # ----- training ------------------------------------------------------------------------------------
+    recipe: ClassVar[str] = "supervised"  # how it trains: a name in ftkit.engine.recipes.RECIPES
     default_metric: ClassVar[str]  # picks the best checkpoint unless training.metric_for_best_model says otherwise
     peft_task_type: ClassVar[str]  # peft's TaskType for LoRA ("TOKEN_CLS"); also how a LoRA checkpoint names its task
     architecture_suffix: ClassVar[str]  # how a saved model's `architectures` names this task ("ForTokenClassification")

@@ -187,11 +187,15 @@ class SftTask(Task):
         metrics.update(answer_metrics(rows, rouge=bool(context.config.training.rouge_l)))
         return metrics, rows
 
+    def prompts_and_references(self, raw: "datasets.Dataset") -> tuple[list[list[dict[str, str]]], list[str]]:
+        """What the test generations answer (each conversation before its last turn) and what they are scored against."""
+        conversations = raw["messages"]
+        return ([[dict(m) for m in messages[:-1]] for messages in conversations],
+                [messages[-1]["content"] for messages in conversations])
+
     def generate_answers(self, context: EvalContext, split: str) -> list[dict[str, Any]]:
         """Per example of ``context.raw``: prompt, reference, generation, match (and the likeliest answer)."""
-        conversations = context.raw["messages"]
-        prompts = [[dict(m) for m in messages[:-1]] for messages in conversations]
-        references = [messages[-1]["content"] for messages in conversations]
+        prompts, references = self.prompts_and_references(context.raw)
         training = context.config.training
         batch_size = training.eval_batch_size or 2 * (16 if training.batch_size == "auto" else int(training.batch_size))
         generator = context.generator()

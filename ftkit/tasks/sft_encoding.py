@@ -213,8 +213,8 @@ def sft_token_stats(tokenizer: Any, conversations: Iterable[Sequence[Message]], 
         "examples": len(prompt_lengths),
         "turns": turns,
         "assistant_turns": assistant_turns,
-        "prompt_tokens": _percentiles(prompt_lengths),
-        "completion_tokens": _percentiles(completion_lengths),
+        "prompt_tokens": percentiles(prompt_lengths),
+        "completion_tokens": percentiles(completion_lengths),
         "max_length": max_length,
         "truncated": truncated,
         "dropped_by_truncation": untrained,
@@ -245,7 +245,8 @@ def _html_run(tokenizer: Any, token_ids: list[int], trained: bool) -> str:
     return f'<span class="ftkit-untrained" style="color: #9a9a9a">{text}</span>'
 
 
-def _percentiles(values: list[int]) -> dict[str, int]:
+def percentiles(values: list[int]) -> dict[str, int]:
+    """min, p50, p90, p99 and max of token lengths, for statistics."""
     if not values:
         return {}
     ordered = sorted(values)

@@ -113,18 +113,21 @@ class ChatColumn(widgets.VBox):
 
 
 class ChatWidget(widgets.VBox):
-    """The base model and the fine-tuned one answering the same prompts, side by side, streamed.
+    """Two models answering the same prompts, side by side, streamed: by default a run and its base.
 
     ``run_or_checkpoint`` is a `ftkit.runs.Run` (or its id or name; its best checkpoint is used,
     looked up on every Send), a checkpoint or model folder, or a loaded `Generator`. ``base``
-    defaults to the run's base model, the LoRA checkpoint's base, or ``"default-causal"``.
+    defaults to the run's base model (for a run that started from another run, ``model: run:<id>``,
+    that run's checkpoint it started from), the LoRA checkpoint's base, or ``"default-causal"``; any
+    other model compares as well: another `Run` or ``"run:<id or name>"`` (a DPO run against its SFT
+    run), a folder, a hub id or a `Generator`.
     """
 
     def __init__(self, run_or_checkpoint: ModelSource, base: ModelSource | None = None, max_new_tokens: int = 128,
                  temperature: float = 0.0, checkpoint: str | int | None = None, **kwargs: Any):
         finetuned, default_base, label = _resolve(run_or_checkpoint, checkpoint)
-        base = default_base if base is None else base
-        self.base = ChatColumn(f"base: {_describe(base)}", lambda: base)
+        other, other_label = _resolve_other(default_base if base is None else base)
+        self.base = ChatColumn(f"{'base' if base is None else 'compared with'}: {other_label}", other)
         self.finetuned = ChatColumn(f"fine-tuned: {label}", finetuned)
         self.prompt = widgets.Textarea(placeholder="Ask both models…",
                                        layout=widgets.Layout(width="100%", height="64px"))
@@ -200,6 +203,20 @@ def _resolve(target: ModelSource, checkpoint: str | int | None) -> tuple[Callabl
         return (lambda: folder), _checkpoint_base(folder), _describe(folder)
     run = target if isinstance(target, Run) else get(str(target))
     return (lambda: run.checkpoint_path(checkpoint)), run.config.model, f"{run.name} ({run.id})"
+
+
+def _resolve_other(source: ModelSource) -> tuple[Callable[[], ModelSource], str]:
+    """(source called on each Send, label) for the left column: runs and run references as runs, the rest as is."""
+    from ...runs import Run, get
+    from ...runstore.lineage import is_run_reference, split_reference
+
+    if isinstance(source, str) and is_run_reference(source):
+        ref, checkpoint = split_reference(source)
+        run = get(ref)
+        return (lambda: run.checkpoint_path(checkpoint)), f"{run.name} ({run.id})" + (f", {checkpoint}" if checkpoint else "")
+    if isinstance(source, Run):
+        return (lambda: source.checkpoint_path()), f"{source.name} ({source.id})"
+    return (lambda: source), _describe(source)
 
 
 def _checkpoint_base(folder: str) -> str:
