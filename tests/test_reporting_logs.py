@@ -52,3 +52,41 @@ def test_a_plain_trainer_log_writes_the_event_it_always_wrote(tmp_path):
     log = next(event for event in store.read_events(run_id)[0] if event["type"] == "log")
     assert {k: v for k, v in log.items() if k != "t"} == {"type": "log", "step": 10, "epoch": 0.5, "loss": 1.25,
                                                           "learning_rate": 1e-5, "grad_norm": 2.0}
+
+
+def test_a_trainer_that_logs_its_own_values_has_them_as_curves_at_training_and_evaluation(tmp_path):
+    """A real Trainer whose `log` adds values as TRL's trainers do (``rewards/*``, ``eval_rewards/*`` at
+    evaluation): each reaches the events and folds into a curve; the final summary adds none."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 1)
+
+        def forward(self, x, labels=None):
+            out = self.linear(x).squeeze(-1)
+            return {"loss": ((out - labels) ** 2).mean(), "logits": out}
+
+    class RewardsTrainer(Trainer):
+        def log(self, logs, start_time=None):  # what DPOTrainer.log does with its averaged metrics
+            prefix = "" if self.model.training else "eval_"
+            logs.update({f"{prefix}rewards/margins": 0.25 * self.state.global_step, f"{prefix}rewards/accuracies": 0.5})
+            super().log(logs, start_time)
+
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create_run(load_config(name="trainer"))
+    rows = [{"x": torch.tensor([float(i), 1.0]), "labels": torch.tensor(float(i % 3))} for i in range(8)]
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=2,
+                             logging_steps=2, eval_strategy="steps", eval_steps=2, save_strategy="no", report_to=[],
+                             use_cpu=True, disable_tqdm=True)
+    trainer = RewardsTrainer(model=Tiny(), args=args, train_dataset=rows, eval_dataset=rows[:4],
+                             callbacks=[EventCallback(store, run_id, best_metric="loss", adapter_only=False)])
+    trainer.train()
+    events, _ = store.read_events(run_id)
+    curves = RunState.from_events(events).curves
+    assert curves["rewards/margins"] == [(2, 0.5), (4, 1.0)] and curves["rewards/accuracies"] == [(2, 0.5), (4, 0.5)]
+    assert curves["validation_rewards/margins"] == [(2, 0.5), (4, 1.0)]
+    assert [step for step, _ in curves["loss"]] == [2, 4] and [step for step, _ in curves["grad_norm"]] == [2, 4]
+    assert not any(name.startswith(("train_", "eval_")) or name in ("epoch", "total_flos") for name in curves)

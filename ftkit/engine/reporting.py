@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from pathlib import Path
 from typing import Any
@@ -9,11 +11,21 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from ..runstore.events import CURVES
 from ..runstore.layout import checkpoint_name, saved_checkpoints
 from ..runstore import RunStore, folder_size
 
 PROGRESS_INTERVAL_S = 0.5  # a follower sees progress well within a second
 PHASE_INTERVAL_S = 0.3  # phase counts (reading data n/N, tokenising n/N): a few events a second at most
+# What a training log carries about the bookkeeping, not the model: the event's own step and epoch,
+# and the timing and totals the Trainer adds (train_runtime... with include_num_input_tokens_seen).
+LOG_BOOKKEEPING = frozenset({"epoch", "step", "total_flos", "train_runtime", "train_samples_per_second",
+                             "train_steps_per_second", "train_tokens_per_second", "train_loss"})
+
+
+def _finite(value: Any) -> bool:
+    """A real number JSON can carry: numpy's scalars count, booleans, NaN and infinity do not."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class PhaseReporter:
@@ -88,12 +100,20 @@ class EventCallback(TrainerCallback):
             self.store.append_event(self.run_id, event)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        """A training log (the Trainer's have a ``loss``; evaluations arrive through :meth:`on_evaluate`
+        and the final summary has ``train_loss``): the well-known curves at the top level, as events
+        always had them, and every other finite number the trainer logged (TRL's ``rewards/chosen``,
+        ``logps/rejected``...) under ``values``, so each becomes a curve without a list naming it."""
         logs = logs or {}
         if "loss" in logs:
             self.last_loss = float(logs["loss"])
-            self._write(state, {"type": "log", "step": state.global_step, "epoch": state.epoch,
-                                "loss": self.last_loss, "learning_rate": logs.get("learning_rate"),
-                                "grad_norm": logs.get("grad_norm")})
+            event = {"type": "log", "step": state.global_step, "epoch": state.epoch,
+                     **{name: logs.get(name) for name in CURVES}, "loss": self.last_loss}
+            values = {name: float(value) for name, value in logs.items()
+                      if name not in CURVES and name not in LOG_BOOKKEEPING and _finite(value)}
+            if values:
+                event["values"] = values
+            self._write(state, event)
             self._progress(state, force=True)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
