@@ -214,6 +214,43 @@ def test_overlaid_curves_put_the_legend_beside_the_plots_and_stream_new_points(s
         curves.close()
 
 
+def test_overlaid_curves_offer_every_reported_curve_and_draw_the_rewards_of_two_runs(store):
+    """A DPO run's own values are offered beside the main metric (still the default), picking one
+    redraws the second figure, and a curve first logged after the widget was made joins the choices."""
+    from ftkit.notebook.widgets.compare import CompareCurves
+
+    def preference(name: str, margins: list[float], status: str) -> Run:
+        run = add_run(store, name, status=status, logs=[(10, 0.7)],
+                      evals=[("validation", 10, {"loss": 0.6, "rewards/accuracies": 0.75})])
+        for step, margin in zip((10, 20), margins):
+            store.append_event(run.id, {"type": "log", "step": step, "loss": 0.7,
+                                        "values": {"rewards/margins": margin, "rewards/accuracies": 0.5 + margin}})
+        return run
+
+    first, second = preference("beta-0.1", [0.1, 0.3], "completed"), preference("beta-0.5", [0.2], "running")
+    curves = CompareCurves([first, second], follow=False)
+    try:
+        assert curves.metric == curves.curve_picker.value == "validation_rewards/accuracies"
+        assert list(curves.curve_picker.options) == [
+            "validation_loss", "validation_rewards/accuracies", "rewards/accuracies", "rewards/margins",
+            "grad_norm", "learning_rate"]
+        curves.curve_picker.value = "rewards/margins"
+        assert curves.metric == "rewards/margins" and curves.metric_figure.title.text == "rewards/margins"
+        assert curves.metric_sources[first.id].data == {"step": [10, 20], "value": [0.1, 0.3]}
+        assert curves.metric_sources[second.id].data == {"step": [10], "value": [0.2]}
+        assert curves.loss_sources[second.id].data == {"step": [10], "value": [0.7]}  # the loss stays beside
+
+        store.append_event(second.id, {"type": "log", "step": 20, "loss": 0.6,
+                                       "values": {"rewards/margins": 0.4, "logps/chosen": -90.0}})
+        assert curves.refresh()
+        assert curves.metric_sources[second.id].data == {"step": [10, 20], "value": [0.2, 0.4]}
+        assert "logps/chosen" in curves.curve_picker.options
+        assert curves.curve_picker.value == curves.metric == "rewards/margins"  # new choices keep the pick
+        assert curves.metric_sources[first.id].data == {"step": [10, 20], "value": [0.1, 0.3]}
+    finally:
+        curves.close()
+
+
 # ----- the side panel's route -------------------------------------------------------------------------
 
 

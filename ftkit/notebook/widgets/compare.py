@@ -1,10 +1,13 @@
-"""CompareCurves: the training loss and the main validation metric of several runs, overlaid.
+"""CompareCurves: the training loss of several runs overlaid, beside any other curve they report.
 
 Drawn from `ftkit.comparison.comparison`, the data the side panel's compare view plots: each point
 where it was logged (``log`` and ``eval`` events), one colour per run in both figures, the legend
-beside the plots so it never covers a curve (click a run there to hide it). While a compared run
-is queued or running, a daemon thread reads the comparison again every few seconds and streams only
-the new points (``ColumnDataSource.stream``), as the run monitor does.
+beside the plots so it never covers a curve (click a run there to hide it). The second figure shows
+the main validation metric until another curve is picked above it: every curve a run reports is
+offered (``rewards/margins`` of a DPO run, the learning rate...), in the panel's order. While a
+compared run is queued or running, a daemon thread reads the comparison again every few seconds and
+streams only the new points (``ColumnDataSource.stream``), as the run monitor does; a curve a run
+starts to report then joins the choices.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from ...runs import Run
 from .monitor import _BokehPlot, monitor_mode
 
 LOSS_CURVE = "loss"
+OPTIMIZER_CURVES = ("grad_norm", "learning_rate")  # offered last, as the panel draws them
 
 
 class CompareCurves(widgets.VBox):
-    """Two figures side by side, sharing their step axis: training loss, and ``validation_<metric>``.
+    """Two figures side by side, sharing their step axis: training loss, and the curve picked in
+    :attr:`curve_picker` (``validation_<metric>`` at first; :attr:`metric` names the one shown).
 
     ``follow=False`` builds it without the background thread; :meth:`refresh` streams what the runs
     have logged since (what the tests do).
@@ -42,10 +47,15 @@ class CompareCurves(widgets.VBox):
         self.poll_interval = poll_interval
         self._lock = threading.RLock()
         self.loss_figure, self.loss_sources = _figure(data, LOSS_CURVE, "training loss")
-        self.metric_figure, self.metric_sources = _figure(data, self.metric, self.metric.replace("_", " ", 1))
+        self.metric_figure, self.metric_sources = _figure(data, self.metric, _title(self.metric))
         self.metric_figure.x_range = self.loss_figure.x_range
+        self._curves = data["curves"]
+        self._choosing = False  # True while the choices change: the picker jumps to its first one meanwhile
+        self.curve_picker = widgets.Dropdown(description="right plot", options=_choices(data, self.metric),
+                                             value=self.metric, style={"description_width": "initial"})
+        self.curve_picker.observe(self._show_curve, "value")
         self.plot = _BokehPlot(row(self.loss_figure, self.metric_figure))
-        super().__init__([self.plot], **kwargs)
+        super().__init__([self.curve_picker, self.plot], **kwargs)
         self.active = _active(data)
         if follow and self.active:
             threading.Thread(target=self._follow, name="ftkit-compare", daemon=True).start()
@@ -54,11 +64,30 @@ class CompareCurves(widgets.VBox):
         """Stream the points logged since the last refresh; True while a compared run is still active."""
         data = comparison(self.runs)
         with self._lock:
+            self._curves = data["curves"]
             for curve, sources in ((LOSS_CURVE, self.loss_sources), (self.metric, self.metric_sources)):
                 for run_id, source in sources.items():
                     _extend(source, data["curves"].get(curve, {}).get(run_id, []))
+            choices = _choices(data, self.metric)
+            if list(self.curve_picker.options) != choices:
+                self._choosing = True
+                try:
+                    self.curve_picker.options = choices
+                    self.curve_picker.value = self.metric
+                finally:
+                    self._choosing = False
         self.active = _active(data)
         return self.active
+
+    def _show_curve(self, change: Mapping[str, Any]) -> None:
+        """Redraw the second figure with the picked curve, from the points last read."""
+        with self._lock:
+            if self._choosing:
+                return
+            self.metric = change["new"]
+            self.metric_figure.title.text = _title(self.metric)
+            for run_id, source in self.metric_sources.items():
+                source.data = _columns(self._curves.get(self.metric, {}).get(run_id, []))
 
     def _follow(self) -> None:
         while not self._closed.wait(self.poll_interval):
@@ -107,8 +136,7 @@ def _figure(data: Mapping[str, Any], curve: str, title: str) -> tuple[Any, dict[
     names = [run["name"] for run in data["runs"]]
     sources, items = {}, []
     for i, run in enumerate(data["runs"]):
-        points = data["curves"].get(curve, {}).get(run["id"], [])
-        source = ColumnDataSource({"step": [p[0] for p in points], "value": [p[1] for p in points]})
+        source = ColumnDataSource(_columns(data["curves"].get(curve, {}).get(run["id"], [])))
         colour = palette[i % len(palette)]
         renderers = [fig.line("step", "value", source=source, color=colour, line_width=2)]
         if curve != LOSS_CURVE:  # evaluations are few: mark each one
@@ -124,10 +152,33 @@ def _extend(source: Any, points: Sequence[Sequence[float]]) -> None:
     """Stream the points past those ``source`` holds; a curve a resumed run rewrote is replaced whole."""
     known = source.data["step"]
     if len(points) < len(known) or (known and points[len(known) - 1][0] != known[-1]):
-        source.data = {"step": [p[0] for p in points], "value": [p[1] for p in points]}
+        source.data = _columns(points)
     elif len(points) > len(known):
-        new = points[len(known):]
-        source.stream({"step": [p[0] for p in new], "value": [p[1] for p in new]})
+        source.stream(_columns(points[len(known):]))
+
+
+def _columns(points: Sequence[Sequence[float]]) -> dict[str, list[float]]:
+    return {"step": [p[0] for p in points], "value": [p[1] for p in points]}
+
+
+def _title(curve: str) -> str:
+    """``validation_f1`` -> "validation f1", ``learning_rate`` -> "learning rate"."""
+    return curve.replace("_", " ", 1)
+
+
+def _choices(data: Mapping[str, Any], shown: str) -> list[str]:
+    """Every curve but the loss (the first figure's) and the one ``shown`` even before its first
+    point: the evaluations in the metrics table's order, any other by name, the optimizer's last."""
+    evaluations = [metric["name"] for metric in data["metrics"]]
+
+    def rank(name: str) -> tuple[int, int, str]:
+        if name in evaluations:
+            return 0, evaluations.index(name), name
+        if name in OPTIMIZER_CURVES:
+            return 2, OPTIMIZER_CURVES.index(name), name
+        return 1, 0, name
+
+    return sorted({*data["curves"], shown} - {LOSS_CURVE}, key=rank)
 
 
 def _main_metric(runs: Sequence[Run], data: Mapping[str, Any]) -> str:
