@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from ftkit.config import Config
 from ftkit.runstore import RunStore
 from ftkit.runstore.layout import STOP_FILE
 from .browser import OUTPUT_DIR, chromium, jupyter_lab
@@ -103,3 +104,32 @@ def test_panel_lists_runs_follows_progress_stops_a_run_and_deletes_a_checkpoint(
     assert not (store.run_dir(ids["completed"]) / "checkpoint-20").exists()
     assert (store.run_dir(ids["completed"]) / "checkpoint-10").exists()
     page.screenshot(path=str(OUTPUT_DIR / "ftkit-panel-after-actions.png"))
+
+
+@pytest.mark.slow
+def test_panel_shows_a_runs_parent_and_selects_it(lab, browser):
+    """A run that starts from another run's checkpoint names it, in the list and in the expanded run;
+    the name selects the parent, searching for it when the list does not show it."""
+    store, parent = lab["store"], lab["ids"]["completed"]
+    child = store.create_run(
+        Config.from_dict({"name": "ner-dpo-child", "task": "dpo", "model": f"run:{parent}/checkpoint-10"}),
+        parent={"run": parent, "name": "ner-lora-completed", "task": "ner", "checkpoint": "checkpoint-10"})
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(lab["url"])
+    page.locator('.jp-SideBar [data-id="ftkit-runs"]').click(timeout=60_000)
+    panel = page.locator("#ftkit-runs")
+    row = panel.locator(f'.ftkit-Run[data-run-id="{child}"]')
+    row.wait_for(timeout=15_000)
+    assert row.locator(".ftkit-Run-parent").inner_text() == "↳ ner-lora-completed"
+
+    panel.locator(".ftkit-Search").fill("dpo-child")  # the parent leaves the list
+    page.wait_for_function("() => document.querySelectorAll('#ftkit-runs .ftkit-Run').length === 1", timeout=5_000)
+    row.locator(".ftkit-Run-toggle").click()
+    lineage = row.locator(".ftkit-Lineage")
+    assert lineage.inner_text(timeout=5_000) == "from ner run ner-lora-completed · checkpoint-10 → this dpo run"
+    lineage.locator(".ftkit-Lineage-parent").click()
+    panel.locator(f'.ftkit-Run.jp-mod-selected[data-run-id="{parent}"]').wait_for(timeout=5_000)
+    assert panel.locator(".ftkit-Search").input_value() == parent  # the search that found it, shown
+    assert panel.locator(".ftkit-Run").count() == 2  # the parent and the run from it
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT_DIR / "ftkit-panel-lineage.png"))

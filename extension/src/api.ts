@@ -63,6 +63,15 @@ export interface ICheckpoint {
   metrics: Record<string, number>;
 }
 
+/** The run a run's model came from (`model: run:<id>`), as recorded at launch (ftkit/runstore/lineage.py). */
+export interface IRunParent {
+  run: string;
+  name: string | null;
+  task: string | null;
+  /** The checkpoint it started from, e.g. "checkpoint-60". */
+  checkpoint: string;
+}
+
 export interface IRunDetail extends IRunSummary {
   metrics: Record<string, Record<string, number>>;
   metric_history: {
@@ -77,6 +86,8 @@ export interface IRunDetail extends IRunSummary {
   dir: string;
   log_tail: string;
   stop_requested: boolean;
+  /** Null when its model is not another run's; absent from servers older than lineage. */
+  parent?: IRunParent | null;
 }
 
 export type StatusCounts = Record<RunStatus, number>;

@@ -194,6 +194,17 @@ export class RunsModel {
     }
   }
 
+  /**
+   * Select a run the page may not show (a run's parent): when it is not listed, the list searches
+   * for its id, which finds it (and the runs that start from it) whatever the filters and page.
+   */
+  async reveal(runId: string): Promise<void> {
+    this.select(runId);
+    if (!this._runs.some(run => run.id === runId)) {
+      await this.setQuery({ q: runId, status: [] });
+    }
+  }
+
   /** Change the filters, sort or page; any change but the offset goes back to the first page. */
   async setQuery(patch: Partial<IListQuery>): Promise<void> {
     const offset = patch.offset ?? 0;

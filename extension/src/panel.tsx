@@ -1,10 +1,11 @@
 /**
  * `RunsPanel`: the view of a `RunsModel` — a count of runs per status (click to filter), then one
  * row per run (name, status, task · model · adapter, progress with live loss and ETA, best metric,
- * start and duration), expandable to its checkpoints with the best one marked; runs of a sweep
- * together. Runs ticked in the list open side by side in a comparison. Actions go through the
- * app's commands, so the buttons and the command palette share one implementation. Run-provided
- * text is only ever put in React text nodes (escaped), never in HTML.
+ * start and duration, "↳ parent" for a run that starts from another run's model), expandable to
+ * its lineage and its checkpoints with the best one marked; runs of a sweep together. Runs ticked
+ * in the list open side by side in a comparison. Actions go through the app's commands, so the
+ * buttons and the command palette share one implementation. Run-provided text is only ever put in
+ * React text nodes (escaped), never in HTML.
  */
 
 import { CommandRegistry } from '@lumino/commands';
@@ -25,6 +26,7 @@ import * as React from 'react';
 
 import { ICheckpoint, IRunSummary, RUN_STATUSES, SortKey } from './api';
 import { emptyText, formatBytes, formatDuration, formatMetric, formatTime, liveText, runSubtitle } from './format';
+import { ParentMarker, RunLineage } from './lineage';
 import { groupBySweep, RunsModel } from './model';
 import { RunProgress } from './progress';
 
@@ -100,10 +102,18 @@ function RunsView({ model, commands }: IViewProps): JSX.Element {
   const { query } = model;
   const first = model.total ? query.offset + 1 : 0;
   const last = query.offset + model.runs.length;
+  const search = React.useRef<HTMLInputElement>(null);
+  React.useEffect(() => {
+    // the model may search by itself (`reveal`): the box shows what the list matches
+    if (search.current && search.current.value !== query.q) {
+      search.current.value = query.q;
+    }
+  }, [query.q]);
   return (
     <div className="ftkit-RunsView">
       <div className="ftkit-Filters">
         <input
+          ref={search}
           className="ftkit-Search jp-mod-styled"
           type="search"
           placeholder="Search runs"
@@ -263,8 +273,16 @@ function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JS
   const detail = model.detail(run.id);
   const live = liveText(run.progress);
   const execute = (id: string) => void commands.execute(id, { runId: run.id });
+  const reveal = (runId: string) => void model.reveal(runId);
+  const row = React.useRef<HTMLLIElement>(null);
+  React.useEffect(() => {
+    if (selected) {
+      row.current?.scrollIntoView({ block: 'nearest' }); // a parent selected from its child's row may lie out of view
+    }
+  }, [selected]);
   return (
     <li
+      ref={row}
       className={`ftkit-Run${selected ? ' jp-mod-selected' : ''}`}
       data-run-id={run.id}
       data-status={run.status}
@@ -310,7 +328,10 @@ function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JS
           )}
         </span>
       </div>
-      <div className="ftkit-Run-subtitle">{runSubtitle(run)}</div>
+      <div className="ftkit-Run-subtitle">
+        <ParentMarker run={run} parent={detail?.parent} runs={model.runs} onSelect={reveal} />
+        {runSubtitle(run)}
+      </div>
       <RunProgress run={run} />
       {run.status === 'running' && live && <div className="ftkit-Run-live">{live}</div>}
       <div className="ftkit-Run-meta">
@@ -328,6 +349,7 @@ function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JS
         </span>
       </div>
       {run.error && <div className="ftkit-Run-error">{run.error}</div>}
+      {expanded && detail?.parent && <RunLineage parent={detail.parent} task={run.task} onSelect={reveal} />}
       {expanded && (
         <div className="ftkit-Checkpoints">
           {!detail ? (
