@@ -97,7 +97,8 @@ def data_preview(dataset: Any, n: int = 5, task: str = "ner", *, model: str | No
                  **options: Any) -> str:
     """The first ``n`` examples as HTML: entities highlighted per type, texts with their label, or (sft)
     the rendered chat with its trained tokens highlighted (by ``tokenizer``, else that of ``model``).
-    ``options``: ``max_length=``, ``train_on=``. See `ftkit.tasks.preview.preview_html`.
+    ``options``: ``max_length=``, ``train_on=`` and the ``data.*`` column options (``prompt_template=``,
+    ``chosen_column=``, ...). See `ftkit.tasks.preview.preview_html`.
     """
     from .engine.tokenizers import tokenizer_for
     from .tasks.preview import preview_html

@@ -86,3 +86,17 @@ def test_generative_sft_notebook_fine_tunes_smollm2_with_lora_and_compares_it_wi
     assert "gold: " in text and "base: " in text  # the base model's answers before fine-tuning
     assert "exact match" in text and "label likelihood accuracy" in text  # before/after on the dev sentences
     assert WIDGET_VIEW in mime_types(notebook)  # the monitor and the chat widget
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_preference_tuning_notebook_runs_sft_then_dpo_from_it_and_compares_base_sft_and_dpo(tmp_path, monkeypatch):
+    notebook = execute("05_preference_tuning.ipynb", tmp_path, monkeypatch)
+    text = shown(notebook)
+    assert "sst2-dpo: completed; started from sft run sst2-sft, checkpoint-" in text  # the lineage
+    assert "rewards/accuracies" in text and "rewards/margins" in text
+    assert "label likelihood accuracy" in text and "dpo" in text  # base, sft and dpo side by side
+    assert "ftkit-pair" in "".join(output.get("data", {}).get("text/html", "") for cell in notebook.cells
+                                   if cell.cell_type == "code" for output in cell.get("outputs", []))
+    assert WIDGET_VIEW in mime_types(notebook)  # the monitor and the chat widget
+    assert not (NOTEBOOKS / "my_pairs.jsonl").exists()  # the example file is cleaned up

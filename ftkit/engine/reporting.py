@@ -117,6 +117,8 @@ class EventCallback(TrainerCallback):
             self._progress(state, force=True)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if any(key.startswith("test_") for key in metrics or {}):
+            return  # the test split evaluated through Trainer.evaluate (a TRL trainer's): the engine records it
         metrics = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items()}
         self._write(state, {"type": "eval", "split": "validation", "step": state.global_step,
                             "epoch": state.epoch, "metrics": metrics, "best_metric_name": self.best_metric})

@@ -180,7 +180,8 @@ class DpoTask(SftTask):
                  context: EvalContext | None = None) -> tuple[dict[str, Any], Any]:
         """The held-out preference loss and reward metrics (TRL's), then generations for the test prompts
         scored against the chosen answers (exact match; label likelihood where the answers form a small set)."""
-        metrics = {key.removeprefix(f"{split}_"): value
+        # TRL names its own figures eval_* whatever the prefix asked for: both prefixes go.
+        metrics = {key.removeprefix(f"{split}_").removeprefix("eval_"): value
                    for key, value in trainer.evaluate(features, metric_key_prefix=split).items()}
         if context is None or not context.main_process:
             return metrics, None

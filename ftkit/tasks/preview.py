@@ -22,10 +22,11 @@ def colour_of(label: str, labels: list[str]) -> str:
 
 
 def preview_html(dataset: Any, n: int = 5, task: str | Task = DEFAULT_TASK, *, tokenizer: Any = None,
-                 max_length: int | None = None, train_on: str | None = None) -> str:
+                 max_length: int | None = None, train_on: str | None = None, **column_options: Any) -> str:
     """The first ``n`` examples of a Dataset (or the train split of a DatasetDict) as HTML.
 
-    Canonical rows are shown as they are; anything else goes through ``load_source`` first.
+    Canonical rows are shown as they are; anything else goes through ``load_source`` first, with
+    ``column_options`` (``prompt_template=``, ``chosen_column=``, ... as for `ftkit.data_stats`).
 
     Text is HTML-escaped; each entity type (or class label) gets one colour and a chip with its name.
     A task that shows rows as the model sees them (SFT: the rendered chat with the trained tokens
@@ -39,7 +40,7 @@ def preview_html(dataset: Any, n: int = 5, task: str | Task = DEFAULT_TASK, *, t
     if not canonical <= set(columns or ()):  # raw rows, a path, a DataFrame ...
         from .loading import load_source
 
-        dataset = load_source(dataset, task, convert_tags=False)
+        dataset = load_source(dataset, task, convert_tags=False, **column_options)
     if isinstance(dataset, dict):  # a DatasetDict: preview the training data
         dataset = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
     rows = dataset.select(range(min(n, len(dataset))))

@@ -43,7 +43,7 @@ class PreferenceRecipe(Recipe):
         arguments: dict[str, Any] = {"max_length": config.training.max_seq_length,
                                      "train_sampling_strategy": "random",  # TRL's rows carry no length column
                                      # TRL turns it on; the supervised recipe leaves it off, and so do we.
-                                     "gradient_checkpointing": False}
+                                     "activation_checkpointing": False}
         if config.training.beta is not None:
             arguments["beta"] = config.training.beta
         return arguments
