@@ -3,7 +3,7 @@
 Readers per format and the format registry (formats.py, registry.py), sources of every kind
 (sources.py: files, folders of split files, saved and hub datasets via hf_datasets.py, in-memory
 data), split names and whole-split operations (splits.py), NER tag schemes (tags.py), chat layouts
-(chat.py), in-memory data snapshots (snapshot.py) and the example data sets (examples.py). It imports
+(chat.py), preference records: pairs and labelled answers (preference.py), in-memory data snapshots (snapshot.py) and the example data sets (examples.py). It imports
 neither ``ftkit.tasks`` nor ``ftkit.engine`` nor ``ftkit.config``, and ``datasets`` only when it reads.
 
 What a task makes of a Table (its canonical columns, labels, tokenisation, statistics, preview) is in

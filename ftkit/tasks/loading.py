@@ -40,7 +40,8 @@ TaskName = str | Task  # a registered task's name, or the Task itself
 COLUMN_OPTIONS: dict[str, Any] = {
     "subset": None, "revision": None, "split_names": None, "tag_column": -1, "tag_scheme": "auto",
     "text_column": None, "label_column": None, "tokens_column": None, "tags_column": None, "labels": None,
-    "prompt_template": None, "completion_column": None, "answer_map": None,
+    "prompt_template": None, "completion_column": None, "answer_map": None, "chosen_column": None,
+    "rejected_column": None,
 }
 
 

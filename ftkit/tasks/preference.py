@@ -68,18 +68,23 @@ class DpoTask(SftTask):
     def canonical(self, table: "Table", options: "DataConfig") -> "Table":
         """Explicit or implicit pairs, or any table through ``data.prompt_template`` and the answer columns."""
         from ..data.formats import Table
-        from ..data.preference import pairs_from_table, read_preference_records
+        from ..data.preference import read_preference_records
 
         if options.prompt_template:
-            chosen = options.chosen_column or options.completion_column
-            if not chosen:
-                raise DataError("data.prompt_template needs data.chosen_column: the column holding the better answer "
-                                f"(the columns are {', '.join(table.columns)})", table.path)
-            table = pairs_from_table(table, options.prompt_template, chosen, options.rejected_column,
-                                     options.answer_map)
+            table = self.records_from_table(table, options)
         records = read_preference_records(table)
         self.check_format(records, table)
         return Table(self.canonical_columns(records), table.source, table.path, table.lines)
+
+    def records_from_table(self, table: "Table", options: "DataConfig") -> "Table":
+        """Records from any table: the prompt from ``data.prompt_template``, the answers from their columns."""
+        from ..data.preference import pairs_from_table
+
+        chosen = options.chosen_column or options.completion_column
+        if not chosen:
+            raise DataError("data.prompt_template needs data.chosen_column: the column holding the better answer "
+                            f"(the columns are {', '.join(table.columns)})", table.path)
+        return pairs_from_table(table, options.prompt_template, chosen, options.rejected_column, options.answer_map)
 
     def check_format(self, records: Any, table: "Table") -> None:
         if not records.paired:
@@ -212,6 +217,8 @@ class KtoTask(DpoTask):
 
     name = "kto"
     recipe = "kto"
+    form_fields = ("data.prompt_template", "data.completion_column", "data.label_column", "data.answer_map",
+                   "training.beta", "training.loss_type", "training.max_new_tokens")
     columns = ("prompt", "completion", "label", "format", "origin")
     answer_columns = ("completion",)
     example_noun = "answers"
@@ -224,6 +231,24 @@ class KtoTask(DpoTask):
         return datasets.Features({"prompt": datasets.List(message), "completion": datasets.Value("string"),
                                   "label": datasets.Value("bool"), "format": datasets.Value("string"),
                                   "origin": datasets.Value("string")})
+
+    def records_from_table(self, table: "Table", options: "DataConfig") -> "Table":
+        """The prompt from ``data.prompt_template``, the answer from ``data.completion_column`` and whether it is
+        desirable from ``data.label_column``."""
+        from ..data.chat import instructions_from_table
+        from ..data.formats import Table
+
+        if not (options.completion_column and options.label_column):
+            raise DataError("kto with data.prompt_template needs data.completion_column (the answer) and "
+                            "data.label_column (true when the answer is desirable); the columns are "
+                            f"{', '.join(table.columns)}", table.path)
+        if options.label_column not in table.columns:
+            raise DataError(f"column {options.label_column!r} (data.label_column) is not in the data; the columns "
+                            f"are {', '.join(table.columns)}", table.path)
+        answers = instructions_from_table(table, options.prompt_template, options.completion_column,
+                                          options.answer_map)
+        return Table({"prompt": answers.columns["prompt"], "completion": answers.columns["completion"],
+                      "label": table.columns[options.label_column]}, table.source, table.path, table.lines)
 
     def check_format(self, records: Any, table: "Table") -> None:
         if records.paired:
