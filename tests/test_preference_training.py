@@ -193,3 +193,34 @@ def test_a_dpo_run_cannot_start_from_a_run_of_an_encoder_task(tiny_config, prefe
     run_id = store.create_run(load_config(tiny_config))
     with pytest.raises(ConfigError, match="is a ner run; a dpo run starts from a run that trained"):
         pin_parent_run(store, load_config({**preference_config, "model": f"run:{run_id}"}))
+
+
+@pytest.mark.spawns
+def test_a_dpo_run_stops_resumes_merges_and_predicts_as_a_generative_model(preference_config, runs_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import wait_for
+
+    preference_config["training"].update(max_steps=200, batch_size=2, save_steps=1000, eval_steps=1000)
+    preference_config["data"].pop("test")
+    run = ftkit.train(preference_config)
+    wait_for(lambda: run.progress["step"] >= 3, timeout=120)
+    run.stop(wait=True, timeout=120)
+    assert run.status == "stopped", run.log_tail()
+    stopped_at = run.checkpoints[-1]["step"]
+    assert 3 <= stopped_at < 200
+    assert {"adapter_model.safetensors", "optimizer.pt", CHECKPOINT_RECORD_FILE} <= {
+        p.name for p in (run.dir / f"checkpoint-{stopped_at}").iterdir()}
+    run.resume().wait(timeout=300)
+    assert run.status == "completed", run.log_tail()
+    state = json.loads((run.dir / "checkpoint-200" / "trainer_state.json").read_text())
+    assert state["global_step"] == 200 and state["log_history"][0]["step"] <= stopped_at  # one history, continued
+
+    merged = subprocess.run([sys.executable, "-m", "ftkit.cli", "--runs-dir", str(runs_dir), "merge", run.id,
+                             "--output", str(tmp_path / "merged"), "--json"], capture_output=True, text=True, timeout=300)
+    assert merged.returncode == 0, merged.stderr
+    folder = Path(json.loads(merged.stdout)["path"])
+    assert (folder / "config.json").is_file() and not (folder / "adapter_config.json").exists()
+    answers = run.predict(["Review 5: great film. Positive or negative?"])
+    assert isinstance(answers[0], str)  # a generated answer, as for sft

@@ -65,7 +65,8 @@ def test_a_toy_method_is_one_module_plus_one_registry_line(tiny_model_dir, conll
     from ftkit.engine.training import build_trainer, prepare
 
     config = load_config(task="ner", model=str(tiny_model_dir), data={"train": str(conll_sample)},
-                         training={"max_steps": 3, "batch_size": 4, "max_seq_length": 32, "save_steps": 3, "metric_for_best_model": "loss",
+                         training={"max_steps": 3, "batch_size": 4, "max_seq_length": 32, "save_steps": 3,
+                                   "metric_for_best_model": "loss",
                                    "device": "cpu"}, output={"dir": str(tmp_path)})
     prepared = prepare(config)
     assert prepared.recipe.name == "toy"
@@ -74,3 +75,11 @@ def test_a_toy_method_is_one_module_plus_one_registry_line(tiny_model_dir, conll
     assert sys.modules["toy_method"].CountingTrainer.steps == 3
     record = json.loads((tmp_path / "run" / "checkpoint-3" / CHECKPOINT_RECORD_FILE).read_text())
     assert record == {"task": "ner", "method": "toy", "model": str(tiny_model_dir), "generative": False}
+
+
+def test_training_throughput_leaves_out_the_time_spent_evaluating():
+    from ftkit.engine.training import resource_usage
+
+    usage = resource_usage([10, 30], {"train_runtime": 10.0, "train_samples_per_second": 4.0}, evaluation_seconds=2.0)
+    assert usage["train_tokens_per_second"] == pytest.approx(40 * 20 / 8)  # 40 examples of 20 tokens in 8 s
+    assert usage["evaluation_seconds"] == 2.0 and usage["train_runtime_seconds"] == 10.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ..runstore.lineage import is_run_reference
 from ..tasks import get_task
 from ..tasks.scoring import report_markdown
 
@@ -25,6 +26,8 @@ def base_model_id(model: str) -> str | None:
     from .models import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
 
     known = {DEFAULT_MODEL: DEFAULT_MODEL_HUB_ID, DEFAULT_CAUSAL_MODEL: DEFAULT_CAUSAL_HUB_ID}
+    if is_run_reference(model):  # another run's checkpoint (run:<id>/checkpoint-<step>): no hub id of its own
+        return None
     if model in known:
         return known[model]
     looks_like_hub_id = model.count("/") == 1 and not Path(model).expanduser().exists() and not model.startswith((".", "/", "~"))

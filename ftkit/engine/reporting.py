@@ -70,6 +70,7 @@ class EventCallback(TrainerCallback):
         self.last_progress = 0.0
         self.last_loss: float | None = None
         self.stop_requested = False
+        self.evaluation_seconds = 0.0  # validation passes inside this training call (not training time)
         self.samples_per_step = 1
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -119,6 +120,7 @@ class EventCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if any(key.startswith("test_") for key in metrics or {}):
             return  # the test split evaluated through Trainer.evaluate (a TRL trainer's): the engine records it
+        self.evaluation_seconds += float((metrics or {}).get("eval_runtime") or 0.0)
         metrics = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items()}
         self._write(state, {"type": "eval", "split": "validation", "step": state.global_step,
                             "epoch": state.epoch, "metrics": metrics, "best_metric_name": self.best_metric})

@@ -175,7 +175,8 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
     except torch.OutOfMemoryError as exc:
         raise FtkitError(f"out of memory: {str(exc).splitlines()[0]}. {models.oom_advice(config)}") from None
     if main:
-        store.set_record_fields(run_id, resources=resource_usage(prepared.recipe.train_lengths(trainer), output.metrics))
+        store.set_record_fields(run_id, resources=resource_usage(prepared.recipe.train_lengths(trainer), output.metrics,
+                                                                 callback.evaluation_seconds))
     if callback.stop_requested:
         if main:
             store.set_status(run_id, "stopped")
@@ -250,15 +251,21 @@ def peak_rss_bytes() -> int | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
-def resource_usage(lengths: list[int], train_metrics: dict[str, Any]) -> dict[str, Any]:
-    """Time, throughput (non-padding tokens; ``lengths``: per training example) and peak memory of the training
-    just finished."""
+def resource_usage(lengths: list[int], train_metrics: dict[str, Any], evaluation_seconds: float = 0.0) -> dict[str, Any]:
+    """Time, throughput and peak memory of the training just finished.
+
+    Throughput counts non-padding tokens (``lengths``: per training example) over the training time
+    less ``evaluation_seconds`` (the validation passes the Trainer's runtime includes), so it says how
+    fast the model trains whatever the evaluation schedule.
+    """
     runtime = train_metrics.get("train_runtime") or 0.0
     samples_seen = (train_metrics.get("train_samples_per_second") or 0.0) * runtime
     tokens = samples_seen * sum(lengths) / max(1, len(lengths))
+    training = runtime - evaluation_seconds
     usage = {
         "train_runtime_seconds": runtime,
-        "train_tokens_per_second": tokens / runtime if runtime else None,
+        "evaluation_seconds": evaluation_seconds,
+        "train_tokens_per_second": tokens / training if training > 0 else None,
         "peak_rss_bytes": peak_rss_bytes(),
     }
     if torch.cuda.is_available():
