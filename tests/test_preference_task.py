@@ -83,3 +83,16 @@ def test_trl_reads_conversational_rows_one_assistant_message_per_answer():
     assert trl.column_names == ["prompt", "chosen", "rejected"]
     assert trl[0]["chosen"] == [{"role": "assistant", "content": "positive"}]
     assert trl[0]["rejected"] == [{"role": "assistant", "content": "negative"}]
+
+
+def test_ftkit_data_shows_a_pairs_file_side_by_side_with_its_counts(shell, tmp_path, default_causal_dir):
+    from tests.test_magics import run_cell
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Review {i}: fine. Positive or negative?", "chosen": "positive",
+                                         "rejected": "negative"}) + "\n" for i in range(3)))
+    result, captured = run_cell(shell, f"%ftkit data {pairs} --task dpo --model {default_causal_dir} -n 2")
+    assert result.success, captured.stderr
+    html = " ".join(output.data.get("text/html", "") for output in captured.outputs)
+    assert "pairs" in html and "chosen tokens" in html  # the statistics
+    assert html.count('class="ftkit-pair"') == 2 and 'class="ftkit-trained"' in html  # the preview

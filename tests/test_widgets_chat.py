@@ -127,3 +127,20 @@ def test_a_run_answers_with_its_best_checkpoint_beside_its_base_model(runs_dir, 
     ask(chat, "Hi")
     assert chat.finetuned.streamed_text == expected["finetuned"].generate("Hi", max_new_tokens=TOKENS)
     assert "sft-chat" in chat.finetuned.title.value
+
+
+def test_any_two_runs_compare_a_dpo_run_beside_the_sft_run_it_started_from(runs_dir, tiny_llama_dir, lora_checkpoint,
+                                                                           expected):
+    store = RunStore()
+    sft = Run(store.create_run(Config(name="stage-sft", task="sft", model=str(tiny_llama_dir))), store)
+    shutil.copytree(lora_checkpoint, sft.dir / "checkpoint-4")  # what the dpo run started from
+    shutil.copytree(lora_checkpoint, sft.dir / "best")  # its best now
+    dpo = Run(store.create_run(Config(name="stage-dpo", task="dpo", model=f"run:{sft.id}/checkpoint-4")), store)
+    shutil.copytree(lora_checkpoint, dpo.dir / "best")
+    by_default = ChatWidget(dpo, max_new_tokens=TOKENS)  # a run beside the checkpoint it started from
+    assert "stage-sft" in by_default.base.title.value and "checkpoint-4" in by_default.base.title.value
+    chat = ChatWidget(dpo, base="run:stage-sft", max_new_tokens=TOKENS)
+    assert "compared with: stage-sft" in chat.base.title.value and "stage-dpo" in chat.finetuned.title.value
+    ask(chat, "Hi")
+    assert chat.base.streamed_text == expected["finetuned"].generate("Hi", max_new_tokens=TOKENS)  # the sft checkpoint
+    assert ChatWidget(dpo, base=sft).base.title.value == chat.base.title.value

@@ -50,3 +50,13 @@ class Recipe(ABC):
 
     def __repr__(self) -> str:
         return f"<recipe {self.name}>"
+
+
+def trainer_callbacks(config: "Config", callbacks: Sequence["TrainerCallback"]) -> list["TrainerCallback"]:
+    """The engine's callbacks, plus early stopping when ``training.early_stopping_patience`` asks for it."""
+    from transformers import EarlyStoppingCallback
+
+    callbacks = list(callbacks)
+    if config.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
+    return callbacks

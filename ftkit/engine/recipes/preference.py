@@ -12,16 +12,17 @@ weights the method's reference (where it has one) is a frozen copy, which TRL lo
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
-from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers import TrainerCallback
 
 from ...errors import ConfigError
 from .. import adapters, models
 from ..arguments import training_arguments
 from ..trainer import AtomicCheckpoints
-from .base import Recipe, Report
+from .base import Recipe, Report, trainer_callbacks
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -34,9 +35,9 @@ class PreferenceRecipe(Recipe):
 
     answer_columns: ClassVar[tuple[str, ...]] = ("chosen_ids", "rejected_ids")  # TRL's tokenised answers
 
+    @abstractmethod
     def trainer_classes(self) -> tuple[type, type]:
         """(the TRL trainer with ftkit's checkpoints mixed in, its arguments class)."""
-        raise NotImplementedError
 
     def method_arguments(self, config: "Config") -> dict[str, Any]:
         """The method's own fields of its TRL config, from ftkit's schema (``training.beta``, ...)."""
@@ -72,9 +73,7 @@ class PreferenceRecipe(Recipe):
         config = prepared.config
         trainer_class, args_class = self.trainer_classes()
         args = training_arguments(config, output_dir, args_class, **self.method_arguments(config))
-        callbacks = list(callbacks)
-        if config.training.early_stopping_patience:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
+        callbacks = trainer_callbacks(config, callbacks)
         lora = (adapters.lora_config(prepared.model, config.adapter, prepared.task)
                 if config.adapter.kind == "lora" and not adapters.is_peft_model(prepared.model) else None)
         with models.quiet_loading():

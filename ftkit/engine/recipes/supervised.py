@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers import TrainerCallback
 
 from ...errors import FtkitError
 from ...runstore.layout import CACHE_DIR
@@ -19,7 +19,7 @@ from .. import adapters, evaluate, models
 from ..arguments import padding_free, training_arguments
 from ..packing import packed_collator
 from ..trainer import FtkitTrainer
-from .base import Recipe, Report
+from .base import Recipe, Report, trainer_callbacks
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -57,9 +57,7 @@ class SupervisedRecipe(Recipe):
                       callbacks: Sequence[TrainerCallback] = ()) -> FtkitTrainer:
         config, task = prepared.config, prepared.task
         args = training_arguments(config, output_dir)
-        callbacks = list(callbacks)
-        if config.training.early_stopping_patience:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
+        callbacks = trainer_callbacks(config, callbacks)
         cuda = not args.use_cpu
         compute_metrics = evaluate.make_compute_metrics(task, dict(enumerate(prepared.labels)))
         trainer = FtkitTrainer(
