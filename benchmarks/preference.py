@@ -22,6 +22,7 @@ memory at most 1.1x; the tuned model right far more often than the base model.
     .venv/bin/python benchmarks/preference.py --tiny             # seconds: a tiny random llama, a dry run
     .venv/bin/python benchmarks/preference.py                    # 60 steps of 8 pairs, 500 train, 200 dev
     .venv/bin/python benchmarks/preference.py --steps 30 --json dpo.json
+    .venv/bin/python benchmarks/preference.py --choose-lr 5e-5 2e-4 1e-3 --steps 20 --validation-examples 48
 
 Both trainings use ftkit's warmup (10%) and weight decay (0.01), fp32 on CPU and no gradient
 checkpointing (TRL's configs turn it on; ftkit leaves it off for a model this size), so the
@@ -114,16 +115,16 @@ def run_trl(args: argparse.Namespace, model: str, train_file: Path, work: Path) 
 
 
 def run_ftkit(args: argparse.Namespace, model: str, train_file: Path, validation_file: Path,
-              work: Path) -> dict[str, Any]:
+              work: Path, evaluations: int = 1) -> dict[str, Any]:
     import ftkit
 
     config = ftkit.load_config({
-        "name": "bench-dpo", "task": "dpo", "model": model,
+        "name": f"bench-dpo-{args.learning_rate:g}", "task": "dpo", "model": model,
         "data": {"train": str(train_file), "validation": str(validation_file), "prompt_template": PROMPT_TEMPLATE,
                  "chosen_column": "label", "answer_map": dict(ANSWER_MAP)},
         "adapter": {"kind": "lora", "r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout},
         "training": {"batch_size": args.batch_size, "learning_rate": args.learning_rate, "max_steps": args.steps,
-                     "eval_steps": args.steps, "save_steps": args.steps, "logging_steps": max(1, args.steps // 6),
+                     "eval_steps": args.steps // evaluations, "save_steps": args.steps, "logging_steps": max(1, args.steps // 6),
                      "seed": args.seed, "beta": args.beta},
         "output": {"dir": str(work / "ftkit-runs"), "save_predictions": False},
     }, overrides=args.overrides)
@@ -138,7 +139,22 @@ def run_ftkit(args: argparse.Namespace, model: str, train_file: Path, validation
             "train_tokens_per_second": usage.get("train_tokens_per_second"),
             "peak_rss_bytes": usage.get("peak_rss_bytes"),
             "trainable_parameters": record.get("parameters", {}).get("trainable"),
-            "wall_seconds": wall, "checkpoint": str(run.checkpoint_path()), "reported_metrics": run.metrics}
+            "wall_seconds": wall, "checkpoint": str(run.checkpoint_path()), "reported_metrics": run.metrics,
+            "validation_history": [m for m in run.info()["metric_history"] if m["split"] == "validation"]}
+
+
+def choose_learning_rate(args: argparse.Namespace, model: str, train_file: Path, validation_file: Path,
+                         work: Path) -> None:
+    """ftkit runs at each rate of ``--choose-lr``, scored on the held-out validation pairs only (how the
+    default was chosen: never on the dev sentences the comparison scores)."""
+    print(f"{'lr':>8}  validation loss per evaluation   reward accuracy   reward margin   (steps {args.steps})")
+    for rate in args.choose_lr:
+        args.learning_rate = rate
+        history = run_ftkit(args, model, train_file, validation_file, work, evaluations=2)["validation_history"]
+        curve = {name: [round(m["value"], 3) for m in history if m["name"] == name]
+                 for name in ("loss", "rewards/accuracies", "rewards/margins")}
+        print(f"{rate:>8g}  {' / '.join(map(str, curve['loss'])):<32}  {curve['rewards/accuracies'][-1]:<16}  "
+              f"{curve['rewards/margins'][-1]}", flush=True)
 
 
 # ----- evaluation: generations, label likelihood, implicit rewards against the base model -----------------
@@ -229,6 +245,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a seconds-long dry run with a tiny random llama")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--work-dir", help="keep runs, adapters and data subsets here (default: a temporary folder)")
+    parser.add_argument("--choose-lr", type=float, nargs="+", metavar="LR",
+                        help="instead of the comparison: ftkit runs of --steps at each rate, scored on the held-out "
+                             "validation pairs (how the default was chosen)")
     parser.add_argument("--trl-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trl_worker:
@@ -255,6 +274,9 @@ def main() -> None:
     validation_file = write_tsv(work / "validation.tsv",
                                 dev[args.eval_examples:args.eval_examples + args.validation_examples])
 
+    if args.choose_lr:
+        choose_learning_rate(args, model, train_file, validation_file, work)
+        return
     import os
 
     results: dict[str, Any] = {"train_examples": len(train_rows), "eval_examples": len(eval_rows),

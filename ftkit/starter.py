@@ -1,8 +1,8 @@
 """`ftkit init TASK`: a commented starter config, written from the schema itself.
 
 Every key of ``ftkit.config`` appears with its help text as a comment: the few a first run needs
-are set, the rest are commented out at their defaults. Keys that only another task reads (its
-``form_fields``) are left out. Nothing here is written per task by hand, so a new config key or a
+are set, the rest are commented out at their defaults. Keys that only other tasks read (their
+``form_fields``, and not this task's) are left out. Nothing here is written per task by hand, so a new config key or a
 new task shows up in the starter as soon as it is in the schema or the registry.
 """
 
@@ -25,7 +25,8 @@ WIDTH = 100
 def starter_config(task: str) -> str:
     """A commented YAML config for ``task`` that `load_config` reads as it is."""
     chosen = get_task(task)
-    other_tasks_keys = {key for other in all_tasks() if other.name != chosen.name for key in other.form_fields}
+    other_tasks_keys = {key for other in all_tasks() if other.name != chosen.name
+                        for key in other.form_fields} - set(chosen.form_fields)
     suffix = chosen.file_suffixes[0] if chosen.file_suffixes else ".jsonl"
     values: dict[str, Any] = {
         "task": chosen.name, "model": "default", "name": f"my-{chosen.name}",

@@ -21,7 +21,8 @@ from .test_cli_light import cli_without_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = {"ner": ROOT / "examples" / "ner-conll.yaml", "classification": ROOT / "examples" / "classification-sst2.yaml",
-            "sft": ROOT / "examples" / "sft-sst2.yaml"}
+            "sft": ROOT / "examples" / "sft-sst2.yaml", "dpo": ROOT / "examples" / "dpo-sst2.yaml",
+            "orpo": ROOT / "examples" / "orpo-sst2.yaml", "kto": ROOT / "examples" / "kto-sst2.yaml"}
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
 
 
@@ -50,7 +51,8 @@ def test_ftkit_init_writes_a_commented_config_that_load_config_reads(task, tmp_p
     assert config.task == task
     assert Path(config.data.train).parent == tmp_path / "configs" / "data", "placeholder paths next to the config"
     text = path.read_text()
-    others = {key for other in all_tasks() if other.name != task for key in other.form_fields}
+    others = {key for other in all_tasks() if other.name != task for key in other.form_fields} - set(
+        get_task(task).form_fields)
     for key, _, field in schema_fields():
         name = key.rsplit(".", 1)[-1]
         shown = f"  {name}:" in text or f"# {name}:" in text or text.startswith(f"{name}:") or f"\n{name}:" in text

@@ -34,11 +34,12 @@ def test_kto_reads_a_table_through_the_completion_and_label_columns():
         ("2+2?", "4", True), ("capital of France?", "Berlin", False)]
 
 
-def test_pairs_given_to_kto_and_labelled_answers_given_to_dpo_name_the_task_that_reads_them(tmp_path):
+def test_kto_unpairs_pairs_and_dpo_refuses_labelled_answers_naming_kto(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"prompt": "hi", "chosen": "hello", "rejected": "go away"}) + "\n")
-    with pytest.raises(DataError, match="use task: dpo"):
-        ftkit.load_data(str(pairs), "kto")
+    rows = ftkit.load_data(str(pairs), "kto")["train"]
+    assert [(row["completion"], row["label"], row["origin"]) for row in rows] == [
+        ("hello", True, f"{pairs}:1"), ("go away", False, f"{pairs}:1")]
     answers = tmp_path / "answers.jsonl"
     answers.write_text(json.dumps({"prompt": "hi", "completion": "hello", "label": True}) + "\n")
     with pytest.raises(DataError, match="use task: kto"):
@@ -48,7 +49,7 @@ def test_pairs_given_to_kto_and_labelled_answers_given_to_dpo_name_the_task_that
 def test_a_prompt_template_without_the_answer_columns_is_refused_with_what_to_set():
     with pytest.raises(DataError, match="needs data.chosen_column"):
         ftkit.load_data(SST2_LIKE, "dpo", prompt_template="{sentence}")
-    with pytest.raises(DataError, match="needs data.completion_column .* and data.label_column"):
+    with pytest.raises(DataError, match="needs data.completion_column .* and data.label_column .*, or data.chosen_column"):
         ftkit.load_data(SST2_LIKE, "kto", prompt_template="{sentence}", completion_column="label")
 
 

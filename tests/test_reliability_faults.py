@@ -73,15 +73,15 @@ if faults and "ftkit.engine.worker" in sys.orig_argv and "train" in sys.orig_arg
                 os.close(fd)
 
         if faults["fill_disk"] == "predictions":
-            import ftkit.engine.training as training
+            from ftkit.tasks.ner import NerTask  # the task of the run this fault is injected into
 
-            save_predictions = training.save_split_predictions
+            save_predictions = NerTask.save_predictions
 
-            def save_on_a_full_disk(*args, **kwargs):
+            def save_on_a_full_disk(self, *args, **kwargs):
                 fill_disk()
-                return save_predictions(*args, **kwargs)
+                return save_predictions(self, *args, **kwargs)
 
-            training.save_split_predictions = save_on_a_full_disk
+            NerTask.save_predictions = save_on_a_full_disk
         else:
             train_step = transformers.Trainer.training_step
 

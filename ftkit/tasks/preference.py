@@ -234,15 +234,17 @@ class KtoTask(DpoTask):
                                   "origin": datasets.Value("string")})
 
     def records_from_table(self, table: "Table", options: "DataConfig") -> "Table":
-        """The prompt from ``data.prompt_template``, the answer from ``data.completion_column`` and whether it is
-        desirable from ``data.label_column``."""
+        """Pairs as for dpo (``data.chosen_column``, ...), else the prompt from ``data.prompt_template``, the
+        answer from ``data.completion_column`` and whether it is desirable from ``data.label_column``."""
         from ..data.chat import instructions_from_table
         from ..data.formats import Table
 
+        if options.chosen_column:
+            return super().records_from_table(table, options)
         if not (options.completion_column and options.label_column):
             raise DataError("kto with data.prompt_template needs data.completion_column (the answer) and "
-                            "data.label_column (true when the answer is desirable); the columns are "
-                            f"{', '.join(table.columns)}", table.path)
+                            "data.label_column (true when the answer is desirable), or data.chosen_column for "
+                            f"pairs; the columns are {', '.join(table.columns)}", table.path)
         if options.label_column not in table.columns:
             raise DataError(f"column {options.label_column!r} (data.label_column) is not in the data; the columns "
                             f"are {', '.join(table.columns)}", table.path)
@@ -252,13 +254,20 @@ class KtoTask(DpoTask):
                       "label": table.columns[options.label_column]}, table.source, table.path, table.lines)
 
     def check_format(self, records: Any, table: "Table") -> None:
-        if records.paired:
-            raise DataError("kto trains on answers labelled good or bad (prompt, completion, label), but these are "
-                            "pairs (prompt, chosen, rejected): use task: dpo, or orpo", table.path)
+        """Any preference records will do: a pair is two labelled answers (see ``canonical_columns``)."""
 
     def canonical_columns(self, records: Any) -> dict[str, list]:
-        return {"prompt": records.prompts, "completion": records.completions, "label": records.labels,
-                "format": [records.format] * len(records), "origin": records.origins}
+        """Labelled answers as they are; each pair becomes its chosen answer (desirable) and its rejected one
+        (not), as TRL's ``unpair_preference_dataset`` does."""
+        if not records.paired:
+            return {"prompt": records.prompts, "completion": records.completions, "label": records.labels,
+                    "format": [records.format] * len(records), "origin": records.origins}
+        twice = [value for value in records.prompts for _ in (0, 1)]
+        return {"prompt": twice,
+                "completion": [answer for pair in zip(records.chosen, records.rejected) for answer in pair],
+                "label": [desirable for _ in records.prompts for desirable in (True, False)],
+                "format": [records.format] * len(twice),
+                "origin": [origin for origin in records.origins for _ in (0, 1)]}
 
     def answers(self, row: Mapping[str, Any]) -> list[tuple[str, str]]:
         return [("desirable" if row["label"] else "undesirable", row["completion"])]
