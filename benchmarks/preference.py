@@ -35,7 +35,6 @@ import argparse
 import json
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sft import ANSWER_MAP, CHOICES, DATA, PROMPT_TEMPLATE, _num, _share, answer_of, prompt_of, read_tsv, tiny_llama, write_tsv  # noqa: E402
+from sft import (ANSWER_MAP, CHOICES, DATA, PROMPT_TEMPLATE, _num, _share, answer_of, prompt_of, read_tsv,  # noqa: E402
+                 run_trl, tiny_llama, write_tsv)
 
 
 def rejected_of(row: dict[str, str]) -> str:
@@ -93,22 +93,6 @@ def trl_worker(spec_file: str) -> None:
         "trainable_parameters": trainable, "train_loss": metrics.get("train_loss"),
         "process_seconds": time.perf_counter() - started,
     }))
-
-
-def run_trl(args: argparse.Namespace, model: str, train_file: Path, work: Path) -> dict[str, Any]:
-    spec = {"model": model, "train": str(train_file), "out": str(work / "trl-out"), "adapter": str(work / "trl-adapter"),
-            "result": str(work / "trl-result.json"), "steps": args.steps, "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate, "seed": args.seed, "lora_r": args.lora_r, "beta": args.beta,
-            "lora_alpha": args.lora_alpha, "lora_dropout": args.lora_dropout}
-    spec_file = work / "trl-spec.json"
-    spec_file.write_text(json.dumps(spec))
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--trl-worker", str(spec_file)], capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"the TRL reference failed:\n{done.stderr[-3000:]}")
-    result = json.loads(Path(spec["result"]).read_text())
-    return {**result, "wall_seconds": wall, "checkpoint": spec["adapter"]}
 
 
 # ----- (b) ftkit's product path --------------------------------------------------------------------------
@@ -284,7 +268,7 @@ def main() -> None:
     base = score(model_dir, eval_rows, args)
     if "base" not in args.skip:
         results["base"] = quality(base, base, eval_rows, args.beta)
-    for key, train in (("trl", lambda: run_trl(args, model_dir, train_file, work)),
+    for key, train in (("trl", lambda: run_trl(args, model_dir, train_file, work, __file__, beta=args.beta)),
                        ("ftkit", lambda: run_ftkit(args, model, train_file, validation_file, work))):
         if key in args.skip:
             continue

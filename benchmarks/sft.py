@@ -117,15 +117,20 @@ def trl_worker(spec_file: str) -> None:
     }))
 
 
-def run_trl(args: argparse.Namespace, model: str, train_file: Path, work: Path) -> dict[str, Any]:
+def run_trl(args: argparse.Namespace, model: str, train_file: Path, work: Path, script: str = __file__,
+            **settings: Any) -> dict[str, Any]:
+    """``script --trl-worker SPEC`` in its own process (its peak RSS is its own), and the figures it wrote.
+
+    ``benchmarks/preference.py`` runs its DPO script through here too, with its own ``settings`` (beta).
+    """
     spec = {"model": model, "train": str(train_file), "out": str(work / "trl-out"), "adapter": str(work / "trl-adapter"),
             "result": str(work / "trl-result.json"), "steps": args.steps, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate, "seed": args.seed, "lora_r": args.lora_r,
-            "lora_alpha": args.lora_alpha, "lora_dropout": args.lora_dropout}
+            "lora_alpha": args.lora_alpha, "lora_dropout": args.lora_dropout, **settings}
     spec_file = work / "trl-spec.json"
     spec_file.write_text(json.dumps(spec))
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--trl-worker", str(spec_file)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, script, "--trl-worker", str(spec_file)], capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"the TRL reference failed:\n{done.stderr[-3000:]}")

@@ -146,6 +146,7 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
 
     callback = EventCallback(store, run_id, config.best_metric, adapter_only=config.adapter.kind == "lora")
     trainer = build_trainer(prepared, folder, [callback])  # a preference trainer tokenises and wraps LoRA here
+    lengths = prepared.recipe.train_lengths(trainer) if main else []  # tokens per example: the estimate, tokens/s
     if main:
         log(f"model {config.model} ({prepared.source}), adapter {config.adapter.kind}, method {prepared.recipe.name}: "
             f"{adapters.describe_parameters(prepared.model)}")
@@ -157,7 +158,7 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
             log("dropped, as truncation cut everything they train on: "
                 + ", ".join(f"{s} {n}" for s, n in dropped.items()))
         batch_size = 64 if config.training.batch_size == "auto" else int(config.training.batch_size)
-        longest = max(prepared.recipe.train_lengths(trainer), default=config.training.max_seq_length)
+        longest = max(lengths, default=config.training.max_seq_length)
         estimate = models.estimate_peak_memory(prepared.source, config.task, config.adapter.kind, batch_size, longest)
         log(f"estimated peak memory: {models.describe_memory(estimate)}")
         trainable, total = adapters.parameter_counts(prepared.model)
@@ -175,7 +176,7 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
     except torch.OutOfMemoryError as exc:
         raise FtkitError(f"out of memory: {str(exc).splitlines()[0]}. {models.oom_advice(config)}") from None
     if main:
-        store.set_record_fields(run_id, resources=resource_usage(prepared.recipe.train_lengths(trainer), output.metrics,
+        store.set_record_fields(run_id, resources=resource_usage(lengths, output.metrics,
                                                                  callback.evaluation_seconds))
     if callback.stop_requested:
         if main:

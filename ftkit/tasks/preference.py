@@ -59,12 +59,12 @@ class DpoTask(SftTask):
 
     # ----- data ---------------------------------------------------------------------------------------
     def features(self) -> "datasets.Features":
+        """The prompt as messages, kto's label a bool, every other column (answers, format, origin) text."""
         import datasets
 
         message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
-        return datasets.Features({"prompt": datasets.List(message), "chosen": datasets.Value("string"),
-                                  "rejected": datasets.Value("string"), "format": datasets.Value("string"),
-                                  "origin": datasets.Value("string")})
+        typed = {"prompt": datasets.List(message), "label": datasets.Value("bool")}
+        return datasets.Features({column: typed.get(column, datasets.Value("string")) for column in self.columns})
 
     def canonical(self, table: "Table", options: "DataConfig") -> "Table":
         """Explicit or implicit pairs, or any table through ``data.prompt_template`` and the answer columns."""
@@ -224,14 +224,6 @@ class KtoTask(DpoTask):
     answer_columns = ("completion",)
     example_noun = "answers"
     distribution_title = "desirable answers"
-
-    def features(self) -> "datasets.Features":
-        import datasets
-
-        message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
-        return datasets.Features({"prompt": datasets.List(message), "completion": datasets.Value("string"),
-                                  "label": datasets.Value("bool"), "format": datasets.Value("string"),
-                                  "origin": datasets.Value("string")})
 
     def records_from_table(self, table: "Table", options: "DataConfig") -> "Table":
         """Pairs as for dpo (``data.chosen_column``, ...), else the prompt from ``data.prompt_template``, the
