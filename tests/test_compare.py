@@ -315,3 +315,31 @@ def test_every_curve_the_runs_report_is_compared_and_only_evaluations_are_metric
     metrics = {m["name"]: m["values"] for m in data["metrics"]}
     assert metrics["validation_rewards/accuracies"] == [0.8, 0.8, None]
     assert not any(name.startswith(("rewards/", "logps/")) for name in metrics)
+
+
+def test_generative_runs_compare_their_exact_match_like_any_evaluation_score(store):
+    """What the panel and the notebook's overlaid curves draw: validation_exact_match is an evaluation
+    curve and metric of each run; how many answers an evaluation generated and in how long are neither."""
+    from ftkit.notebook.widgets.compare import CompareCurves
+
+    def generative(name: str, scores: list[float]) -> Run:
+        run = add_run(store, name, logs=[(10, 1.0), (20, 0.8)])
+        for step, score in zip((10, 20), scores):
+            store.append_event(run.id, {
+                "type": "eval", "split": "validation", "step": step, "best_metric_name": "loss",
+                "metrics": {"loss": 0.5, "exact_match": score, "samples": 64, "generation_seconds": 9.4},
+                "answers": [{"prompt": "2+2?", "reference": "4", "generation": "4", "match": True}]})
+        return run
+
+    first, second = generative("lr-1e-4", [0.5, 0.75]), generative("lr-1e-3", [0.25])
+    data = comparison([first, second])
+    assert data["curves"]["validation_exact_match"] == {first.id: [[10, 0.5], [20, 0.75]], second.id: [[10, 0.25]]}
+    assert [m["name"] for m in data["metrics"]] == ["validation_loss", "validation_exact_match"]
+    assert not {"validation_samples", "validation_generation_seconds"} & set(data["curves"])
+    curves = CompareCurves([first, second], follow=False)
+    try:
+        assert "validation_exact_match" in curves.curve_picker.options
+        curves.curve_picker.value = "validation_exact_match"
+        assert curves.metric_sources[first.id].data == {"step": [10, 20], "value": [0.5, 0.75]}
+    finally:
+        curves.close()

@@ -245,3 +245,42 @@ def test_curves_and_metrics_named_with_a_slash_reach_the_index_and_back(tmp_path
     assert detail["metrics"] == RunState.from_events(PREFERENCE_STREAM).metrics
     assert detail["metrics"]["validation"]["rewards/accuracies"] == 0.7
     assert detail["best_metric"] == {"name": "validation_loss", "value": 0.6}
+
+
+def generation_eval(step: int, exact_match: float, split: str = "validation", answers: bool = True) -> dict:
+    """A validation evaluation that generated answers, as the engine writes it with ``generate_every``."""
+    event = {"t": float(step), "type": "eval", "split": split, "step": step, "epoch": step / 64,
+             "best_metric_name": "exact_match",
+             "metrics": {"loss": 0.41, "perplexity": 1.5, "runtime": 3.1, "exact_match": exact_match,
+                         "label_accuracy": 0.86, "stopped": 1.0, "samples": 64, "generation_seconds": 9.4}}
+    if answers:
+        event["answers"] = [{"prompt": f"Review {i}\nIs this review positive or negative?", "reference": "positive",
+                             "generation": "positive" if i else "negative", "match": bool(i)} for i in range(8)]
+    return event
+
+
+def test_how_many_answers_were_generated_and_in_how_long_are_no_curves():
+    state = RunState.from_events([generation_eval(20, 0.81), generation_eval(40, 0.9, split="test", answers=False)])
+    assert state.curves["validation_exact_match"] == [(20, 0.81)] and state.curves["test_exact_match"] == [(40, 0.9)]
+    assert state.logged.metric_names == ["validation_loss", "validation_perplexity", "validation_exact_match",
+                                         "validation_label_accuracy", "validation_stopped", "test_loss",
+                                         "test_perplexity", "test_exact_match", "test_label_accuracy", "test_stopped"]
+    assert not any(name.endswith(("_samples", "_generation_seconds", "_runtime")) for name in state.curves)
+    assert state.metrics["validation"]["generation_seconds"] == 9.4  # still a figure of the evaluation
+
+
+def test_the_fold_keeps_the_answers_of_the_latest_validation_evaluation_alone():
+    state = RunState()
+    first = state.apply(generation_eval(20, 0.5))
+    assert state.answered["step"] == 20 and state.answered["metrics"]["generation_seconds"] == 9.4
+    assert [answer["match"] for answer in state.answered["answers"]] == [False] + [True] * 7
+    later = generation_eval(40, 0.75)
+    later["answers"][0]["generation"] = "positive"
+    state.apply(later)
+    state.apply({"type": "eval", "split": "validation", "step": 50, "metrics": {"loss": 0.3}})  # no generation
+    state.apply({**generation_eval(60, 0.8, split="test"), "answers": [{"prompt": "a test answer"}]})
+    assert state.answered["step"] == 40 and state.answered["answers"][0]["generation"] == "positive"
+    # the answers of earlier evaluations are not kept: every evaluation is held without its answers
+    assert [evaluation["step"] for evaluation in state.evaluations] == [20, 40, 50, 60]
+    assert not any("answers" in evaluation for evaluation in (first.evaluation, *state.evaluations))
+    assert RunState.from_events([generation_eval(20, 0.5, answers=False)]).answered is None

@@ -1,5 +1,5 @@
-"""RunMonitor follows a run's event stream: progress, the logged curves, evaluation table, stop and the
-result in its place, why a plot is empty, errors, re-attach."""
+"""RunMonitor follows a run's event stream: progress, the logged curves, evaluation table, generated
+answers, stop and the result in its place, why a plot is empty, errors, re-attach."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from IPython.utils.capture import capture_output
 
 import ftkit.rendering
 import ftkit.runs
-from ftkit.config import Config
+from ftkit.config import Config, load_config
 from ftkit.runs import Run
 from ftkit.runstore import RunStore
 from ftkit.notebook.widgets import register_run_formatter
@@ -397,3 +397,81 @@ def test_a_run_that_logs_no_learning_rate_nor_gradient_norm_shows_no_optimizer_p
     train(store, run, logged=LOGGED[1:2])
     monitor.poll()
     assert monitor.optimizer_figure.visible
+
+
+def evaluation_with_answers(store: RunStore, run: Run, step: int, exact_match: float, ranked_by: str = "loss",
+                            **changed: float) -> None:
+    """A validation evaluation that generated answers for 64 examples in 9.4 s, 8 of them shown."""
+    answers = [{"prompt": "Review: a gorgeous film\nIs this review positive or negative?", "reference": "positive",
+                "generation": "positive", "match": True},
+               {"prompt": "Review: " + "long " * 40 + "\nIs this review positive or negative?",
+                "reference": "negative", "generation": "<b>positive</b>", "match": False}] * 4
+    store.append_event(run.id, {"type": "eval", "split": "validation", "step": step, "epoch": step / 64,
+                                "best_metric_name": ranked_by,
+                                "metrics": {"loss": 0.41, "perplexity": 1.5, "runtime": 3.1, "exact_match": exact_match,
+                                            "label_accuracy": 0.86, "stopped": 1.0, "samples": 64,
+                                            "generation_seconds": 9.4, **changed},
+                                "answers": answers})
+
+
+def test_exact_match_is_a_curve_of_its_own_beside_label_accuracy_on_a_zero_to_one_scale(store, run):
+    train(store, run, logged=LOGGED[:4])
+    monitor = RunMonitor(run, follow=False)
+    evaluation_with_answers(store, run, 10, exact_match=0.5)
+    evaluation_with_answers(store, run, 20, exact_match=0.81)
+    monitor.poll()
+    assert curve(monitor, "validation_exact_match") == [(10, 0.5), (20, 0.81)]
+    assert curve(monitor, "validation_label_accuracy") == [(10, 0.86), (20, 0.86)]
+    answers = monitor.group_figures["answers"]
+    assert legend_labels(answers) == ["validation exact_match", "validation label_accuracy"]
+    assert (answers.y_range.start, answers.y_range.end) == (0, 1.02) and answers.x_range is monitor.figure.x_range
+    assert monitor.plot._model.children[-1] is answers
+    # not on the loss axis, and what describes the evaluation (its examples, its seconds) is no curve at all
+    assert not {monitor.curve_sources[name] for name in ("validation_exact_match", "validation_label_accuracy")} \
+        & {renderer.data_source for renderer in monitor.figure.renderers}
+    assert set(monitor.curve_sources) == {"loss", "learning_rate", "grad_norm", "validation_exact_match",
+                                          "validation_label_accuracy"}
+    assert curve(RunMonitor(run, follow=False), "validation_exact_match") == curve(monitor, "validation_exact_match")
+
+
+def test_a_run_ranked_by_exact_match_draws_it_beside_the_loss_on_the_metric_axis(store, runs_dir):
+    config = load_config(name="ranked", task="sft", training={"metric_for_best_model": "exact_match"})
+    run = Run(store.create_run(config), store)
+    evaluation_with_answers(store, run, 10, exact_match=0.5, ranked_by="exact_match")
+    monitor = RunMonitor(run, follow=False)
+    assert monitor.eval_source.data["metric"] == [0.5] and monitor.eval_source.data["eval_loss"] == [0.41]
+    assert monitor.figure.extra_y_ranges["metric"].end == 1.02
+    assert "validation exact_match" in legend_labels(monitor.figure)
+    assert legend_labels(monitor.group_figures["answers"]) == ["validation label_accuracy"]  # drawn once
+
+
+def test_the_latest_validation_answers_show_under_the_figures_with_what_generating_them_cost(store, run):
+    train(store, run, logged=LOGGED[:2])
+    store.append_event(run.id, {"type": "eval", "split": "validation", "step": 10, "best_metric_name": "loss",
+                                "metrics": {"loss": 0.5, "perplexity": 1.6, "runtime": 3.0}})
+    monitor = RunMonitor(run, follow=False)
+    assert monitor.answers.value == "" and "answers" not in monitor.group_figures  # none generated yet: none of it
+    assert "answers at step" not in monitor.summary_html()
+
+    evaluation_with_answers(store, run, 20, exact_match=0.81)
+    monitor.poll()
+    title, cost, table = ElementTree.fromstring(monitor.answers.value)
+    assert title.text == "validation answers at step 20"
+    assert cost.text == "answers generated for 64 validation examples in 9.4 s per evaluation"
+    assert [th.text for th in table.iter("th")] == ["prompt", "reference", "generation", "match"]
+    rows = [[td for td in row] for row in table.find("tbody")]
+    assert len(rows) == 8
+    prompt, reference, generation, match = rows[1]
+    assert prompt[0].text == "Review: " + "long " * 10 + "l…"  # on one line, cut to 60 characters
+    assert 'title="Review: ' + "long " * 40 + '\nIs this review positive or negative?"' in monitor.answers.value
+    assert (reference[0].text, generation[0].text, match.text) == ("negative", "<b>positive</b>", "✗")  # escaped
+    assert [row[3].text for row in rows[:2]] == ["✓", "✗"]
+    assert monitor.answers.value in monitor.summary_html()  # the picture where widgets do not render
+
+    store.append_event(run.id, {"type": "eval", "split": "validation", "step": 30, "metrics": {"loss": 0.4}})
+    monitor.poll()
+    assert ElementTree.fromstring(monitor.answers.value)[0].text == "validation answers at step 20"
+    evaluation_with_answers(store, run, 40, exact_match=0.9, generation_seconds=12.3)
+    monitor.poll()
+    title, cost, _ = ElementTree.fromstring(monitor.answers.value)
+    assert title.text == "validation answers at step 40" and "in 12.3 s per evaluation" in cost.text

@@ -42,8 +42,9 @@ PHASES = ("waiting for device", "starting", "reading data", "tokenising", "loadi
 # ``rewards/chosen``, comes under the event's ``values``. Progress events repeat the last logged loss
 # at later steps, so a curve drawn from them runs one logging interval late.
 CURVES = ("loss", "learning_rate", "grad_norm")
-# Evaluation figures about the evaluation itself (the Trainer's timing), not about the model: never a curve.
-BOOKKEEPING = ("epoch", "runtime", "samples_per_second", "steps_per_second")
+# Evaluation figures about the evaluation itself (the Trainer's timing; how many answers a generative
+# evaluation generated, and in how long), not about the model: never a curve.
+BOOKKEEPING = ("epoch", "runtime", "samples_per_second", "steps_per_second", "samples", "generation_seconds")
 _decode = json.JSONDecoder().decode  # json.loads less its per-call checks: most of a big stream's time goes here
 
 
@@ -160,7 +161,7 @@ class Update:
     kind: str
     summary: dict[str, Any] = field(default_factory=dict)  # index columns: status, step, loss, best_metric, updated...
     metrics: list[dict[str, Any]] = field(default_factory=list)  # new values: split, step, epoch, name, value, t
-    evaluation: dict[str, Any] | None = None  # the eval event, as folded
+    evaluation: dict[str, Any] | None = None  # the eval event, as folded (less its answers: `RunState.answered`)
     checkpoint: dict[str, Any] | None = None  # a new checkpoint: step, name, size, adapter_only, metrics, t
     kept: list[int] | None = None  # after rotation: the steps of the checkpoints still on disk
     deleted_step: int | None = None
@@ -188,7 +189,10 @@ class RunState:
     progress: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # the latest value per split and name
     metric_history: list[dict[str, Any]] = field(default_factory=list)
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)  # each eval event less its answers
+    # The latest SELECTION_SPLIT evaluation that generated answers, with them ({"prompt", "reference",
+    # "generation", "match"} each): only the latest, so a long run's answers do not pile up in memory.
+    answered: dict[str, Any] | None = None
     best_metric: dict[str, Any] | None = None  # the best on SELECTION_SPLIT: {"name": "validation_f1", "value": 0.91}
     checkpoints: dict[int, dict[str, Any]] = field(default_factory=dict)
     last_checkpoint: int | None = None
@@ -282,8 +286,12 @@ class RunState:
 
     def _apply_eval(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
         split, metrics = event["split"], event.get("metrics") or {}
-        evaluation = {**event, "metrics": dict(metrics)}
+        evaluation = {key: value for key, value in event.items() if key != "answers"} | {"metrics": dict(metrics)}
         self.evaluations.append(evaluation)
+        answers = event.get("answers")
+        answers = [answer for answer in answers if isinstance(answer, Mapping)] if isinstance(answers, list) else []
+        if split == SELECTION_SPLIT and answers:
+            self.answered = {**evaluation, "answers": answers}
         update.evaluation = evaluation
         update.curve_points, update.rewound_curves = self.logged.apply(event)
         for name, value in metrics.items():

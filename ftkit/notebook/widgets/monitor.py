@@ -21,7 +21,7 @@ import math
 import os
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import ipywidgets as widgets
 from bokeh.core.json_encoder import serialize_json
@@ -33,7 +33,7 @@ from jupyter_bokeh import BokehModel
 from ...config import Config
 from ...runstore.events import CURVES, FINAL_STATUSES, RunState, phase_text
 from ...runstore.layout import LOG_FILE, SELECTION_SPLIT
-from ...rendering import ensure_bokehjs, escape
+from ...rendering import ensure_bokehjs, escape, html_table
 from ..display import (eval_table_html, outcome_text, progress_text, run_summary_html, run_summary_text,
                        status_badge_html)
 from ...runs import Run, get
@@ -45,17 +45,20 @@ TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 SIZE = {"sizing_mode": "stretch_width", "min_width": 420}
 # The lines of a group's figure, in the order its curves came; a validation curve is dashed in its training colour.
 GROUP_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#64748b")
+# Validation scores of generated answers (shares of the examples): the "answers" figure, on a 0-1 scale.
+ANSWER_SCORES = ("exact_match", "label_accuracy", "rouge_l")
+ANSWER_COLUMNS = {"prompt": 60, "reference": 40, "generation": 40}  # how many characters a cell shows
 
 
 class RunMonitor(widgets.VBox):
-    """Status badge, progress, live curves, evaluation table, stop button (a result line once the run
-    ends), errors.
+    """Status badge, progress, live curves, evaluation table, latest generated answers, stop button (a
+    result line once the run ends), errors.
 
     The curves are what the run logged, at the steps it logged them: training loss with the validation
     loss and metric above, learning rate and gradient norm below, then a figure per group of any other
     curve (``rewards/chosen`` and ``rewards/margins`` in "rewards", each with its validation curve
-    dashed; a name without "/" is a group of its own). Until the first point a line says why there is
-    none, in place of an empty plot.
+    dashed; a name without "/" is a group of its own; exact match and the other validation scores of
+    generated answers in "answers"). Until the first point a line says why there is none.
 
     ``follow=False`` builds the monitor without the background thread; call :meth:`poll` to
     apply whatever the run has written since the last call (what the tests do).
@@ -92,12 +95,13 @@ class RunMonitor(widgets.VBox):
         self.plot_note = widgets.HTML()
         self.plot_note.add_class("ftkit-plot-note")
         self.eval_table = widgets.HTML(layout=widgets.Layout(max_width="100%"))
+        self.answers = widgets.HTML(layout=widgets.Layout(max_width="100%"))
         self.error_box = widgets.HTML(layout=widgets.Layout(display="none"))
         super().__init__(
             [widgets.HBox([self.title, self.status_badge, self.stop_button, self.outcome],
                           layout=widgets.Layout(align_items="center", gap="8px", flex_flow="row wrap")),
              widgets.HBox([self.progress_bar, self.progress_label], layout=widgets.Layout(align_items="center", gap="8px")),
-             self.plot_note, self.plot, self.eval_table, self.error_box],
+             self.plot_note, self.plot, self.eval_table, self.answers, self.error_box],
             **kwargs,
         )
         self.add_class("ftkit-monitor")
@@ -141,8 +145,8 @@ class RunMonitor(widgets.VBox):
     def _new_lines(self, names: Iterable[str]) -> list[str]:
         """The curves among ``names`` (and their validation partners) that want a line of their own and
         have none: every training curve beyond the loss and optimizer plots, and a validation curve of
-        the same value as one (``validation_entropy`` beside ``entropy``) or of a group
-        (``validation_rewards/chosen``). Other evaluation scores stay in the evaluation table."""
+        the same value as one (``validation_entropy``), of a group (``validation_rewards/chosen``) or of
+        answers (``validation_exact_match``, unless the run ranks by it). Other scores stay in the table."""
         curves, evaluated, prefix = self._state.curves, set(self._state.logged.metric_names), f"{SELECTION_SPLIT}_"
         drawn = {*self.curve_sources, *self._eval_curves()}
         lines = []
@@ -151,19 +155,20 @@ class RunMonitor(widgets.VBox):
                 lines += [name, prefix + name] if curves.get(prefix + name) else [name]  # an evaluation came first
             elif name.startswith(prefix):
                 metric = name.removeprefix(prefix)
-                if "/" in metric or (curves.get(metric) and metric not in evaluated):
+                if "/" in metric or metric in ANSWER_SCORES or (curves.get(metric) and metric not in evaluated):
                     lines.append(name)
         return [name for name in dict.fromkeys(lines) if name not in drawn]
 
     def _add_line(self, name: str) -> None:
         """Draw ``name`` whole from the fold in its group's figure, made now if it is the group's first."""
         validation, metric = self._metric_of(name)
-        group, _, label = metric.partition("/")
+        group, _, label = ("answers", "", metric) if metric in ANSWER_SCORES else metric.partition("/")
         plot = self.group_figures.get(group)
         if plot is None:  # shown once this batch's lines are in (`_apply_events`): one patch to the browser
+            scale = {"y_range": Range1d(0, 1.02)} if group == "answers" else {}  # shares: the whole scale
             plot = self.group_figures[group] = figure(
                 height=150, x_range=self.figure.x_range, x_axis_label="step", y_axis_label=group, tools=TOOLS,
-                toolbar_location=None, name=f"ftkit-{group}", **SIZE)
+                toolbar_location=None, name=f"ftkit-{group}", **scale, **SIZE)
             plot.add_layout(_legend([]), "right")
         members = self._group_members.setdefault(group, [])
         if metric not in members:
@@ -293,6 +298,7 @@ class RunMonitor(widgets.VBox):
             self.eval_source.stream(new_eval)
         if evaluated:
             self.eval_table.value = eval_table_html(self._state.evaluations)
+            self.answers.value = answers_html(self._state.answered)
         self._render_status()
 
     def _eval_curves(self) -> tuple[str, str]:
@@ -381,7 +387,7 @@ class RunMonitor(widgets.VBox):
             self._display_handle.update(self)
 
     def summary_html(self) -> str:
-        return run_summary_html(self.run.info(), self.run.log_tail(30) if self._state.status == "failed" else "")
+        return _summary_html(self.run) + self.answers.value
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # Front ends without the widget manager (nbconvert, GitHub) fall back to this picture.
@@ -423,6 +429,27 @@ def _legend(items: list[tuple[str, list[Any]]]) -> Any:
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def answers_html(evaluation: Mapping[str, Any] | None) -> str:
+    """The latest generated answers (`RunState.answered`) under their step and cost; "" for none."""
+    if evaluation is None:
+        return ""
+    seconds, samples = (_number(evaluation["metrics"].get(name)) for name in ("generation_seconds", "samples"))
+    cost = f"answers generated for {samples:.0f} {SELECTION_SPLIT} examples in {seconds:.1f} s per evaluation"
+    rows = [[_text_cell(answer.get(key), width) for key, width in ANSWER_COLUMNS.items()]
+            + ["✓" if answer.get("match") else "✗"] for answer in evaluation["answers"]]
+    return (f'<div class="ftkit-answers" style="max-width:100%;overflow-x:auto;margin-top:6px;font-size:12px">'
+            f'<div style="font-weight:600">{SELECTION_SPLIT} answers at step {escape(evaluation.get("step"))}</div>'
+            f'<div style="color:#6b7280">{"" if math.isnan(seconds + samples) else cost}</div>'
+            f'{html_table([*ANSWER_COLUMNS, "match"], rows, raw_columns=(0, 1, 2))}</div>')
+
+
+def _text_cell(value: Any, width: int) -> str:
+    """A text on one line, cut to ``width`` characters (the whole of it on hover), left-aligned."""
+    text = " ".join(str("" if value is None else value).split())
+    short = text if len(text) <= width else text[:width - 1] + "…"
+    return f'<div style="text-align:left" title="{escape(value)}">{escape(short)}</div>'
 
 
 # ----- choosing a view --------------------------------------------------------------------------------
