@@ -96,7 +96,8 @@ def trl_worker(spec_file: str) -> None:
     args = SFTConfig(output_dir=spec["out"], per_device_train_batch_size=spec["batch_size"],
                      learning_rate=spec["learning_rate"], max_steps=spec["steps"], warmup_steps=0.1, weight_decay=0.01,
                      lr_scheduler_type="linear", seed=spec["seed"], data_seed=spec["seed"], max_length=256,
-                     completion_only_loss=True, save_strategy="no", eval_strategy="no", report_to="none",
+                     completion_only_loss=True, gradient_checkpointing=spec["gradient_checkpointing"],
+                     save_strategy="no", eval_strategy="no", report_to="none",
                      logging_steps=max(1, spec["steps"] // 6), disable_tqdm=True, use_cpu=not torch.cuda.is_available())
     lora = LoraConfig(task_type="CAUSAL_LM", r=spec["lora_r"], lora_alpha=spec["lora_alpha"],
                       lora_dropout=spec["lora_dropout"], target_modules="all-linear")
@@ -126,7 +127,8 @@ def run_trl(args: argparse.Namespace, model: str, train_file: Path, work: Path, 
     spec = {"model": model, "train": str(train_file), "out": str(work / "trl-out"), "adapter": str(work / "trl-adapter"),
             "result": str(work / "trl-result.json"), "steps": args.steps, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate, "seed": args.seed, "lora_r": args.lora_r,
-            "lora_alpha": args.lora_alpha, "lora_dropout": args.lora_dropout, **settings}
+            "lora_alpha": args.lora_alpha, "lora_dropout": args.lora_dropout,
+            "gradient_checkpointing": getattr(args, "trl_gradient_checkpointing", False), **settings}
     spec_file = work / "trl-spec.json"
     spec_file.write_text(json.dumps(spec))
     started = time.perf_counter()
@@ -304,6 +306,9 @@ def main() -> None:
                         help="leave a part out (repeatable)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra ftkit config overrides, e.g. training.packing=true")
+    parser.add_argument("--trl-gradient-checkpointing", action="store_true",
+                        help="TRL's own default (recomputes activations: less memory, slower steps); off by default, "
+                             "as ftkit trains without it, so both run at the same settings")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long dry run with a tiny random llama")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--work-dir", help="keep runs, adapters and data subsets here (default: a temporary folder)")

@@ -20,7 +20,7 @@ from .config_parsing import (absolute_paths, deep_copy, parse_overrides, parse_v
 from .data.registry import DATA_FORMATS
 from .data.tags import TAG_SCHEMES
 from .errors import ConfigError
-from .runstore.layout import DEFAULT_RUNS_DIR, resolve_runs_dir, run_name
+from .runstore.layout import DEFAULT_RUNS_DIR, SELECTION_SPLIT, resolve_runs_dir, run_name
 from .tasks import DEFAULT_TASK, TASK_NAMES, get_task, task_help
 from .tasks.base import DEFAULT_MAX_SEQ_LENGTH
 from .trainer_args import check_owned, check_tracker_names
@@ -103,7 +103,9 @@ class TrainingConfig:
     save_total_limit: int | None = _field(2, "Keep at most this many checkpoints (the best one is always kept).")
     logging_steps: int = _field(10, "Log the training loss every N steps.")
     early_stopping_patience: int | None = _field(None, "Stop when the metric has not improved for N evaluations.")
-    metric_for_best_model: str | None = _field(None, "Metric that picks the best checkpoint (default: the task's: f1 for NER, accuracy for classification).")
+    metric_for_best_model: str | None = _field(None, "Metric that picks the best checkpoint (default: the task's: f1 for "
+                                               "NER, accuracy for classification, loss for sft), as the validation "
+                                               "curve names it or without the split: validation_exact_match, f1.")
     group_by_length: bool = _field(True, "Batch sentences of similar length together (less padding).")
     padding_free: str = _field("auto", "Pack NER and SFT batches into one row without padding (examples never attend to "
                                "each other): 'auto' on a GPU where a probe of the loaded model finds packed examples stay "
@@ -114,6 +116,11 @@ class TrainingConfig:
     max_new_tokens: int = _field(16, "SFT: longest answer generated for each test example (generation stops earlier "
                                  "at the end-of-turn token).")
     rouge_l: bool = _field(False, "SFT: also score the test generations by ROUGE-L F1 against the references.")
+    generate_every: int | None = _field(None, "SFT: every N evaluations during training, also generate answers for a "
+                                        "fixed seeded sample of the validation split and score them (exact match, "
+                                        "label likelihood, ROUGE-L with rouge_l): curves beside the loss, the latest "
+                                        "answers in the monitor, and validation_exact_match can pick the best checkpoint.")
+    generate_examples: int = _field(64, "SFT: how many validation examples generate_every answers (its cost grows with it).")
     beta: float | None = _field(None, "dpo, orpo, kto: how far the tuned model may move from the reference (DPO, KTO) "
                                 "or the weight of the odds-ratio term (ORPO); TRL's default (0.1) when empty.")
     loss_type: str | None = _field(None, "dpo: the loss variant (sigmoid: DPO, ipo, hinge, robust, apo_zero, sft, ... as "
@@ -209,7 +216,9 @@ class Config:
 
     @property
     def best_metric(self) -> str:
-        return self.training.metric_for_best_model or get_task(self.task).default_metric
+        """The validation metric that picks the best checkpoint, without its split (``exact_match``)."""
+        chosen = self.training.metric_for_best_model or get_task(self.task).default_metric
+        return chosen.removeprefix(f"{SELECTION_SPLIT}_").removeprefix("eval_")
 
     @property
     def runs_dir(self) -> Path:
@@ -377,6 +386,9 @@ def validate(config: Config) -> None:
         ("training.save_total_limit", t.save_total_limit, t.save_total_limit is None or t.save_total_limit > 0, "a positive integer"),
         ("training.logging_steps", t.logging_steps, t.logging_steps > 0, "a positive integer"),
         ("training.max_new_tokens", t.max_new_tokens, t.max_new_tokens > 0, "a positive integer"),
+        ("training.generate_every", t.generate_every, t.generate_every is None or t.generate_every > 0,
+         "a positive integer (evaluations)"),
+        ("training.generate_examples", t.generate_examples, t.generate_examples > 0, "a positive integer"),
         ("training.dataloader_num_workers", t.dataloader_num_workers, t.dataloader_num_workers >= 0, "0 or more"),
         ("training.seed", t.seed, 0 <= t.seed < 2**32, "between 0 and 2**32 - 1 (what numpy accepts)"),
         ("resources.devices", r.devices, r.devices == "auto" or int(r.devices) > 0, "a positive integer or 'auto'"),

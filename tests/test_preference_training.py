@@ -146,6 +146,7 @@ def test_a_prompt_the_chat_template_cannot_render_is_refused_naming_its_file_and
 
 @pytest.mark.spawns
 def test_reward_metrics_reach_the_events_and_the_curves_and_the_test_answers_are_generated(preference_config):
+    preference_config["training"]["generate_every"] = 1  # answers generated while DPO trains, too
     run = ftkit.train(preference_config)
     run.wait(timeout=300)
     assert run.status == "completed", run.log_tail()
@@ -157,6 +158,9 @@ def test_reward_metrics_reach_the_events_and_the_curves_and_the_test_answers_are
     assert {"validation_loss", "validation_rewards/accuracies", "validation_rewards/margins"} <= set(curves.points)
     evaluations = [e for e in events if e["type"] == "eval"]
     assert [e["split"] for e in evaluations] == ["validation", "test"]  # the test evaluation is not a validation one
+    validation = evaluations[0]
+    assert {"exact_match", "label_accuracy", "generation_seconds"} <= set(validation["metrics"])
+    assert validation["answers"] and "validation_exact_match" in curves.points
     test = evaluations[-1]["metrics"]
     assert {"loss", "rewards/accuracies", "rewards/margins", "exact_match", "label_accuracy"} <= set(test)
     rows = [json.loads(line) for line in (run.dir / "predictions" / "test.jsonl").read_text().splitlines()]

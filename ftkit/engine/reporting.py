@@ -6,7 +6,7 @@ import math
 import numbers
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from transformers import TrainerCallback
@@ -72,6 +72,7 @@ class EventCallback(TrainerCallback):
         self.stop_requested = False
         self.evaluation_seconds = 0.0  # validation passes inside this training call (not training time)
         self.samples_per_step = 1
+        self.answers: Callable[[], list[dict[str, Any]] | None] | None = None  # ValidationAnswers.take_latest
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started, self.start_step = time.monotonic(), state.global_step
@@ -122,8 +123,12 @@ class EventCallback(TrainerCallback):
             return  # the test split evaluated through Trainer.evaluate (a TRL trainer's): the engine records it
         self.evaluation_seconds += float((metrics or {}).get("eval_runtime") or 0.0)
         metrics = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items()}
-        self._write(state, {"type": "eval", "split": "validation", "step": state.global_step,
-                            "epoch": state.epoch, "metrics": metrics, "best_metric_name": self.best_metric})
+        event = {"type": "eval", "split": "validation", "step": state.global_step, "epoch": state.epoch,
+                 "metrics": metrics, "best_metric_name": self.best_metric}
+        answers = self.answers() if self.answers else None
+        if answers:
+            event["answers"] = answers
+        self._write(state, event)
 
     def on_save(self, args, state, control, **kwargs):
         # The event names the checkpoint (checkpoint-<step>), not where it is: readers join the name

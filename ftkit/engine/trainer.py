@@ -22,6 +22,7 @@ from ..errors import FtkitError
 from ..runstore.files import write_json_atomic
 from ..runstore.layout import CHECKPOINT_RECORD_FILE, checkpoint_name, keeps_resume_state, partial_name
 from .adapters import save_label_config
+from .lm_loss import loss_at_trained_positions
 
 
 class AtomicCheckpoints:
@@ -109,7 +110,34 @@ class AtomicCheckpoints:
         self.accelerator.wait_for_everyone()
 
 
-class FtkitTrainer(AtomicCheckpoints, Trainer):
+class GeneratedAnswerScores:
+    """Evaluations during training that also score answers the model generates (``training.generate_every``).
+
+    Mixed into every ftkit trainer; ``validation_answers`` (a `ValidationAnswers`, set by the recipe)
+    adds its scores to the metrics of Trainer.evaluate's loop, before any callback or best-model check
+    sees them, so ``validation_exact_match`` is a curve and can pick the best checkpoint.
+    """
+
+    validation_answers: Any = None
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+        output = super().evaluation_loop(*args, **kwargs)
+        if self.validation_answers is not None and _metric_key_prefix(args, kwargs) == "eval":  # inside train()
+            output.metrics.update({f"eval_{key}": value for key, value in self.validation_answers(self).items()})
+        return output
+
+
+def _metric_key_prefix(args: tuple, kwargs: dict[str, Any]) -> str:
+    """``evaluation_loop``'s ``metric_key_prefix``, passed by name or as its fifth argument."""
+    return kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+
+
+def ftkit_trainer(trainer_class: type) -> type:
+    """``trainer_class`` (TRL's DPOTrainer...) with ftkit's checkpoints and generated-answer scores."""
+    return type(f"Ftkit{trainer_class.__name__}", (AtomicCheckpoints, GeneratedAnswerScores, trainer_class), {})
+
+
+class FtkitTrainer(AtomicCheckpoints, GeneratedAnswerScores, Trainer):
     """Trainer whose evaluation keeps dataset order and whose length grouping reuses our lengths.
 
     In transformers 5, `train_sampling_strategy="group_by_length"` also length-groups evaluation,
@@ -119,14 +147,35 @@ class FtkitTrainer(AtomicCheckpoints, Trainer):
 
     train_data_collator: Any = None  # padding-free training batches (see build_trainer); evaluation stays padded
 
-    def __init__(self, *args: Any, loss_metrics: Any = None, **kwargs: Any):
+    def __init__(self, *args: Any, loss_metrics: Any = None, sparse_lm_loss: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.loss_metrics = loss_metrics  # the task's metrics that follow from the eval loss (SFT: perplexity)
+        self.sparse_lm_loss = sparse_lm_loss  # a causal LM's loss from the logits of its trained positions alone
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """The model's loss; for ``sparse_lm_loss``, the same loss without the full logits (`lm_loss`)."""
+        if not self.sparse_lm_loss or return_outputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = loss_at_trained_positions(model, inputs, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # the gradients are averaged over processes, as in Trainer
+        return loss
+
+    def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None) -> tuple[Any, Any, Any]:
+        """A loss-only evaluation step of a sparse LM loss builds no full logits either."""
+        if not (self.sparse_lm_loss and prediction_loss_only):
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = loss_at_trained_positions(model, inputs)
+        return loss.detach(), None, None
 
     def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
         """The Trainer's loop, plus the task's loss-derived metrics, before any callback or best-model check sees them."""
         output = super().evaluation_loop(*args, **kwargs)
-        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        prefix = _metric_key_prefix(args, kwargs)
         loss = output.metrics.get(f"{prefix}_loss")
         if self.loss_metrics is not None and isinstance(loss, (int, float)):
             output.metrics.update({f"{prefix}_{key}": value for key, value in self.loss_metrics(float(loss)).items()})

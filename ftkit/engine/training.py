@@ -146,6 +146,9 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
 
     callback = EventCallback(store, run_id, config.best_metric, adapter_only=config.adapter.kind == "lora")
     trainer = build_trainer(prepared, folder, [callback])  # a preference trainer tokenises and wraps LoRA here
+    sampler = getattr(trainer, "validation_answers", None)
+    if sampler is not None:
+        callback.answers = sampler.take_latest
     lengths = prepared.recipe.train_lengths(trainer) if main else []  # tokens per example: the estimate, tokens/s
     if main:
         log(f"model {config.model} ({prepared.source}), adapter {config.adapter.kind}, method {prepared.recipe.name}: "

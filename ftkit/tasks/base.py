@@ -73,6 +73,8 @@ class Task(ABC):
     peft_task_type: ClassVar[str]  # peft's TaskType for LoRA ("TOKEN_CLS"); also how a LoRA checkpoint names its task
     architecture_suffix: ClassVar[str]  # how a saved model's `architectures` names this task ("ForTokenClassification")
     supports_packing: ClassVar[bool] = False  # padding-free packed rows keep their meaning (token-level losses only)
+    # The loss is a causal LM's on a few labelled tokens per row: computed from their logits alone (engine/lm_loss.py).
+    sparse_lm_loss: ClassVar[bool] = False
     encoder_takes_indices: ClassVar[bool] = False  # the encoder wants each row's index (to stitch windows back)
     pre_split_words: ClassVar[bool] = True  # the encoder passes words (byte-level BPE then needs add_prefix_space)
     new_head: ClassVar[bool] = True  # from_pretrained adds a fresh task head (trained by adapter head, saved with LoRA)

@@ -51,13 +51,16 @@ class SftTask(Task):
     labelled_noun = "answers"
     distribution_title = "examples per answer"
     form_fields = ("data.prompt_template", "data.completion_column", "data.answer_map", "training.train_on",
+                   "training.generate_every",
                    "training.max_new_tokens", "training.rouge_l")
     pipeline_task = "text-generation"
     example_input = "Hello! What can you do?"
     default_metric = "loss"
+    generated_metrics = ("exact_match", "label_accuracy", "rouge_l", "stopped")  # scores of generated answers
     peft_task_type = "CAUSAL_LM"
     architecture_suffix = "ForCausalLM"
     supports_packing = True  # the loss is per token, and the separator label keeps examples from predicting each other
+    sparse_lm_loss = True  # the answers are a few tokens of each row: no batch x length x vocabulary logits
     pre_split_words = False  # chat templates render text; a prefix space would change the rendering
     new_head = False  # the LM head is pretrained (and tied to the embeddings in small models)
     lora_target_modules = "all-linear"  # peft: every linear layer but the output layer
@@ -183,9 +186,14 @@ class SftTask(Task):
         metrics = {k.removeprefix(f"{split}_"): v for k, v in output.metrics.items()}
         if context is None or not context.main_process:
             return metrics, None
+        scores, rows = self.sampled_answers(context, split)
+        return {**metrics, **scores}, rows
+
+    def sampled_answers(self, context: EvalContext, split: str = "validation") -> tuple[dict[str, float], list[dict]]:
+        """Answers generated for every row of ``context.raw`` and their scores (`answer_metrics`); the
+        end-of-training test split, and the validation sample scored while training (``generate_every``)."""
         rows = self.generate_answers(context, split)
-        metrics.update(answer_metrics(rows, rouge=bool(context.config.training.rouge_l)))
-        return metrics, rows
+        return answer_metrics(rows, rouge=bool(context.config.training.rouge_l)), rows
 
     def prompts_and_references(self, raw: "datasets.Dataset") -> tuple[list[list[dict[str, str]]], list[str]]:
         """What the test generations answer (each conversation before its last turn) and what they are scored against."""

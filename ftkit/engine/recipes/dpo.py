@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .preference import PreferenceRecipe, with_checkpoints
+from ..trainer import ftkit_trainer
+from .preference import PreferenceRecipe
 
 
 class DpoRecipe(PreferenceRecipe):
@@ -18,7 +19,7 @@ class DpoRecipe(PreferenceRecipe):
     def trainer_classes(self) -> tuple[type, type]:
         from trl import DPOConfig, DPOTrainer
 
-        return with_checkpoints(DPOTrainer), DPOConfig
+        return ftkit_trainer(DPOTrainer), DPOConfig
 
     def method_arguments(self, config: Any) -> dict[str, Any]:
         arguments = super().method_arguments(config)

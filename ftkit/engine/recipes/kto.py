@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .preference import PreferenceRecipe, with_checkpoints
+from ..trainer import ftkit_trainer
+from .preference import PreferenceRecipe
 
 
 class KtoRecipe(PreferenceRecipe):
@@ -18,7 +19,7 @@ class KtoRecipe(PreferenceRecipe):
     def trainer_classes(self) -> tuple[type, type]:
         from trl import KTOConfig, KTOTrainer
 
-        return with_checkpoints(KTOTrainer), KTOConfig
+        return ftkit_trainer(KTOTrainer), KTOConfig
 
     def method_arguments(self, config: Any) -> dict[str, Any]:
         arguments = super().method_arguments(config)

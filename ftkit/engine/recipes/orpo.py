@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .preference import PreferenceRecipe, with_checkpoints
+from ..trainer import ftkit_trainer
+from .preference import PreferenceRecipe
 
 
 class OrpoRecipe(PreferenceRecipe):
@@ -20,7 +21,7 @@ class OrpoRecipe(PreferenceRecipe):
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # the notice is for TRL's users, not ftkit's
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-        return with_checkpoints(ORPOTrainer), ORPOConfig
+        return ftkit_trainer(ORPOTrainer), ORPOConfig
 
     def evaluation_features(self, trainer: Any, prepared: Any, split: str) -> Any:
         """The split through ORPO's own preprocessing (its trainer has no per-dataset method for it)."""

@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from ...errors import ConfigError
 from .. import adapters, models
 from ..arguments import training_arguments
-from ..trainer import AtomicCheckpoints
+from ..validation_answers import ValidationAnswers
 from .base import Recipe, Report, trainer_callbacks
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ class PreferenceRecipe(Recipe):
             # A trained adapter given back (ftkit eval): TRL copies it as the reference; the reference is the base.
             model.delete_adapter("ref")
         trainer.checkpoint_record = prepared.checkpoint_record()
+        trainer.validation_answers = ValidationAnswers.of(prepared)
         return trainer
 
     def evaluation_features(self, trainer: Any, prepared: "Prepared", split: str) -> Any:
@@ -97,8 +98,3 @@ class PreferenceRecipe(Recipe):
         prompts = dataset["prompt_ids"][:]
         answers = [dataset[column][:] for column in self.answer_columns]
         return [sum(len(prompt) + len(answer[i]) for answer in answers) for i, prompt in enumerate(prompts)]
-
-
-def with_checkpoints(trainer_class: type) -> type:
-    """``trainer_class`` with ftkit's atomic, self-describing checkpoints (`AtomicCheckpoints`)."""
-    return type(f"Ftkit{trainer_class.__name__}", (AtomicCheckpoints, trainer_class), {})

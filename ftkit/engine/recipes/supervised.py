@@ -17,8 +17,10 @@ from ...runstore.layout import CACHE_DIR
 from ...tasks.alignment import tokenize_dataset
 from .. import adapters, evaluate, models
 from ..arguments import padding_free, training_arguments
+from ..lm_loss import computes_plain_lm_loss
 from ..packing import packed_collator
 from ..trainer import FtkitTrainer
+from ..validation_answers import ValidationAnswers
 from .base import Recipe, Report, trainer_callbacks
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ class SupervisedRecipe(Recipe):
         compute_metrics = evaluate.make_compute_metrics(task, dict(enumerate(prepared.labels)))
         trainer = FtkitTrainer(
             loss_metrics=task.loss_metrics,
+            sparse_lm_loss=task.sparse_lm_loss and task.loss_function() is None
+            and computes_plain_lm_loss(prepared.model),
             model=prepared.model,
             args=args,
             train_dataset=prepared.features["train"],
@@ -75,6 +79,7 @@ class SupervisedRecipe(Recipe):
             callbacks=callbacks,
         )
         trainer.checkpoint_record = prepared.checkpoint_record()
+        trainer.validation_answers = ValidationAnswers.of(prepared)
         if padding_free(config, prepared.model, cuda):
             # Training batches only: evaluation keeps one padded row per sentence, which predictions map back to.
             trainer.train_data_collator = packed_collator()
