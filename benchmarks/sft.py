@@ -97,6 +97,7 @@ def trl_worker(spec_file: str) -> None:
                      learning_rate=spec["learning_rate"], max_steps=spec["steps"], warmup_steps=0.1, weight_decay=0.01,
                      lr_scheduler_type="linear", seed=spec["seed"], data_seed=spec["seed"], max_length=256,
                      completion_only_loss=True, gradient_checkpointing=spec["gradient_checkpointing"],
+                     packing=spec["packing"],
                      save_strategy="no", eval_strategy="no", report_to="none",
                      logging_steps=max(1, spec["steps"] // 6), disable_tqdm=True, use_cpu=not torch.cuda.is_available())
     lora = LoraConfig(task_type="CAUSAL_LM", r=spec["lora_r"], lora_alpha=spec["lora_alpha"],
@@ -128,7 +129,8 @@ def run_trl(args: argparse.Namespace, model: str, train_file: Path, work: Path, 
             "result": str(work / "trl-result.json"), "steps": args.steps, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate, "seed": args.seed, "lora_r": args.lora_r,
             "lora_alpha": args.lora_alpha, "lora_dropout": args.lora_dropout,
-            "gradient_checkpointing": getattr(args, "trl_gradient_checkpointing", False), **settings}
+            "gradient_checkpointing": getattr(args, "trl_gradient_checkpointing", False),
+            "packing": getattr(args, "packing", False), **settings}
     spec_file = work / "trl-spec.json"
     spec_file.write_text(json.dumps(spec))
     started = time.perf_counter()
@@ -155,7 +157,11 @@ def sft_task_error() -> str | None:
 
 
 def run_ftkit(args: argparse.Namespace, model: str, train_file: Path, eval_file: Path, work: Path) -> dict[str, Any]:
+    """The run through ``ftkit.train``, evaluated (and, with --generate-examples, generating answers for a
+    validation sample) every --evaluate-every steps; its last checkpoint is scored, as TRL's final model is."""
     import ftkit
+
+    evaluate_every = min(args.evaluate_every or args.steps, args.steps)
 
     config = ftkit.load_config({
         "name": "bench-sft", "task": "sft", "model": model,
@@ -163,8 +169,11 @@ def run_ftkit(args: argparse.Namespace, model: str, train_file: Path, eval_file:
                  "completion_column": "label", "answer_map": dict(ANSWER_MAP)},
         "adapter": {"kind": "lora", "r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout},
         "training": {"batch_size": args.batch_size, "learning_rate": args.learning_rate, "max_steps": args.steps,
-                     "eval_steps": args.steps, "save_steps": args.steps, "logging_steps": max(1, args.steps // 6),
-                     "seed": args.seed},
+                     "eval_steps": evaluate_every, "save_steps": evaluate_every,
+                     "logging_steps": max(1, args.steps // 6), "seed": args.seed,
+                     "generate_every": 1 if args.generate_examples else None,
+                     "generate_examples": args.generate_examples or 64,
+                     "padding_free": "always" if args.packing else "never"},
         "output": {"dir": str(work / "ftkit-runs"), "save_predictions": False},
     }, overrides=args.overrides)
     started = time.perf_counter()
@@ -174,11 +183,17 @@ def run_ftkit(args: argparse.Namespace, model: str, train_file: Path, eval_file:
         raise SystemExit(f"the ftkit run {run.status}: {run.error}\n{run.log_tail()}")
     record = json.loads((run.dir / "run.json").read_text())
     usage = record.get("resources", {})
+    events, _ = run.events()
+    generated = [e["metrics"] for e in events if e["type"] == "eval" and e["split"] == "validation"
+                 and "generation_seconds" in e["metrics"]]
     return {"train_seconds": usage.get("train_runtime_seconds"),
             "train_tokens_per_second": usage.get("train_tokens_per_second"),
+            "evaluation_seconds": usage.get("evaluation_seconds"),
+            "generation_seconds": sum(m["generation_seconds"] for m in generated),
+            "validation_exact_match": [m.get("exact_match") for m in generated],
             "peak_rss_bytes": usage.get("peak_rss_bytes"),
             "trainable_parameters": record.get("parameters", {}).get("trainable"),
-            "wall_seconds": wall, "checkpoint": str(run.checkpoint_path()),
+            "wall_seconds": wall, "checkpoint": str(run.checkpoint_path(args.steps)),
             "reported_metrics": run.metrics}
 
 
@@ -265,6 +280,13 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             print(f"{name:<22}{row['wall_seconds']:>8.1f}{_num(row['train_seconds'], 9, 1)}"
                   f"{_num(row['seconds_per_step'], 8, 2)}{_num(row['train_tokens_per_second'], 10, 0)}"
                   f"{_num((row['peak_rss_bytes'] or 0) / 2**30, 13, 2)}{_num(row['trainable_parameters'], 12, 0)}")
+    ftkit_row = results.get("ftkit") or {}
+    if ftkit_row.get("generation_seconds") and ftkit_row.get("train_seconds"):
+        training = ftkit_row["train_seconds"] - (ftkit_row.get("evaluation_seconds") or 0.0)
+        print(f"\nanswers generated while training ({args.generate_examples} validation examples every "
+              f"{args.evaluate_every} steps): {ftkit_row['generation_seconds']:.1f} s in all, "
+              f"{ftkit_row['generation_seconds'] / training:.1%} of the training time; exact match "
+              + " -> ".join(f"{value:.3f}" for value in ftkit_row["validation_exact_match"]))
     if results.get("ftkit_unavailable"):
         print(f"\nftkit sft task not available yet ({results['ftkit_unavailable']}); only the reference ran")
     if results.get("ratios"):
@@ -306,6 +328,13 @@ def main() -> None:
                         help="leave a part out (repeatable)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra ftkit config overrides, e.g. training.packing=true")
+    parser.add_argument("--evaluate-every", type=int, default=20,
+                        help="ftkit evaluates (and checkpoints) every N steps (default 20; 0: at the end only)")
+    parser.add_argument("--generate-examples", type=int, default=64,
+                        help="validation examples ftkit answers at each evaluation (training.generate_every: 1; "
+                             "default 64; 0: none)")
+    parser.add_argument("--packing", action="store_true",
+                        help="both pack short examples: TRL's packing (bfd), ftkit's training.padding_free: always")
     parser.add_argument("--trl-gradient-checkpointing", action="store_true",
                         help="TRL's own default (recomputes activations: less memory, slower steps); off by default, "
                              "as ftkit trains without it, so both run at the same settings")

@@ -49,7 +49,8 @@ class DpoTask(SftTask):
     example_noun = "pairs"
     distribution_title = "pairs per chosen answer"
     form_fields = ("data.prompt_template", "data.chosen_column", "data.rejected_column", "data.answer_map",
-                   "training.beta", "training.loss_type", "training.max_new_tokens")
+                   "training.beta", "training.loss_type", "training.max_new_tokens", "training.generate_every",
+                   "training.generate_examples")
     default_metric = "loss"  # the held-out preference loss
     supports_packing = False  # TRL pads its pairs; its padding-free mode is off in trl 1.16
     # LoRA: chosen on held-out SST-2 pairs (dev sentences 200-247) from default-causal, 20 steps of 8, beta 0.1:

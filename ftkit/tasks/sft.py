@@ -51,7 +51,7 @@ class SftTask(Task):
     labelled_noun = "answers"
     distribution_title = "examples per answer"
     form_fields = ("data.prompt_template", "data.completion_column", "data.answer_map", "training.train_on",
-                   "training.generate_every",
+                   "training.generate_every", "training.generate_examples",
                    "training.max_new_tokens", "training.rouge_l")
     pipeline_task = "text-generation"
     example_input = "Hello! What can you do?"
