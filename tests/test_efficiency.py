@@ -166,3 +166,26 @@ def test_the_resources_section_rejects_impossible_layouts():
         load_config(resources={"strategy": "fsdb"})
     with pytest.raises(ConfigError, match="resources.main_port"):
         load_config(resources={"main_port": 70000})
+
+
+def test_length_grouped_batches_come_in_random_order_not_from_long_to_short():
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from ftkit.engine.trainer import ShuffledLengthGroupedSampler
+
+    lengths = [(i * 37) % 101 + 1 for i in range(203)]  # 25 full batches of 8 and 3 left over
+    torch.manual_seed(0)
+    plain = list(LengthGroupedSampler(8, lengths=lengths))
+    torch.manual_seed(0)
+    shuffled = list(ShuffledLengthGroupedSampler(8, lengths=lengths))
+
+    def batches(order):
+        return [order[i:i + 8] for i in range(0, len(order), 8)]
+
+    assert sorted(shuffled) == list(range(203))
+    assert sorted(map(sorted, batches(shuffled))) == sorted(map(sorted, batches(plain)))  # the same groups: as little padding
+    assert batches(shuffled)[0] == batches(plain)[0] and max(lengths[i] for i in shuffled[:8]) == max(lengths)
+    assert batches(shuffled)[-1] == batches(plain)[-1] and len(batches(shuffled)[-1]) == 3
+    longest = [max(lengths[i] for i in batch) for batch in batches(shuffled)[:-1]]
+    descents = sum(a >= b for a, b in zip(longest, longest[1:]))
+    assert descents < 0.75 * (len(longest) - 1), "batches still walk from long to short"
