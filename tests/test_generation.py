@@ -85,8 +85,80 @@ def test_choice_scores_are_the_log_likelihood_of_each_answer_and_its_end_of_turn
         log_probs = torch.log_softmax(generator.model(input_ids=full).logits[0].float(), dim=-1)
     expected = sum(float(log_probs[len(ids) - 1 + i, token]) for i, token in enumerate(answer))
     assert scores[0][1] == pytest.approx(expected, abs=1e-4)
-    assert generator.choose(["Is it good?"], ["positive", "negative"]) == [
-        ["positive", "negative"][scores[0].index(max(scores[0]))]]
+
+
+CHOICES = ["no", "positive", "very negative"]  # answers of 1, 1 and 2 tokens, each + the end-of-turn token
+
+
+def reference_choice_scores(generator, prompts, choices):
+    """The straightforward way: one unpadded forward pass per prompt + choice, log-softmax everywhere."""
+    import torch
+
+    from ftkit.tasks.sft_encoding import assistant_spans
+
+    scores = []
+    for prompt in prompts:
+        row = []
+        for choice in choices:
+            ids, spans = assistant_spans(generator.tokenizer, [*as_messages(prompt),
+                                                               {"role": "assistant", "content": choice}])
+            begin, end = spans[-1]
+            with torch.inference_mode():
+                logits = generator.model(input_ids=torch.tensor([ids])).logits[0].float()
+            log_probs = torch.log_softmax(logits, dim=-1)
+            row.append(sum(float(log_probs[position - 1, ids[position]]) for position in range(begin, end)))
+        scores.append(row)
+    return scores
+
+
+@pytest.fixture(scope="module")
+def sharp_generator(smollm2_tokenizer):  # noqa: F811
+    """A tiny llama with large weights: attention and logits depend strongly on positions and padding."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=512, tie_word_embeddings=True, initializer_range=0.5,
+                         pad_token_id=smollm2_tokenizer.pad_token_id, eos_token_id=smollm2_tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    return Generator(LlamaForCausalLM(config).eval(), smollm2_tokenizer, device="cpu")
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])  # 3: 4 prompts make a full batch and one of 1
+def test_choice_scores_equal_one_full_forward_per_prompt_and_choice(sharp_generator, batch_size):
+    expected = reference_choice_scores(sharp_generator, PROMPTS, CHOICES)
+    scores = sharp_generator.choice_scores(PROMPTS, CHOICES, batch_size=batch_size)
+    assert [len(row) for row in scores] == [len(CHOICES)] * len(PROMPTS)
+    for row, expected_row in zip(scores, expected):  # in the callers' order, though batched by length
+        assert row == pytest.approx(expected_row, abs=1e-4)
+    assert sharp_generator.choice_scores(PROMPTS[1:2], CHOICES)[0] == pytest.approx(expected[1], abs=1e-4)
+    assert sharp_generator.choice_scores([], CHOICES) == []
+
+
+def test_choice_scores_run_each_prompt_once_for_all_its_choices(sharp_generator):
+    calls = []
+    hook = sharp_generator.model.register_forward_hook(
+        lambda module, args, kwargs, output: calls.append((tuple(kwargs["input_ids"].shape), output.logits.shape[1])),
+        with_kwargs=True)
+    try:
+        sharp_generator.choice_scores(PROMPTS, CHOICES, batch_size=3)
+    finally:
+        hook.remove()
+    shortest = min(len(sharp_generator.prompt_ids(prompt)) for prompt in PROMPTS)
+    prefix, *batches = calls
+    assert prefix[0][0] == 1 and 0 < prefix[0][1] < shortest  # the shared start of the prompts, run once
+    prompt_passes, answer_passes = batches[0::2], batches[1::2]
+    assert [shape[0] for shape, _ in prompt_passes] == [3, 1] and all(kept == 1 for _, kept in prompt_passes)
+    assert [shape for shape, _ in answer_passes] == [(3 * len(CHOICES), 2), (len(CHOICES), 2)]
+
+
+def test_choose_picks_the_likeliest_choice(sharp_generator):
+    choices = ["positive", "negative"]  # this model prefers either, depending on the prompt
+    scores = sharp_generator.choice_scores(PROMPTS, choices, batch_size=3)
+    best = [choices[max(range(len(row)), key=row.__getitem__)] for row in scores]
+    assert len(set(best)) == 2
+    assert sharp_generator.choose(PROMPTS, choices, batch_size=3) == best
 
 
 def test_bad_prompts_are_clear_errors(generator):

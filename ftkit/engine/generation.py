@@ -14,11 +14,13 @@ pieces join to exactly the text `Generator.generate` returns. Text is decoded wi
 without transformers' "clean up tokenization spaces" (which rewrites already-streamed text).
 
 `Generator.choice_scores` gives each candidate answer's log-likelihood (end-of-turn token
-included): label-likelihood accuracy without generating.
+included): label-likelihood accuracy without generating, one forward pass per prompt whatever the
+number of candidates.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -134,36 +136,36 @@ class Generator:
 
     def choice_scores(self, prompts: Sequence["Prompt"], choices: Sequence[str],
                       batch_size: int = 16) -> list[list[float]]:
-        """Per prompt, each choice's log-likelihood as the assistant's answer, end-of-turn token included."""
+        """Per prompt, each choice's log-likelihood as the assistant's answer, end-of-turn token included.
+
+        One forward pass per prompt serves all its choices, ``batch_size`` prompts at a time: the
+        tokens every prompt of the call starts with (the system prompt) run once and their cache is
+        shared; each batch runs its prompts' remainders on a copy of it, keeping only the last
+        position's logits (the first answer token's); then that cache, repeated once per choice,
+        runs the answers' tokens. Log-probabilities are taken at answer positions only, since a
+        vocabulary is wide (49k for SmolLM2). Prompts are batched by length, for less padding.
+        """
         import torch
 
         if not choices:
             raise FtkitError("choice_scores() needs at least one choice")
-        rows: list[tuple[list[int], tuple[int, int]]] = []
-        for index, prompt in enumerate(prompts):
-            messages = as_messages(prompt)
-            for choice in choices:
-                ids, spans = assistant_spans(self.tokenizer, [*messages, {"role": "assistant", "content": choice}],
-                                             origin=f"prompt {index}")
-                rows.append((ids, spans[-1]))
-        scores: list[float] = []
+        encoded = [self._prompt_and_answers(index, prompt, choices) for index, prompt in enumerate(prompts)]
+        if not encoded:
+            return []
+        scores: list[list[float]] = [[] for _ in encoded]
         with self._lock, torch.inference_mode():
-            for start in range(0, len(rows), max(1, batch_size)):
-                chunk = rows[start:start + max(1, batch_size)]
-                width = max(len(ids) for ids, _ in chunk)
-                input_ids = torch.full((len(chunk), width), self.pad_token_id, dtype=torch.long)
-                attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for i, (ids, _) in enumerate(chunk):  # right padding: positions match the unpadded rows
-                    input_ids[i, :len(ids)] = torch.tensor(ids)
-                    attention_mask[i, :len(ids)] = 1
-                logits = self.model(input_ids=input_ids.to(self.device),
-                                    attention_mask=attention_mask.to(self.device)).logits.float()
-                log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-                targets = input_ids[:, 1:].to(self.device)
-                token_scores = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu()
-                for i, (_, (begin, end)) in enumerate(chunk):
-                    scores.append(float(token_scores[i, begin - 1:end - 1].sum()))
-        return [scores[i:i + len(choices)] for i in range(0, len(scores), len(choices))]
+            shared = _shared_prefix_length([prompt_ids for prompt_ids, _ in encoded])
+            prefix_cache = None
+            if shared:
+                prefix = torch.tensor([encoded[0][0][:shared]], device=self.device)
+                prefix_cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
+            order = sorted(range(len(encoded)), key=lambda row: len(encoded[row][0]))
+            for start in range(0, len(order), max(1, batch_size)):
+                rows = order[start:start + max(1, batch_size)]
+                batch = [(encoded[row][0][shared:], encoded[row][1]) for row in rows]
+                for row, row_scores in zip(rows, self._score_answers(prefix_cache, shared, batch)):
+                    scores[row] = row_scores
+        return scores
 
     def choose(self, prompts: Sequence["Prompt"], choices: Sequence[str], batch_size: int = 16) -> list[str]:
         """Per prompt, the choice the model finds most likely as its answer (label-likelihood prediction)."""
@@ -171,6 +173,71 @@ class Generator:
                 for row in self.choice_scores(prompts, choices, batch_size)]
 
     # ----- the parts ------------------------------------------------------------------------------------
+    def _prompt_and_answers(self, index: int, prompt: "Prompt",
+                            choices: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+        """The prompt's ids (with the generation prompt) and each choice's answer ids, end-of-turn included.
+
+        Answers are located by `assistant_spans`, as training locates them, so a score means the
+        loss sft trains on. It has checked that the prompt's own rendering is a token prefix of
+        prompt + answer (or raised), so the ids before every answer are the same: the prompt's.
+        """
+        messages = as_messages(prompt)
+        prompt_ids: list[int] = []
+        answers = []
+        for choice in choices:
+            ids, spans = assistant_spans(self.tokenizer, [*messages, {"role": "assistant", "content": choice}],
+                                         origin=f"prompt {index}")
+            begin, end = spans[-1]
+            prompt_ids = ids[:begin]
+            answers.append(ids[begin:end])
+        return prompt_ids, answers
+
+    def _score_answers(self, prefix_cache: Any, shared: int,
+                       batch: Sequence[tuple[list[int], list[list[int]]]]) -> list[list[float]]:
+        """Per (rest of prompt, answers) pair, each answer's summed log-probability, after a cached prefix.
+
+        The prompts are padded on the left (their last positions line up), the answers on the right
+        (their first tokens follow their prompts at once); positions come from the attention mask,
+        which covers the cache too, so every row sees exactly the positions it would unpadded.
+        """
+        import torch
+
+        choices = len(batch[0][1])
+        input_ids, attention_mask = self._left_padded([rest for rest, _ in batch])
+        attention_mask = torch.cat([torch.ones(len(batch), shared, dtype=torch.long), attention_mask], dim=1)
+        positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
+        cache = None
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)  # batch_repeat_interleave and forward passes replace its tensors
+            cache.batch_repeat_interleave(len(batch))
+        output = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                            position_ids=positions.to(self.device), cache=cache, use_cache=True, logits_to_keep=1)
+        answers = [answer for _, row_answers in batch for answer in row_answers]  # row i * choices + c
+        first = torch.tensor([[answer[0]] for answer in answers], device=self.device)
+        totals = torch.log_softmax(output.logits[:, -1].float(), dim=-1).repeat_interleave(choices, dim=0) \
+            .gather(1, first).squeeze(1)
+        width = max(len(answer) for answer in answers) - 1
+        if width > 0:  # the tokens after the first: fed the answer less its last token, right-padded
+            fed = torch.full((len(answers), width), self.pad_token_id, dtype=torch.long)
+            targets = torch.zeros((len(answers), width), dtype=torch.long)
+            answer_mask = torch.zeros((len(answers), width), dtype=torch.bool)
+            for i, answer in enumerate(answers):
+                fed[i, :len(answer) - 1] = torch.tensor(answer[:-1], dtype=torch.long)
+                targets[i, :len(answer) - 1] = torch.tensor(answer[1:], dtype=torch.long)
+                answer_mask[i, :len(answer) - 1] = True
+            output.cache.batch_repeat_interleave(choices)
+            mask = torch.cat([attention_mask.repeat_interleave(choices, dim=0), answer_mask.long()], dim=1)
+            answer_positions = positions[:, -1:].repeat_interleave(choices, dim=0) + 1 + torch.arange(width)
+            logits = self.model(input_ids=fed.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=answer_positions.to(self.device), cache=output.cache,
+                                use_cache=True).logits
+            answer_mask, targets = answer_mask.to(self.device), targets.to(self.device)
+            token_scores = torch.zeros((len(answers), width), device=self.device)
+            token_scores[answer_mask] = torch.log_softmax(logits[answer_mask].float(), dim=-1) \
+                .gather(1, targets[answer_mask].unsqueeze(1)).squeeze(1)
+            totals = totals + token_scores.sum(dim=1)
+        return totals.cpu().view(len(batch), choices).tolist()
+
     def prompt_ids(self, prompt_or_messages: "Prompt") -> list[int]:
         """Token ids of the rendered prompt, ending with the assistant's generation prompt."""
         messages = as_messages(prompt_or_messages)
@@ -235,6 +302,18 @@ def as_messages(prompt_or_messages: "Prompt") -> list[dict[str, str]]:
                              f"not {message!r:.120}")
         messages.append({"role": message["role"], "content": message["content"]})
     return messages
+
+
+def _shared_prefix_length(rows: Sequence[list[int]]) -> int:
+    """How many leading tokens all rows share, leaving each row at least one token of its own.
+
+    A row's last token must run with the batch: its logits score the first answer token.
+    """
+    limit = min(len(row) for row in rows) - 1
+    length = 0
+    while length < limit and all(row[length] == rows[0][length] for row in rows):
+        length += 1
+    return length
 
 
 def load_causal_lm(source: str | os.PathLike) -> tuple[Any, Any]:
