@@ -402,8 +402,8 @@ def main() -> None:
             print("ftkit:", json.dumps(results["ftkit"], default=str), flush=True)
     for key in ("trl", "ftkit"):
         row = results.get(key)
-        if row and row.get("train_seconds"):
-            row["seconds_per_step"] = row["train_seconds"] / args.steps
+        if row and row.get("train_seconds"):  # the validation passes inside training left out
+            row["seconds_per_step"] = (row["train_seconds"] - (row.get("evaluation_seconds") or 0.0)) / args.steps
         elif row:
             row["seconds_per_step"] = None
     if "trl" in results and "ftkit" in results:

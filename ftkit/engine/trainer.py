@@ -210,8 +210,8 @@ class ShuffledLengthGroupedSampler(LengthGroupedSampler):
 
     `LengthGroupedSampler` sorts each mega-batch (up to 50 batches) longest first, so an epoch walks
     from long to short examples again and again and ends on the shortest ones: a curriculum nobody
-    chose. In benchmarks/sft.py (one epoch of SST-2 instructions) it left the held-out loss 7% above
-    the same run in random order. Shuffling whole batches keeps what grouping is for (batches of
+    chose (in one epoch of SST-2 instructions, the last steps saw only the shortest reviews).
+    Shuffling whole batches keeps what grouping is for (batches of
     similar lengths: little padding) and the longest batch first (an out-of-memory error comes at
     once); a last, partial batch stays last, so every other batch keeps its boundaries.
     """

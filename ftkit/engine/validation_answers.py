@@ -30,7 +30,11 @@ class ValidationAnswers:
     def __init__(self, prepared: "Prepared", every: int):
         config = prepared.config
         self.task, self.config, self.tokenizer = prepared.task, config, prepared.tokenizer
-        self.sample = subset(prepared.raw[SELECTION_SPLIT], config.training.generate_examples, config.training.seed)
+        sample = subset(prepared.raw[SELECTION_SPLIT], config.training.generate_examples, config.training.seed)
+        # Longest first (by the characters of what is asked), so each generation batch holds prompts of
+        # similar length: less left padding to run through the model.
+        sizes = [len(str(value)) for value in sample[self.task.columns[0]]]
+        self.sample = sample.select(sorted(range(len(sample)), key=sizes.__getitem__, reverse=True))
         self.every = every
         self.evaluations = 0
         self.latest: list[dict[str, Any]] | None = None  # the answers of the last generating evaluation, once read
