@@ -116,11 +116,12 @@ class TrainingConfig:
     max_new_tokens: int = _field(16, "SFT: longest answer generated for each test example (generation stops earlier "
                                  "at the end-of-turn token).")
     rouge_l: bool = _field(False, "SFT: also score the test generations by ROUGE-L F1 against the references.")
-    generate_every: int | None = _field(None, "SFT: every N evaluations during training, also generate answers for a "
-                                        "fixed seeded sample of the validation split and score them (exact match, "
+    generate_every: int | None = _field(None, "sft, dpo, orpo: every N evaluations during training, also generate "
+                                        "answers for a fixed seeded sample of the validation split and score them (exact match, "
                                         "label likelihood, ROUGE-L with rouge_l): curves beside the loss, the latest "
                                         "answers in the monitor, and validation_exact_match can pick the best checkpoint.")
-    generate_examples: int = _field(64, "SFT: how many validation examples generate_every answers (its cost grows with it).")
+    generate_examples: int = _field(64, "sft, dpo, orpo: how many validation examples generate_every answers (its cost "
+                                    "grows with it).")
     beta: float | None = _field(None, "dpo, orpo, kto: how far the tuned model may move from the reference (DPO, KTO) "
                                 "or the weight of the odds-ratio term (ORPO); TRL's default (0.1) when empty.")
     loss_type: str | None = _field(None, "dpo: the loss variant (sigmoid: DPO, ipo, hinge, robust, apo_zero, sft, ... as "
