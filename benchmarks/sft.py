@@ -25,7 +25,8 @@ Both trainings run without gradient checkpointing (TRL's SFTConfig turns it on b
 (10%) and weight decay (0.01) as ftkit's defaults, so the comparison measures the implementations,
 not two recipes.
 
-CPU budgets are set in steps (a step of SmolLM2-135M with batch 8 costs ~20-45 s on 2 busy cores):
+CPU budgets are set in steps (a step of SmolLM2-135M with batch 8: about 2 s for ftkit, 4.5 s for TRL on 2
+quiet cores; the whole default run takes about 25 minutes with --eval-examples 872):
 
     .venv/bin/python benchmarks/sft.py --tiny                    # seconds: a tiny random llama, a dry run
     .venv/bin/python benchmarks/sft.py                           # 60 steps, 500 train, 200 dev sentences
