@@ -475,3 +475,10 @@ def test_the_latest_validation_answers_show_under_the_figures_with_what_generati
     monitor.poll()
     title, cost, _ = ElementTree.fromstring(monitor.answers.value)
     assert title.text == "validation answers at step 40" and "in 12.3 s per evaluation" in cost.text
+
+
+def test_a_run_ranked_by_its_loss_draws_no_second_validation_loss_on_a_zero_to_one_axis(store, runs_dir):
+    run = Run(store.create_run(load_config(name="by-loss", task="sft")), store)  # sft ranks by the loss
+    monitor = RunMonitor(run, follow=False)
+    assert "metric" not in monitor.figure.extra_y_ranges
+    assert legend_labels(monitor.figure) == ["train loss", "validation loss"]

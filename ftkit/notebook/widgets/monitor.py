@@ -32,7 +32,7 @@ from jupyter_bokeh import BokehModel
 
 from ...config import Config
 from ...runstore.events import CURVES, FINAL_STATUSES, RunState, phase_text
-from ...runstore.layout import LOG_FILE, SELECTION_SPLIT
+from ...runstore.layout import LOG_FILE, SELECTION_SPLIT, higher_is_better
 from ...rendering import ensure_bokehjs, escape, html_table
 from ..display import (eval_table_html, outcome_text, progress_text, run_summary_html, run_summary_text,
                        status_badge_html)
@@ -116,19 +116,20 @@ class RunMonitor(widgets.VBox):
         eval_source = ColumnDataSource({"step": [], "metric": [], "eval_loss": []})
         losses = figure(height=240, x_axis_label="step", y_axis_label="loss", tools=TOOLS, toolbar_location="above",
                         name="ftkit-losses", **SIZE)
-        losses.extra_y_ranges = {"metric": Range1d(0, 1.02)}
-        losses.add_layout(LinearAxis(y_range_name="metric", axis_label=f"validation {self._metric_name}"), "right")
         train = losses.line("step", "value", source=curve_sources["loss"], color="#2563eb", line_width=2)
         train_points = losses.scatter("step", "value", source=curve_sources["loss"], color="#2563eb", size=4)
         valid = losses.line("step", "eval_loss", source=eval_source, color="#9333ea", line_dash="dashed", line_width=2)
         valid_points = losses.scatter("step", "eval_loss", source=eval_source, color="#9333ea", size=5)
-        metric = [losses.line("step", "metric", source=eval_source, color="#16a34a", line_width=2,
-                              y_range_name="metric"),
-                  losses.scatter("step", "metric", source=eval_source, color="#16a34a", size=6, y_range_name="metric")]
         losses.y_range.renderers = [train, valid]  # the loss axis scales to losses only
+        items = [("train loss", [train, train_points]), ("validation loss", [valid, valid_points])]
+        if higher_is_better(self._metric_name):  # a score on a 0-1 axis; a loss-like one is the loss line already
+            losses.extra_y_ranges = {"metric": Range1d(0, 1.02)}
+            losses.add_layout(LinearAxis(y_range_name="metric", axis_label=f"validation {self._metric_name}"), "right")
+            items.append((f"validation {self._metric_name}", [
+                losses.line("step", "metric", source=eval_source, color="#16a34a", line_width=2, y_range_name="metric"),
+                losses.scatter("step", "metric", source=eval_source, color="#16a34a", size=6, y_range_name="metric")]))
         # Beside the frame, never over the data (added after the metric axis, so it stands right of it).
-        losses.add_layout(_legend([("train loss", [train, train_points]), ("validation loss", [valid, valid_points]),
-                                   (f"validation {self._metric_name}", metric)]), "right")
+        losses.add_layout(_legend(items), "right")
 
         optimizer = figure(height=150, x_range=losses.x_range, x_axis_label="step", y_axis_label="learning rate",
                            tools=TOOLS, toolbar_location=None, name="ftkit-optimizer", **SIZE)
