@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sft import (ANSWER_MAP, CHOICES, DATA, PROMPT_TEMPLATE, _num, _share, answer_of, prompt_of, read_tsv,  # noqa: E402
-                 run_trl, tiny_llama, write_tsv)
+from sft import (ANSWER_MAP, CHOICES, DATA, PROMPT_TEMPLATE, _share, answer_of, print_training_table, prompt_of,  # noqa: E402
+                 read_tsv, run_trl, tiny_llama, write_tsv)
 
 
 def rejected_of(row: dict[str, str]) -> str:
@@ -193,13 +193,7 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
                   f"{row['likelihood_seconds']:>7.1f}")
     print(f"\n{results['train_examples']} train pairs, {args.steps} steps of batch {args.batch_size}, "
           f"lr {args.learning_rate:g}, beta {args.beta:g}, LoRA r {args.lora_r}")
-    print(f"{'training':<22}{'wall s':>8}{'train s':>9}{'s/step':>8}{'tokens/s':>10}{'peak RSS GB':>13}{'trainable':>12}")
-    for key, name in (("trl", "TRL DPOTrainer"), ("ftkit", "ftkit dpo")):
-        row = results.get(key)
-        if row and "train_seconds" in row:
-            print(f"{name:<22}{row['wall_seconds']:>8.1f}{_num(row['train_seconds'], 9, 1)}"
-                  f"{_num(row['seconds_per_step'], 8, 2)}{_num(row['train_tokens_per_second'], 10, 0)}"
-                  f"{_num((row['peak_rss_bytes'] or 0) / 2**30, 13, 2)}{_num(row['trainable_parameters'], 12, 0)}")
+    print_training_table(results, {"trl": "TRL DPOTrainer", "ftkit": "ftkit dpo"})
     if results.get("ratios"):
         print("\nftkit / TRL: " + ", ".join(f"{name} {value:.3f}" for name, value in results["ratios"].items()
                                            if value is not None))

@@ -284,13 +284,7 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
                   f"{row['generation_seconds']:>8.1f}{row['likelihood_seconds']:>7.1f}")
     print(f"\n{results['train_examples']} train examples, {args.steps} steps of batch {args.batch_size}, "
           f"lr {args.learning_rate:g}, LoRA r {args.lora_r}")
-    print(f"{'training':<22}{'wall s':>8}{'train s':>9}{'s/step':>8}{'tokens/s':>10}{'peak RSS GB':>13}{'trainable':>12}")
-    for key, name in (("trl", "TRL SFTTrainer"), ("ftkit", "ftkit sft")):
-        row = results.get(key)
-        if row and "train_seconds" in row:
-            print(f"{name:<22}{row['wall_seconds']:>8.1f}{_num(row['train_seconds'], 9, 1)}"
-                  f"{_num(row['seconds_per_step'], 8, 2)}{_num(row['train_tokens_per_second'], 10, 0)}"
-                  f"{_num((row['peak_rss_bytes'] or 0) / 2**30, 13, 2)}{_num(row['trainable_parameters'], 12, 0)}")
+    print_training_table(results, {"trl": "TRL SFTTrainer", "ftkit": "ftkit sft"})
     ftkit_row = results.get("ftkit") or {}
     if ftkit_row.get("generation_seconds") and ftkit_row.get("train_seconds"):
         training = ftkit_row["train_seconds"] - (ftkit_row.get("evaluation_seconds") or 0.0)
@@ -303,6 +297,18 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     if results.get("ratios"):
         print("\nftkit / TRL: " + ", ".join(f"{name} {value:.3f}x" for name, value in results["ratios"].items()
                                            if value is not None))
+
+
+def print_training_table(results: dict[str, Any], names: dict[str, str]) -> None:
+    """Wall time, trainer time, time per step, tokens/s, peak RSS and trainable weights per training
+    (``names``: the results key of each, and how the table names it); ``benchmarks/preference.py`` uses it too."""
+    print(f"{'training':<22}{'wall s':>8}{'train s':>9}{'s/step':>8}{'tokens/s':>10}{'peak RSS GB':>13}{'trainable':>12}")
+    for key, name in names.items():
+        row = results.get(key)
+        if row and "train_seconds" in row:
+            print(f"{name:<22}{row['wall_seconds']:>8.1f}{_num(row['train_seconds'], 9, 1)}"
+                  f"{_num(row['seconds_per_step'], 8, 2)}{_num(row['train_tokens_per_second'], 10, 0)}"
+                  f"{_num((row['peak_rss_bytes'] or 0) / 2**30, 13, 2)}{_num(row['trainable_parameters'], 12, 0)}")
 
 
 def _num(value: Any, width: int, digits: int) -> str:
