@@ -1,4 +1,4 @@
-"""One-off jobs on a run's checkpoints (``ftkit eval``, ``predict``, ``merge``), run in a process of their own.
+"""One-off jobs on a run's checkpoints (``ftkit eval``, ``predict``, ``merge``, ``export``), run in a process of their own.
 
 The job itself (`ftkit.engine.worker`) loads the training stack; this side starts it and reads back its
 JSON result, so the CLI never imports torch.
@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,18 @@ def run_job(run: Any, job: str, *options: str, texts: list[str] | None = None) -
     if "error" in reply:
         raise FtkitError(reply["error"])
     return reply["result"]
+
+
+def start_job(run_dir: Path, job: str, *options: str, log_file: Path) -> int:
+    """Start a job in the background, in a session of its own (the server's exports): it outlives its
+    caller and reports through the run's events; its output is appended to ``log_file``. Returns its pid."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "ftkit.engine.worker", job, str(run_dir), *options],
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    threading.Thread(target=process.wait, daemon=True).start()  # reaped when it ends: never a zombie
+    return process.pid
 
 
 def _stderr_fd() -> Any:

@@ -35,7 +35,13 @@ STATUSES = ("queued", "running", "completed", "failed", "stopped")
 FINAL_STATUSES = ("completed", "failed", "stopped")
 ACTIVE_STATUSES = ("queued", "running")  # a run whose processes may still be at work
 PROGRESS_KEYS = ("step", "total_steps", "epoch", "samples_per_second", "eta_seconds", "loss")
-EVENT_TYPES = ("phase", "progress", "log", "eval", "checkpoint", "checkpoint_deleted", "status")
+EVENT_TYPES = ("phase", "progress", "log", "eval", "checkpoint", "checkpoint_deleted", "status", "export")
+# An export of a checkpoint (`ftkit export`, a job of its own beside the run) reports under its own ``id``:
+# started (with the job's pid), progress (``detail``, ``done``/``total``), then one final state. A completed
+# export carries its ``path``, ``size``, ``seconds`` and ``verification`` ({"passed", "agreement",
+# "threshold", "examples", "split", ...}); a failed one its ``error``. Exports never change the run's status.
+EXPORT_STATES = ("started", "progress", "completed", "failed", "stopped")
+FINAL_EXPORT_STATES = ("completed", "failed", "stopped")
 PHASES = ("waiting for device", "starting", "reading data", "tokenising", "loading model", "first step")
 # The training curves every Trainer logs, at the top level of a log event (where events from before
 # `values` came keep them) and first in the fold's order; anything else a trainer logs, such as TRL's
@@ -170,6 +176,7 @@ class Update:
     # last one logged after its checkpoint, so a curve is what the latest attempt did (`Curves`)
     rewound_curves: set[str] = field(default_factory=set)
     message: str | None = None  # a log line meant for people
+    export: dict[str, Any] | None = None  # an export's record after this event (`RunState.exports`)
 
 
 @dataclass
@@ -196,6 +203,7 @@ class RunState:
     best_metric: dict[str, Any] | None = None  # the best on SELECTION_SPLIT: {"name": "validation_f1", "value": 0.91}
     checkpoints: dict[int, dict[str, Any]] = field(default_factory=dict)
     last_checkpoint: int | None = None
+    exports: dict[str, dict[str, Any]] = field(default_factory=dict)  # by export id: its events merged, latest last
     logged: Curves = field(default_factory=Curves)
 
     @property
@@ -326,6 +334,16 @@ class RunState:
         self.updated = t
         update.summary["updated"] = t
 
+    def _apply_export(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
+        export_id, state = str(event["id"]), event["state"]
+        if state not in EXPORT_STATES:
+            raise ValueError(state)
+        record = self.exports.setdefault(export_id, {"started": t})
+        record.update({key: value for key, value in event.items() if key not in ("type", "t")}, updated=t)
+        if state in FINAL_EXPORT_STATES:
+            record.update(pid=None, ended=t)
+        update.export = dict(record)
+
     def _apply_checkpoint_deleted(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
         step = int(event["step"])
         self.checkpoints.pop(step, None)
@@ -338,5 +356,5 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-__all__ = ["ACTIVE_STATUSES", "BOOKKEEPING", "CURVES", "EVENT_TYPES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS",
+__all__ = ["ACTIVE_STATUSES", "BOOKKEEPING", "CURVES", "EVENT_TYPES", "EXPORT_STATES", "FINAL_EXPORT_STATES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS",
            "STATUSES", "Curves", "RunState", "Update", "decode_events", "phase_text", "read_events"]

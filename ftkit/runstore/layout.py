@@ -43,6 +43,14 @@ PARTIAL_PREFIX = ".tmp-"  # .tmp-checkpoint-<step>/ while a checkpoint is writte
 BEST_FOLDERS = ("best", "final")  # a model saved whole after training, preferred over checkpoints
 CHECKPOINT_RECORD_FILE = "ftkit_checkpoint.json"  # in each checkpoint: the task and method that made it, its lineage
 MERGED_DIR = "merged"  # `ftkit merge`'s default output
+EXPORTS_DIR = "exports"  # `ftkit export`'s default outputs: exports/<checkpoint>-<format>[-<quant>]/
+EXPORT_RECORD_FILE = "export.json"  # in an export's folder: what was exported, from where, and its verification
+EXPORT_LOG_FILE = "export.log"  # in exports/: the output of export jobs started by the server
+EXPORT_FORMATS = ("gguf", "onnx")  # a task says which it writes (`Task.export_format`)
+GGUF_QUANTS = ("f16", "q8_0", "q4_0")  # GGUF weights: float16, or 8 / 4 bits per weight in blocks of 32
+# The share of verification examples on which an export must answer as the fine-tuned model did; below it the
+# export is kept but marked as failing verification, and `ftkit push` refuses it unless told otherwise.
+VERIFICATION_THRESHOLDS = {"f16": 0.99, "q8_0": 0.95, "q4_0": 0.85, "onnx": 0.99}
 EVAL_DIR = "eval-tmp"  # the Trainer's scratch folder for `ftkit eval`
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files (training.report_to: [tensorboard])
 RANK_ERROR_GLOB = "rank-*.err"  # rank-<i>.err: the failure of one process of a distributed run
@@ -102,6 +110,11 @@ def rank_error_name(rank: int) -> str:
 
 def rank_of_error_file(path: str | Path) -> int:
     return int(Path(path).name.removeprefix("rank-").removesuffix(".err"))
+
+
+def export_folder_name(checkpoint: str, format: str, quant: str | None) -> str:
+    """``checkpoint-60-gguf-q8_0``, ``checkpoint-60-onnx``: the default folder of an export under exports/."""
+    return "-".join(part for part in (Path(checkpoint).name, format, quant) if part)
 
 
 def predictions_file(split: str) -> str:
@@ -198,8 +211,8 @@ def choose_checkpoint(run_dir: str | Path, checkpoints: Iterable[Mapping[str, An
 
 __all__ = [
     "BEST_FOLDERS", "CACHE_DIR", "CHECKPOINT_PREFIX", "CONFIG_FILE", "DATA_DIR", "DELETING_PREFIX", "EVAL_DIR",
-    "CHECKPOINT_RECORD_FILE", "EVENTS_FILE", "HEARTBEAT_FILE", "INDEX_FILE", "INDEX_LOCK_FILE", "LIFE_LOCK_FILE", "LOCK_FILE", "RESERVE_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
+    "CHECKPOINT_RECORD_FILE", "EVENTS_FILE", "EXPORTS_DIR", "EXPORT_FORMATS", "EXPORT_LOG_FILE", "EXPORT_RECORD_FILE", "GGUF_QUANTS", "HEARTBEAT_FILE", "INDEX_FILE", "INDEX_LOCK_FILE", "LIFE_LOCK_FILE", "LOCK_FILE", "RESERVE_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
     "RUN_FILE", "SELECTION_SPLIT", "STOP_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
-    "choose_checkpoint", "higher_is_better", "is_better", "keeps_resume_state", "metric_value", "partial_name", "predictions_file",
-    "rank_error_name", "rank_of_error_file", "saved_checkpoints",
+    "choose_checkpoint", "export_folder_name", "higher_is_better", "is_better", "keeps_resume_state", "metric_value", "partial_name", "predictions_file",
+    "rank_error_name", "rank_of_error_file", "saved_checkpoints", "VERIFICATION_THRESHOLDS",
 ]

@@ -8,11 +8,11 @@ import sqlite3
 from typing import Any
 
 from ..errors import RunError
-from .events import FINAL_STATUSES, STATUSES
+from .events import FINAL_EXPORT_STATES, FINAL_STATUSES, STATUSES, RunState, read_events
 from .files import DiskFull
 from .index import SEARCH, SORT_KEYS, IndexAccess, apply_event, checkpoint_of_row, events_in, heals_index, reindex_run, summary_of, update_row
-from .layout import CONFIG_FILE
-from .liveness import dead_run_error
+from .layout import CONFIG_FILE, EVENTS_FILE
+from .liveness import dead_run_error, process_alive
 
 
 class RunQueries(IndexAccess):
@@ -114,10 +114,26 @@ class RunQueries(IndexAccess):
         detail["metrics"] = latest
         detail["metric_history"] = history
         detail["checkpoints"] = [checkpoint_of_row(c, folder) for c in ckpt_rows]
+        detail["exports"] = self.exports(run_id)
+        for checkpoint in detail["checkpoints"]:
+            checkpoint["exports"] = [e for e in detail["exports"] if e.get("checkpoint") == checkpoint["name"]]
         detail["config"] = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         detail["dir"] = str(folder)
         detail["parent"] = self.read_record(run_id).get("parent")  # the run its model came from (runstore.lineage)
         return detail
+
+    def exports(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's exports, oldest first, as their events say (`RunState.exports`); one whose job is gone
+        without a final state is reported failed (nothing is written)."""
+        state = RunState.from_events(read_events(self.run_dir(run_id) / EVENTS_FILE, ("export",)))
+        exports = []
+        for record in state.exports.values():
+            if record.get("state") not in FINAL_EXPORT_STATES and not process_alive(record.get("pid"),
+                                                                                    record.get("pid_started")):
+                record = {**record, "state": "failed", "pid": None,
+                          "error": "the export process ended without reporting (killed, or its machine restarted)"}
+            exports.append(record)
+        return exports
 
     @heals_index
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import RunError
-from .events import ACTIVE_STATUSES, FINAL_STATUSES, STATUSES, RunState, decode_events
+from .events import ACTIVE_STATUSES, FINAL_EXPORT_STATES, FINAL_STATUSES, STATUSES, RunState, decode_events
 from .files import HELD_LOCKS, DiskFull, append_line, hold_reserve, is_disk_full, lock, no_space, remove_set_aside, set_aside, write_json_atomic
 from .index import RUN_TABLES, IndexDamaged, apply_event, create_tables, events_in, heals_index, insert_run
 from .layout import (CONFIG_FILE, EVENTS_FILE, HEARTBEAT_FILE, INDEX_FILE, LIFE_LOCK_FILE, LOCK_FILE,
@@ -281,6 +281,21 @@ class RunStore(RunQueries):
 
     def stop_requested(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / STOP_FILE).exists()
+
+    def stop_export(self, run_id: str, export_id: str) -> dict[str, Any]:
+        """Ask a running export job to stop (SIGTERM: it removes its partial files and records "stopped")."""
+        import psutil
+
+        record = next((e for e in self.exports(run_id) if e["id"] == export_id), None)
+        if record is None:
+            raise RunError(f"run '{run_id}' has no export '{export_id}'")
+        if record["state"] in FINAL_EXPORT_STATES:
+            raise RunError(f"export '{export_id}' of run '{run_id}' has already ended ({record['state']})")
+        try:
+            psutil.Process(record["pid"]).terminate()
+        except psutil.Error:
+            pass  # ended meanwhile: its final state is, or is about to be, recorded
+        return record
 
     @heals_index
     def delete_run(self, run_id: str) -> None:

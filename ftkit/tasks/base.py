@@ -287,6 +287,21 @@ class Task(ABC):
     def prediction_display(self, text: str, prediction: Any) -> tuple[str, str]:
         """One prediction for people: (plain text, escaped HTML), as `%ftkit predict` shows it."""
 
+    # ----- export (`ftkit export`: the engine writes the file, the task says what to check it on) -----------
+    export_format: ClassVar[str] = "onnx"  # what `ftkit export` writes: onnx for encoders, gguf for causal LMs
+
+    def export_inputs(self, raw: "datasets.Dataset") -> tuple[list[Any], list[Any]]:
+        """What an exported model is verified on: ``predict``'s inputs for the split's rows, and their gold answers."""
+        raise NotImplementedError(f"task {self.name} does not say what its exports are verified on")
+
+    def comparable(self, prediction: Any) -> Any:
+        """What must be equal for two predictions to agree (a label, the entity spans, the answer's text)."""
+        return prediction
+
+    def export_scores(self, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+        """Scores of predictions against the gold answers, reported for the model and its export."""
+        return {}
+
     def load_snippet(self, path: str, adapter_only: bool) -> str:
         """Python that loads the checkpoint at ``path`` and runs it once: for the panel and model cards.
 

@@ -216,6 +216,15 @@ class ClassificationTask(Task):
         return (f'<div class="ftkit-error-example">{chip("gold", example["label"])} '
                 f'{chip("predicted", example["predicted"])}{confidence} {html.escape(example["text"])}</div>')
 
+    def export_inputs(self, raw: "datasets.Dataset") -> tuple[list[str], list[str]]:
+        return list(raw["text"]), list(raw["label"])
+
+    def comparable(self, prediction: Mapping[str, Any]) -> str:
+        return prediction["label"]
+
+    def export_scores(self, predictions: Sequence[Mapping[str, Any]], references: Sequence[str]) -> dict[str, float]:
+        return {"accuracy": sum(p["label"] == r for p, r in zip(predictions, references)) / max(1, len(references))}
+
     def predict(self, predictor: Any, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
         """``{"label", "scores"}`` per text: the most probable label and every label's probability."""
         results = []

@@ -215,6 +215,14 @@ class NerTask(Task):
         predicted = [by_sentence.get(i, ["O"] * len(tokens)) for i, tokens in enumerate(raw["tokens"])]
         save_predictions(path, raw["tokens"], raw["tags"], predicted)
 
+    def export_inputs(self, raw: "datasets.Dataset") -> tuple[list[str], list[list[str]]]:
+        """Each sentence as text (its words joined by spaces, as `predict` splits them again) and its tags."""
+        return [" ".join(tokens) for tokens in raw["tokens"]], list(raw["tags"])
+
+    def comparable(self, prediction: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, int, int], ...]:
+        """The entity spans: type and character offsets (scores may differ in their last digits)."""
+        return tuple((entity["label"], entity["start"], entity["end"]) for entity in prediction)
+
     def predict(self, predictor: Any, texts: list[str], batch_size: int) -> list[list[dict[str, Any]]]:
         """Entities with character offsets: words split off the text with their spans, tokenised as pre-split
         words, each taking its first subword's prediction exactly as in training; windows of whole words

@@ -252,6 +252,14 @@ class SftTask(Task):
         partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in predictions), encoding="utf-8")
         os.replace(partial, path)
 
+    export_format = "gguf"
+
+    def export_inputs(self, raw: "datasets.Dataset") -> tuple[list[list[dict[str, str]]], list[str]]:
+        return self.prompts_and_references(raw)
+
+    def export_scores(self, predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+        return {"exact_match": sum(exact_match(p, r) for p, r in zip(predictions, references)) / max(1, len(references))}
+
     def predict(self, predictor: Any, texts: list[str], batch_size: int) -> list[str]:
         """The model's answer to each text, asked as one user turn through the checkpoint's chat template."""
         max_new_tokens = getattr(predictor, "max_new_tokens", None) or DEFAULT_PREDICT_TOKENS
