@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,14 +13,15 @@ import tornado.httpclient
 from ftkit.config import Config
 from ftkit.runstore import RunStore
 from ftkit.runstore.layout import STOP_FILE
+from ftkit.runstore.liveness import process_start_time
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
 def add_run(store: RunStore, name: str, status: str, *, pid: int | None = None, checkpoints: int = 0,
-            f1: float | None = None, step: int = 0) -> str:
+            f1: float | None = None, step: int = 0, task: str = "ner") -> str:
     """A run as a worker would leave it: status events, progress, an eval and checkpoint folders."""
-    run_id = store.create_run(Config.from_dict({"name": name, "task": "ner"}))
+    run_id = store.create_run(Config.from_dict({"name": name, "task": task}))
     if status == "queued":
         return run_id
     store.set_status(run_id, "running", pid=pid or 1)
@@ -62,8 +65,11 @@ def jp_server_config(store_with_runs):
 def api(jp_fetch):
     """GET/POST/DELETE under /ftkit/api/ returning (status, json body), errors included."""
 
-    async def call(*parts: str, method: str = "GET", params: dict | None = None, headers: dict | None = None):
-        kwargs = {"body": b"" if method == "POST" else None, "allow_nonstandard_methods": True}
+    async def call(*parts: str, method: str = "GET", params: dict | None = None, headers: dict | None = None,
+                   body: object = None):
+        """``body``: bytes as they are, anything else as JSON (POST only)."""
+        data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+        kwargs = {"body": data if method == "POST" else None, "allow_nonstandard_methods": True}
         try:
             response = await jp_fetch("ftkit", "api", *parts, method=method, params=params, headers=headers, **kwargs)
         except tornado.httpclient.HTTPClientError as exc:
@@ -375,3 +381,145 @@ async def test_the_errors_route_says_when_a_run_has_no_saved_predictions_or_the_
     assert code == 400 and "split must be one of train, validation, test" in error["message"]
     code, error = await api("runs", ids["stopped"], "errors", params={"limit": "0"})
     assert code == 400 and error["code"] == "invalid_limit"
+
+
+# ----- exports of a checkpoint (`ftkit export` as a job the server starts) --------------------------------
+
+@pytest.fixture
+def started_jobs(monkeypatch) -> list[tuple]:
+    """start_job, recorded instead of run: (run_dir, job, options, log_file) per call."""
+    calls: list[tuple] = []
+
+    def record(run_dir, job, *options, log_file):
+        calls.append((run_dir, job, options, log_file))
+        return 4242
+
+    monkeypatch.setattr("ftkit.server.routes.start_job", record)
+    return calls
+
+
+async def test_export_starts_the_job_for_a_checkpoint_with_the_tasks_format(api, store_with_runs, started_jobs):
+    store, ids = store_with_runs
+    code, reply = await api("runs", ids["completed"], "exports", method="POST", body={"checkpoint": "checkpoint-20"})
+    assert code == 202
+    export = reply["export"]
+    assert export == {"id": export["id"], "run": ids["completed"], "checkpoint": "checkpoint-20", "format": "onnx",
+                      "quant": None, "state": "started"}
+    folder = store.run_dir(ids["completed"])
+    assert started_jobs == [(folder, "export", ("--checkpoint", "checkpoint-20", "--format", "onnx",
+                                                "--export-id", export["id"]), folder / "exports" / "export.log")]
+    # the detail says what Export offers: an ner run writes ONNX, with no weights to choose
+    _, detail = await api("runs", ids["completed"])
+    assert (detail["export_format"], detail["export_quants"]) == ("onnx", [])
+
+
+async def test_a_gguf_export_takes_a_quant_f16_by_default_and_an_ollama_modelfile(api, store_with_runs, started_jobs):
+    store, _ = store_with_runs
+    run_id = add_run(store, "sft-done", "completed", checkpoints=1, task="sft")
+    code, reply = await api("runs", run_id, "exports", method="POST",
+                            body={"checkpoint": "checkpoint-10", "quant": "q4_0", "ollama": True})
+    assert code == 202 and (reply["export"]["format"], reply["export"]["quant"]) == ("gguf", "q4_0")
+    code, default = await api("runs", run_id, "exports", method="POST", body={"checkpoint": "checkpoint-10"})
+    assert code == 202 and default["export"]["quant"] == "f16"
+    assert [options for _, _, options, _ in started_jobs] == [
+        ("--checkpoint", "checkpoint-10", "--format", "gguf", "--quant", "q4_0", "--ollama", "--export-id", reply["export"]["id"]),
+        ("--checkpoint", "checkpoint-10", "--format", "gguf", "--quant", "f16", "--export-id", default["export"]["id"]),
+    ]
+    assert reply["export"]["id"] != default["export"]["id"]
+    _, detail = await api("runs", run_id)
+    assert (detail["export_format"], detail["export_quants"]) == ("gguf", ["f16", "q8_0", "q4_0"])
+
+
+@pytest.mark.parametrize(("body", "code", "error"), [
+    ({"checkpoint": "checkpoint-99"}, 404, "checkpoint_not_found"),
+    ({"checkpoint": "../checkpoint-10"}, 404, "checkpoint_not_found"),
+    ({"checkpoint": "checkpoint-10", "quant": "q8_0"}, 400, "invalid_quant"),  # an ONNX export has no quant
+    ({"checkpoint": "checkpoint-10", "ollama": True}, 400, "invalid_quant"),
+    ({"checkpoint": 10}, 400, "invalid_body"),
+    ({"checkpoint": "checkpoint-10", "ollama": "yes"}, 400, "invalid_body"),
+    ({"checkpoint": "checkpoint-10", "format": "gguf"}, 400, "invalid_body"),
+    (["checkpoint-10"], 400, "invalid_body"),
+    (b"{not json", 400, "invalid_body"),
+    (b"", 400, "invalid_body"),
+])
+async def test_a_bad_export_request_starts_nothing(api, store_with_runs, started_jobs, body, code, error):
+    _, ids = store_with_runs
+    status, reply = await api("runs", ids["completed"], "exports", method="POST", body=body)
+    assert (status, reply["code"]) == (code, error)
+    assert started_jobs == []
+
+
+async def test_a_gguf_export_refuses_an_unknown_quant_and_an_unknown_run_is_404(api, store_with_runs, started_jobs):
+    store, _ = store_with_runs
+    run_id = add_run(store, "sft-done", "completed", checkpoints=1, task="sft")
+    code, error = await api("runs", run_id, "exports", method="POST", body={"checkpoint": "checkpoint-10", "quant": "q2_k"})
+    assert code == 400 and error["code"] == "invalid_quant" and "f16, q8_0, q4_0" in error["message"]
+    code, error = await api("runs", "20990101-000000-abcdef", "exports", method="POST", body={"checkpoint": "checkpoint-10"})
+    assert code == 404 and error["code"] == "run_not_found"
+    assert started_jobs == []
+
+
+@pytest.fixture
+def export_job():
+    """A live process standing in for an export job, as its started event names it."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def write_export(store: RunStore, run_id: str, export_id: str, state: str, **fields) -> None:
+    store.append_event(run_id, {"type": "export", "id": export_id, "state": state, "checkpoint": "checkpoint-10",
+                                "format": "onnx", **fields})
+
+
+async def test_stopping_an_export_terminates_its_job_and_a_second_stop_is_a_conflict(api, store_with_runs, export_job):
+    store, ids = store_with_runs
+    write_export(store, ids["completed"], "e1", "started", pid=export_job.pid,
+                 pid_started=process_start_time(export_job.pid))
+    write_export(store, ids["completed"], "e1", "progress", detail="writing", done=1, total=3)
+    _, detail = await api("runs", ids["completed"])
+    assert [(e["id"], e["state"], e["done"]) for e in detail["checkpoints"][0]["exports"]] == [("e1", "progress", 1)]
+    code, reply = await api("runs", ids["completed"], "exports", "e1", method="DELETE")
+    assert code == 202 and reply == {"export": {"id": "e1", "run": ids["completed"], "stop_requested": True}}
+    assert export_job.wait(timeout=10) != 0  # terminated
+    # gone without a final state: reported failed, so there is nothing left to stop
+    code, error = await api("runs", ids["completed"], "exports", "e1", method="DELETE")
+    assert code == 409 and error["code"] == "export_ended"
+
+
+async def test_stopping_an_ended_or_unknown_export_is_refused(api, store_with_runs, export_job):
+    store, ids = store_with_runs
+    write_export(store, ids["completed"], "done-1", "started", pid=export_job.pid)
+    write_export(store, ids["completed"], "done-1", "completed", path="/x/model.onnx", size=10,
+                 verification={"passed": True, "agreement": 1.0, "threshold": 0.99})
+    code, error = await api("runs", ids["completed"], "exports", "done-1", method="DELETE")
+    assert code == 409 and error["code"] == "export_ended" and "completed" in error["message"]
+    assert export_job.poll() is None  # its pid was not signalled
+    code, error = await api("runs", ids["completed"], "exports", "no-such", method="DELETE")
+    assert code == 404 and error["code"] == "export_not_found"
+    code, error = await api("runs", ids["completed"], "exports", "bad.id", method="DELETE")
+    assert code == 404
+    code, error = await api("runs", "20990101-000000-abcdef", "exports", "e1", method="DELETE")
+    assert code == 404 and error["code"] == "run_not_found"
+
+
+async def test_a_running_export_of_the_same_checkpoint_and_format_is_not_started_twice(
+        api, store_with_runs, started_jobs, export_job):
+    store, ids = store_with_runs
+    write_export(store, ids["completed"], "busy", "started", pid=export_job.pid,
+                 pid_started=process_start_time(export_job.pid))
+    code, error = await api("runs", ids["completed"], "exports", method="POST", body={"checkpoint": "checkpoint-10"})
+    assert code == 409 and error["code"] == "export_running"
+    code, _ = await api("runs", ids["completed"], "exports", method="POST", body={"checkpoint": "checkpoint-20"})
+    assert code == 202 and len(started_jobs) == 1
+
+
+async def test_the_export_routes_require_the_token(api, store_with_runs, started_jobs, export_job):
+    store, ids = store_with_runs
+    write_export(store, ids["completed"], "e1", "started", pid=export_job.pid)
+    code, _ = await api("runs", ids["completed"], "exports", method="POST", body={"checkpoint": "checkpoint-10"},
+                        headers={"Authorization": ""})
+    assert code == 403 and started_jobs == []
+    code, _ = await api("runs", ids["completed"], "exports", "e1", method="DELETE", headers={"Authorization": ""})
+    assert code == 403 and export_job.poll() is None

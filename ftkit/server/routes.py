@@ -15,7 +15,8 @@ GET      /ftkit/api/runs?status=&q=&sort=&order=&limit=&offset=  a page of run s
                                                             and the runs of each status matching ``q``
 GET      /ftkit/api/live?<same>&etag=&timeout=              the same page, answered once it differs
                                                             from ``etag`` (or after ``timeout`` s)
-GET      /ftkit/api/runs/<id>                              detail: config, metrics, checkpoints, log
+GET      /ftkit/api/runs/<id>                              detail: config, metrics, checkpoints, log,
+                                                            exports, and what Export offers the run
 GET      /ftkit/api/runs/<id>/config                       config.yaml text, its path, and that path
                                                             relative to the server root (if inside)
 GET      /ftkit/api/runs/<id>/log?lines=                   the last lines of train.log, and its paths
@@ -25,6 +26,10 @@ GET      /ftkit/api/compare?ids=A,B,...                   two or more runs side 
                                                             that differ, final metrics, logged curves
                                                             (`ftkit.comparison.comparison`)
 POST     /ftkit/api/runs/<id>/stop                         ask the worker to checkpoint and stop
+POST     /ftkit/api/runs/<id>/exports                      export a checkpoint (``{"checkpoint", "quant"?,
+                                                            "ollama"?}``): starts the job, 202; it reports
+                                                            through the run's events (detail's ``exports``)
+DELETE   /ftkit/api/runs/<id>/exports/<export id>          stop a running export's job
 DELETE   /ftkit/api/runs/<id>                              delete a finished run and its folder
 DELETE   /ftkit/api/runs/<id>/checkpoints/<step>           delete one checkpoint
 =======  ================================================  ==========================================
@@ -36,6 +41,7 @@ import asyncio
 import functools
 import hashlib
 import json
+import secrets
 import time
 from http import HTTPStatus
 from pathlib import Path
@@ -47,8 +53,9 @@ from jupyter_server.base.handlers import APIHandler
 
 from ..comparison import comparison
 from ..errors import FtkitError, RunError
-from ..runstore.events import ACTIVE_STATUSES, STATUSES
-from ..runstore.layout import CONFIG_FILE, LOG_FILE
+from ..process.jobs import start_job
+from ..runstore.events import ACTIVE_STATUSES, FINAL_EXPORT_STATES, STATUSES
+from ..runstore.layout import CONFIG_FILE, EXPORT_LOG_FILE, EXPORTS_DIR, GGUF_QUANTS, LOG_FILE
 from ..runs import error_report
 from ..runstore import SORT_KEYS, RunBusy, RunStore
 from ..tasks import TASK_NAMES, get_task
@@ -57,6 +64,8 @@ T = TypeVar("T")
 
 API_PREFIX = "/ftkit/api"
 RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+EXPORT_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+EXPORT_FIELDS = ("checkpoint", "quant", "ollama")  # what POST .../exports reads
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_QUERY_LENGTH = 200
@@ -227,7 +236,10 @@ class RunHandler(FtkitHandler):
     async def get(self, run_id: str) -> None:
         detail = await self.find_run(run_id)
         folder = Path(detail["dir"])
-        task = get_task(detail["task"]) if detail.get("task") in TASK_NAMES else None
+        task = _task_of(detail)
+        # what the panel's Export offers: the task's format, and the weights to choose from for GGUF
+        detail["export_format"] = task.export_format if task else None
+        detail["export_quants"] = list(GGUF_QUANTS) if detail["export_format"] == "gguf" else []
         for checkpoint in detail["checkpoints"]:
             # the same place the store deletes: the checkpoint's folder name inside its run
             checkpoint["abs_path"] = str(folder / checkpoint["name"])
@@ -324,6 +336,77 @@ class StopHandler(FtkitHandler):
         self.reply({"id": run_id, "stop_requested": True}, status=202)
 
 
+def _task_of(detail: dict[str, Any]) -> Any:
+    """The run's task (`ftkit.tasks.Task`), or None for a task this ftkit does not know."""
+    return get_task(detail["task"]) if detail.get("task") in TASK_NAMES else None
+
+
+def _export_request(body: bytes) -> tuple[str, str | None, bool]:
+    """(checkpoint, quant, ollama) from POST .../exports's JSON body; 400 unless it is exactly that."""
+    usage = 'the body is JSON: {"checkpoint": "checkpoint-<step>", "quant"?: "f16", "ollama"?: true}'
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_body", usage) from None
+    if not isinstance(data, dict) or not isinstance(data.get("checkpoint"), str) or set(data) - set(EXPORT_FIELDS):
+        raise ApiError(400, "invalid_body", usage)
+    quant, ollama = data.get("quant"), data.get("ollama", False)
+    if not (quant is None or isinstance(quant, str)) or not isinstance(ollama, bool):
+        raise ApiError(400, "invalid_body", usage)
+    return data["checkpoint"], quant, ollama
+
+
+class ExportsHandler(FtkitHandler):
+    """Export one of the run's checkpoints (`ftkit export`): a job of its own beside the run, started
+    here and answered at once; it reports through the run's events (the detail's ``exports``)."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        detail = await self.find_run(run_id)
+        checkpoint, quant, ollama = _export_request(self.request.body)
+        if checkpoint not in {c["name"] for c in detail["checkpoints"]}:
+            raise ApiError(404, "checkpoint_not_found", f"run '{run_id}' has no checkpoint '{checkpoint}'")
+        task = _task_of(detail)
+        if task is None:
+            raise ApiError(400, "export_unsupported", f"this ftkit cannot export a run of task '{detail.get('task')}'")
+        export_format = task.export_format
+        if export_format == "gguf":
+            quant = quant or GGUF_QUANTS[0]
+            if quant not in GGUF_QUANTS:
+                raise ApiError(400, "invalid_quant", f"quant is one of {', '.join(GGUF_QUANTS)}, got '{quant}'")
+        elif quant is not None or ollama:
+            raise ApiError(400, "invalid_quant", f"a {task.name} run exports to {export_format}: no quant, no Ollama Modelfile")
+        if any(e.get("checkpoint") == checkpoint and e.get("format") == export_format and e.get("quant") == quant
+               and e.get("state") not in FINAL_EXPORT_STATES for e in detail["exports"]):
+            raise ApiError(409, "export_running", f"{checkpoint} is already being exported to {export_format} {quant or ''}".rstrip())
+        export_id = secrets.token_hex(4)
+        folder = Path(detail["dir"])
+        options = ["--checkpoint", checkpoint, "--format", export_format, *(["--quant", quant] if quant else []),
+                   *(["--ollama"] if ollama else []), "--export-id", export_id]
+        await self.in_thread(start_job, folder, "export", *options, log_file=folder / EXPORTS_DIR / EXPORT_LOG_FILE)
+        self.reply({"export": {"id": export_id, "run": run_id, "checkpoint": checkpoint, "format": export_format,
+                               "quant": quant, "state": "started"}}, status=202)
+
+
+class ExportHandler(FtkitHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def delete(self, run_id: str, export_id: str) -> None:
+        await self.find_run(run_id)
+        exports = await self.in_thread(self.store.exports, run_id)
+        record = next((e for e in exports if e.get("id") == export_id), None)
+        if record is None:
+            raise ApiError(404, "export_not_found", f"run '{run_id}' has no export '{export_id}'")
+        if record.get("state") in FINAL_EXPORT_STATES:
+            raise ApiError(409, "export_ended", f"export '{export_id}' has already ended ({record['state']})")
+        try:
+            await self.in_thread(self.store.stop_export, run_id, export_id)
+        except RunError as exc:  # it ended meanwhile
+            raise ApiError(409, "export_ended", str(exc)) from None
+        self.reply({"export": {"id": export_id, "run": run_id, "stop_requested": True}}, status=202)
+
+
 class CheckpointHandler(FtkitHandler):
     @tornado.web.authenticated
     @authorized
@@ -362,5 +445,7 @@ handlers: list[tuple[str, type[FtkitHandler]]] = [
     (rf"{API_PREFIX}/compare/?", CompareHandler),
     (rf"{_RUN}/stop/?", StopHandler),
     (rf"{_RUN}/checkpoints/([0-9]{{1,12}})/?", CheckpointHandler),
+    (rf"{_RUN}/exports/?", ExportsHandler),
+    (rf"{_RUN}/exports/({EXPORT_ID_PATTERN})/?", ExportHandler),
     (rf"{API_PREFIX}/.*", NotFoundHandler),
 ]
