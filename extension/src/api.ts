@@ -52,8 +52,55 @@ export interface IRunSummary {
   sweep?: string | null;
 }
 
+/** An export's state (ftkit.runstore.events.EXPORT_STATES): started and progress while its job works. */
+export type ExportState = 'started' | 'progress' | 'completed' | 'failed' | 'stopped';
+export const ACTIVE_EXPORT_STATES: ExportState[] = ['started', 'progress'];
+
+/** How an export answers next to the fine-tuned model: the share of examples on which they agree. */
+export interface IExportVerification {
+  passed: boolean;
+  agreement: number | null;
+  threshold: number | null;
+  examples?: number | null;
+  split?: string | null;
+  /** Other numbers: exact_match_model, exact_match_export, max_logit_difference, ... */
+  [key: string]: unknown;
+}
+
+/** An export of a checkpoint (`ftkit export`), its events merged (ftkit.runstore.queries.exports). */
+export interface IExport {
+  id: string;
+  state: ExportState;
+  /** The checkpoint's folder name, e.g. "checkpoint-60". */
+  checkpoint: string;
+  format: string;
+  quant?: string | null;
+  /** The exported file, once written. */
+  path?: string | null;
+  /** What the job does now ("writing tensors"), with its count done/total where it has one. */
+  detail?: string | null;
+  done?: number | null;
+  total?: number | null;
+  size?: number | null;
+  seconds?: number | null;
+  verification?: IExportVerification | null;
+  error?: string | null;
+  started?: number | null;
+  updated?: number | null;
+  ended?: number | null;
+}
+
+/** What POST /runs/<id>/exports takes: a checkpoint, and for GGUF its weights and an Ollama Modelfile. */
+export interface IExportRequest {
+  checkpoint: string;
+  quant?: string;
+  ollama?: boolean;
+}
+
 export interface ICheckpoint {
   step: number;
+  /** Its folder name in the run, e.g. "checkpoint-60" (what an export names). */
+  name?: string;
   path: string;
   abs_path: string;
   size: number | null;
@@ -61,6 +108,8 @@ export interface ICheckpoint {
   /** Python that loads this checkpoint and runs it once (the run's task writes it); null for an unknown task. */
   snippet: string | null;
   metrics: Record<string, number>;
+  /** This checkpoint's exports, oldest first; absent from servers older than exports. */
+  exports?: IExport[];
 }
 
 /** The run a run's model came from (`model: run:<id>`), as recorded at launch (ftkit/runstore/lineage.py). */
@@ -88,6 +137,12 @@ export interface IRunDetail extends IRunSummary {
   stop_requested: boolean;
   /** Null when its model is not another run's; absent from servers older than lineage. */
   parent?: IRunParent | null;
+  /** Every export of the run's checkpoints, oldest first. */
+  exports?: IExport[];
+  /** What Export writes for the run's task ("gguf", "onnx"); null for a task the server does not know. */
+  export_format?: string | null;
+  /** The GGUF weights to choose from (f16 first, the default); empty for ONNX. */
+  export_quants?: string[];
 }
 
 export type StatusCounts = Record<RunStatus, number>;
@@ -189,6 +244,10 @@ export interface IRunsApi {
   stop(runId: string): Promise<void>;
   deleteRun(runId: string): Promise<void>;
   deleteCheckpoint(runId: string, step: number): Promise<void>;
+  /** Start an export job of one checkpoint; answers at once with the export as started. */
+  startExport(runId: string, request: IExportRequest): Promise<IExport>;
+  /** Stop a running export's job. */
+  stopExport(runId: string, exportId: string): Promise<void>;
 }
 
 /** An error from the server, carrying its `{code, message}` body. */

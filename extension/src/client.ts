@@ -9,6 +9,8 @@ import { ServerConnection } from '@jupyterlab/services';
 import {
   IComparison,
   IErrorReport,
+  IExport,
+  IExportRequest,
   IListQuery,
   IRunConfig,
   IRunLog,
@@ -70,6 +72,20 @@ export class ServerRunsApi implements IRunsApi {
 
   async deleteCheckpoint(runId: string, step: number): Promise<void> {
     await this.request(`runs/${encodeURIComponent(runId)}/checkpoints/${step}`, {
+      method: 'DELETE'
+    });
+  }
+
+  async startExport(runId: string, request: IExportRequest): Promise<IExport> {
+    const reply = await this.request<{ export: IExport }>(`runs/${encodeURIComponent(runId)}/exports`, {
+      method: 'POST',
+      body: JSON.stringify(request)
+    });
+    return reply.export;
+  }
+
+  async stopExport(runId: string, exportId: string): Promise<void> {
+    await this.request(`runs/${encodeURIComponent(runId)}/exports/${encodeURIComponent(exportId)}`, {
       method: 'DELETE'
     });
   }

@@ -1,7 +1,8 @@
 /**
  * The ftkit JupyterLab plugin: a "Fine-tuning runs" tab in the left side panel, restored with the
  * layout, the commands behind its buttons (also in the command palette under "Fine-tuning"), and
- * the main-area views they open: a comparison of runs, a run's errors, its train.log.
+ * the main-area views they open: a comparison of runs, a run's errors, its train.log; and the export
+ * of a checkpoint (the dialog that chooses how, then the job's progress under the checkpoint).
  */
 
 import {
@@ -27,6 +28,8 @@ import * as React from 'react';
 import { ServerRunsApi } from './client';
 import { CompareView } from './compare';
 import { ErrorView } from './errors-view';
+import { askExport } from './export-dialog';
+import { checkpointName, isActiveExport, runExports } from './exports';
 import { LogView } from './log';
 import { RunsModel } from './model';
 import { CommandIDs, RunsPanel } from './panel';
@@ -50,6 +53,8 @@ interface IRunArgs {
   step?: number;
   /** Runs to compare (default: those ticked in the panel). */
   runIds?: string[];
+  /** The export to stop (default: the run's latest one at work). */
+  exportId?: string;
 }
 
 /** Lines of train.log a log view shows. */
@@ -181,6 +186,45 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const t = target(args as IRunArgs);
         if (t?.checkpoint && (await confirm('Delete checkpoint?', `Delete checkpoint ${t.checkpoint.step} of "${t.name}"? This cannot be undone.`, 'Delete'))) {
           await model.deleteCheckpoint(t.runId, t.checkpoint.step).catch(report('Could not delete the checkpoint'));
+        }
+      }
+    });
+    commands.addCommand(CommandIDs.exportCheckpoint, {
+      label: 'Export Checkpoint…',
+      caption: 'Write the checkpoint as one GGUF (llama.cpp, Ollama) or ONNX file, checked against the model',
+      isEnabled: args => {
+        const t = target(args as IRunArgs);
+        return !!t?.checkpoint && !!model.detail(t.runId)?.export_format;
+      },
+      execute: async args => {
+        const t = target(args as IRunArgs);
+        const detail = t ? model.detail(t.runId) : undefined;
+        if (!t?.checkpoint || !detail?.export_format) {
+          return;
+        }
+        const checkpoint = checkpointName(t.checkpoint);
+        const quants = detail.export_format === 'gguf' ? detail.export_quants ?? [] : [];
+        const request = await askExport({ runName: t.name, checkpoint, format: detail.export_format, quants });
+        if (request) {
+          await model.startExport(t.runId, request).catch(report(`Could not export ${checkpoint} of ${t.name}`));
+        }
+      }
+    });
+    /** The export a stop acts on: its id, else the run's latest one at work. */
+    const exportTarget = (args: IRunArgs) => {
+      const t = target(args);
+      const working = runExports(t ? model.detail(t.runId) : undefined).filter(isActiveExport);
+      const exportId = args.exportId ?? working[working.length - 1]?.id;
+      return t && exportId ? { runId: t.runId, exportId } : null;
+    };
+    commands.addCommand(CommandIDs.stopExport, {
+      label: 'Stop Checkpoint Export',
+      caption: 'Stop an export at work; its partial files are removed',
+      isEnabled: args => !!exportTarget(args as IRunArgs),
+      execute: async args => {
+        const e = exportTarget(args as IRunArgs);
+        if (e) {
+          await model.stopExport(e.runId, e.exportId).catch(report('Could not stop the export'));
         }
       }
     });

@@ -7,6 +7,8 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import {
+  IExport,
+  IExportRequest,
   IListQuery,
   IRunDetail,
   IRunsApi,
@@ -16,6 +18,7 @@ import {
   RunStatus,
   StatusCounts
 } from './api';
+import { ExportTracker, runExports } from './exports';
 
 export const DEFAULT_QUERY: IListQuery = {
   status: [],
@@ -72,6 +75,13 @@ export namespace RunsModel {
     live?: boolean;
     /** Whether anyone is looking (the panel is shown); the live channel rests otherwise. */
     isActive?: () => boolean;
+    /**
+     * Milliseconds between looks at an expanded run while one of its exports works: exports report
+     * through the run's events, which the live channel's list does not carry, and outlive the run.
+     */
+    exportInterval?: number;
+    /** Milliseconds an export started here may take to first report before it is shown as failed. */
+    exportGrace?: number;
   }
 }
 
@@ -79,7 +89,9 @@ export class RunsModel {
   constructor(options: RunsModel.IOptions) {
     this._api = options.api;
     this._liveTimeout = options.liveTimeout ?? 25;
-    const isActive = options.isActive ?? (() => true);
+    const isActive = (this._isActive = options.isActive ?? (() => true));
+    this._exportInterval = options.exportInterval ?? 1000;
+    this._exports = new ExportTracker(options.exportGrace ?? 120 * 1000);
     this._poll = new Poll({
       auto: options.live ?? true,
       factory: () => this._waitForChange(),
@@ -185,6 +197,38 @@ export class RunsModel {
 
   detail(runId: string): IRunDetail | undefined {
     return this._details.get(runId);
+  }
+
+  /**
+   * A checkpoint's exports, oldest first: those the server lists, then those started here that it
+   * does not list yet (the job has not reported). One that never reports shows as failed after a while.
+   */
+  exports(runId: string, checkpoint: string): IExport[] {
+    return this._exports.exports(runId, this._details.get(runId), checkpoint);
+  }
+
+  /** True from an accepted stop request until the export ends. */
+  isStoppingExport(exportId: string): boolean {
+    return this._exports.isStopping(exportId);
+  }
+
+  /** Start an export of a checkpoint; the run is expanded, and followed until its exports end. */
+  async startExport(runId: string, request: IExportRequest): Promise<IExport> {
+    let started: IExport | undefined;
+    await this._act(async () => {
+      started = await this._api.startExport(runId, request);
+      this._exports.started(runId, started);
+      this._expanded.add(runId);
+    });
+    return started as IExport;
+  }
+
+  /** Stop an export's job: it removes its partial files and records "stopped". */
+  async stopExport(runId: string, exportId: string): Promise<void> {
+    await this._act(async () => {
+      await this._api.stopExport(runId, exportId);
+      this._exports.stopping(exportId);
+    });
   }
 
   select(runId: string | null): void {
@@ -307,6 +351,7 @@ export class RunsModel {
     }
     this._isDisposed = true;
     this._abortLive();
+    clearTimeout(this._exportTimer ?? undefined);
     this._poll.dispose();
     Signal.clearData(this);
   }
@@ -384,12 +429,36 @@ export class RunsModel {
     results.forEach((result, i) => {
       if (result.status === 'fulfilled') {
         this._details.set(runIds[i], result.value);
+        this._exports.settle(runExports(result.value));
       } else {
         this._expanded.delete(runIds[i]); // deleted elsewhere
         this._details.delete(runIds[i]);
       }
     });
     this._changed.emit();
+    this._followExports();
+  }
+
+  /** Expanded runs with an export at work (or started here and not reported yet): fetched again soon. */
+  private _runsWithActiveExports(): string[] {
+    return [...this._expanded].filter(runId => this._exports.hasActive(runId, this._details.get(runId)));
+  }
+
+  /**
+   * While an expanded run has an export at work, fetch its detail every `exportInterval` ms. Rests
+   * while the panel is hidden: showing it refreshes, which follows again.
+   */
+  private _followExports(): void {
+    if (this._exportTimer !== null || this._isDisposed || !this._runsWithActiveExports().length) {
+      return;
+    }
+    this._exportTimer = setTimeout(() => {
+      this._exportTimer = null;
+      const runIds = this._runsWithActiveExports();
+      if (runIds.length && this._isActive() && !this._isDisposed) {
+        void this._refreshDetails(runIds).catch(error => this._fail(error));
+      }
+    }, this._exportInterval);
   }
 
   private _abortLive(): void {
@@ -422,4 +491,8 @@ export class RunsModel {
   private readonly _details = new Map<string, IRunDetail>();
   private _liveController: AbortController | null = null;
   private _isDisposed = false;
+  private readonly _isActive: () => boolean;
+  private readonly _exportInterval: number;
+  private readonly _exports: ExportTracker;
+  private _exportTimer: ReturnType<typeof setTimeout> | null = null;
 }

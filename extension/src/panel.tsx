@@ -2,7 +2,8 @@
  * `RunsPanel`: the view of a `RunsModel` — a count of runs per status (click to filter), then one
  * row per run (name, status, task · model · adapter, progress with live loss and ETA, best metric,
  * start and duration, "↳ parent" for a run that starts from another run's model), expandable to
- * its lineage and its checkpoints with the best one marked; runs of a sweep together. Runs ticked
+ * its lineage and its checkpoints with the best one marked, each with its exports (format, progress,
+ * how the export agrees with the model) and an Export button; runs of a sweep together. Runs ticked
  * in the list open side by side in a comparison. Actions go through the app's commands, so the
  * buttons and the command palette share one implementation. Run-provided text is only ever put in
  * React text nodes (escaped), never in HTML.
@@ -16,6 +17,7 @@ import {
   addBelowIcon,
   bugIcon,
   deleteIcon,
+  downloadIcon,
   fileIcon,
   LabIcon,
   ReactWidget,
@@ -24,7 +26,9 @@ import {
 } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { ICheckpoint, IRunSummary, RUN_STATUSES, SortKey } from './api';
+import { ICheckpoint, IRunDetail, IRunSummary, RUN_STATUSES, SortKey } from './api';
+import { checkpointName } from './exports';
+import { ExportList } from './exports-view';
 import { emptyText, formatBytes, formatDuration, formatMetric, formatTime, liveText, runSubtitle } from './format';
 import { ParentMarker, RunLineage } from './lineage';
 import { groupBySweep, RunsModel } from './model';
@@ -43,6 +47,8 @@ export namespace CommandIDs {
   export const compare = 'ftkit:compare-runs';
   export const openLog = 'ftkit:open-run-log';
   export const openErrors = 'ftkit:open-run-errors';
+  export const exportCheckpoint = 'ftkit:export-checkpoint';
+  export const stopExport = 'ftkit:stop-export';
 }
 
 const SORTS: [SortKey, string][] = [
@@ -369,7 +375,15 @@ function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JS
               </thead>
               <tbody>
                 {detail.checkpoints.map(checkpoint => (
-                  <CheckpointRow key={checkpoint.step} run={run} checkpoint={checkpoint} commands={commands} best={checkpoint.step === run.best_checkpoint} />
+                  <CheckpointRow
+                    key={checkpoint.step}
+                    run={run}
+                    detail={detail}
+                    checkpoint={checkpoint}
+                    model={model}
+                    commands={commands}
+                    best={checkpoint.step === run.best_checkpoint}
+                  />
                 ))}
               </tbody>
             </table>
@@ -390,36 +404,62 @@ function checkpointMetric(run: IRunSummary, checkpoint: ICheckpoint): string {
 
 function CheckpointRow(props: {
   run: IRunSummary;
+  detail: IRunDetail;
   checkpoint: ICheckpoint;
+  model: RunsModel;
   commands: CommandRegistry;
   /** The checkpoint the run's ranked metric picks: what loads by default. */
   best: boolean;
 }): JSX.Element {
-  const { run, checkpoint, commands, best } = props;
+  const { run, detail, checkpoint, model, commands, best } = props;
   const args = { runId: run.id, step: checkpoint.step };
+  const exports = model.exports(run.id, checkpointName(checkpoint));
+  const format = detail.export_format;
   return (
-    <tr className={`ftkit-Checkpoint${best ? ' ftkit-mod-best' : ''}`} data-step={checkpoint.step}>
-      <td>
-        {checkpoint.step}
-        {best && (
-          <span
-            className="ftkit-Checkpoint-best"
-            role="img"
-            aria-label="best"
-            title={`the best by ${run.best_metric?.name ?? "the run's metric"}: what loads by default`}
-          >
-            {' '}★
-          </span>
-        )}
-      </td>
-      <td>{checkpointMetric(run, checkpoint)}</td>
-      <td>{formatBytes(checkpoint.size)}</td>
-      <td>{checkpoint.adapter_only ? 'adapter' : 'full'}</td>
-      <td className="ftkit-Checkpoint-actions">
-        <IconButton icon={copyIcon} title="Copy code that loads this checkpoint" className="ftkit-Checkpoint-copy" onClick={() => void commands.execute(CommandIDs.copySnippet, args)} />
-        <IconButton icon={addBelowIcon} title="Insert that code below the active notebook cell" className="ftkit-Checkpoint-insert" onClick={() => void commands.execute(CommandIDs.insertSnippet, args)} />
-        <IconButton icon={deleteIcon} title="Delete checkpoint" className="ftkit-Checkpoint-delete" onClick={() => void commands.execute(CommandIDs.deleteCheckpoint, args)} />
-      </td>
-    </tr>
+    <>
+      <tr className={`ftkit-Checkpoint${best ? ' ftkit-mod-best' : ''}`} data-step={checkpoint.step}>
+        <td>
+          {checkpoint.step}
+          {best && (
+            <span
+              className="ftkit-Checkpoint-best"
+              role="img"
+              aria-label="best"
+              title={`the best by ${run.best_metric?.name ?? "the run's metric"}: what loads by default`}
+            >
+              {' '}★
+            </span>
+          )}
+        </td>
+        <td>{checkpointMetric(run, checkpoint)}</td>
+        <td>{formatBytes(checkpoint.size)}</td>
+        <td>{checkpoint.adapter_only ? 'adapter' : 'full'}</td>
+        <td className="ftkit-Checkpoint-actions">
+          <IconButton icon={copyIcon} title="Copy code that loads this checkpoint" className="ftkit-Checkpoint-copy" onClick={() => void commands.execute(CommandIDs.copySnippet, args)} />
+          <IconButton icon={addBelowIcon} title="Insert that code below the active notebook cell" className="ftkit-Checkpoint-insert" onClick={() => void commands.execute(CommandIDs.insertSnippet, args)} />
+            <IconButton icon={deleteIcon} title="Delete checkpoint" className="ftkit-Checkpoint-delete" onClick={() => void commands.execute(CommandIDs.deleteCheckpoint, args)} />
+        </td>
+      </tr>
+      {(format || exports.length > 0) && (
+        <tr className="ftkit-ExportRow" data-step={checkpoint.step}>
+          <td colSpan={5} style={{ paddingLeft: 12 }}>
+            {format && (
+              <button
+                className="jp-Button jp-mod-minimal ftkit-Checkpoint-export"
+                title={`Write checkpoint ${checkpoint.step} as one ${format.toUpperCase()} file, checked against the model`}
+                onClick={() => void commands.execute(CommandIDs.exportCheckpoint, args)}
+              >
+                <downloadIcon.react tag="span" elementSize="normal" /> Export…
+              </button>
+            )}
+            <ExportList
+              exports={exports}
+              isStopping={id => model.isStoppingExport(id)}
+              onStop={exportId => void commands.execute(CommandIDs.stopExport, { runId: run.id, exportId })}
+            />
+          </td>
+        </tr>
+      )}
+    </>
   );
 }
