@@ -5,6 +5,10 @@ and watches the panel.
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -12,6 +16,7 @@ import pytest
 from ftkit.config import Config
 from ftkit.runstore import RunStore
 from ftkit.runstore.layout import STOP_FILE
+from ftkit.runstore.liveness import process_start_time
 from .browser import OUTPUT_DIR, chromium, jupyter_lab
 from .test_routes import add_run
 
@@ -133,3 +138,98 @@ def test_panel_shows_a_runs_parent_and_selects_it(lab, browser):
     assert panel.locator(".ftkit-Run").count() == 2  # the parent and the run from it
     OUTPUT_DIR.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT_DIR / "ftkit-panel-lineage.png"))
+
+
+def export_job(store: RunStore, run_id: str, export_id: str) -> subprocess.Popen:
+    """A stand-in for an export job: it waits, and on SIGTERM records "stopped" as the worker does, then exits."""
+    stopped = {"type": "export", "id": export_id, "state": "stopped", "checkpoint": "checkpoint-20", "format": "gguf",
+               "quant": "q8_0"}
+    code = (f"import signal, sys, time\nfrom ftkit.runstore import RunStore\n"
+            f"def stop(*_):\n    RunStore({str(store.root)!r}).append_event({run_id!r}, {stopped!r})\n    sys.exit(0)\n"
+            f"signal.signal(signal.SIGTERM, stop)\ntime.sleep(600)\n")
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+@pytest.mark.slow
+def test_panel_exports_a_checkpoint_follows_the_job_shows_its_agreement_and_stops_it(lab, browser):
+    store, ids = lab["store"], lab["ids"]
+    sft = add_run(store, "sft-export", "completed", checkpoints=2, task="sft")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    posted: list[tuple[str, dict]] = []
+
+    def start_export(route):
+        """The server's answer to POST .../exports, without starting a job: the test plays the job below."""
+        if route.request.method != "POST":
+            return route.continue_()
+        run_id = route.request.url.split("/runs/")[1].split("/")[0]
+        request = route.request.post_data_json
+        posted.append((run_id, request))
+        export = {"id": "e2e1" if run_id == sft else "onnx1", "run": run_id, "checkpoint": request["checkpoint"],
+                  "format": "gguf" if run_id == sft else "onnx", "quant": request.get("quant"), "state": "started"}
+        route.fulfill(status=202, content_type="application/json", body=json.dumps({"export": export}))
+
+    # JupyterLab adds a cache-busting query to each request
+    page.route(re.compile(r"/ftkit/api/runs/[^/?]+/exports(\?[^/]*)?$"), start_export)
+    page.goto(lab["url"])
+    page.locator('.jp-SideBar [data-id="ftkit-runs"]').click(timeout=60_000)
+    panel = page.locator("#ftkit-runs")
+    row = panel.locator(f'.ftkit-Run[data-run-id="{sft}"]')
+    row.wait_for(timeout=15_000)
+    row.locator(".ftkit-Run-toggle").click()
+
+    # a GGUF run: the dialog chooses the weights (f16 first) and an Ollama Modelfile
+    row.locator('.ftkit-ExportRow[data-step="20"] .ftkit-Checkpoint-export').click()
+    dialog = page.locator(".jp-Dialog")
+    assert dialog.locator("select").input_value().startswith("f16")
+    dialog.locator("select").select_option(index=1)
+    dialog.locator(".jp-Dialog-checkbox input").check()
+    dialog.locator(".jp-mod-accept").click()
+    exports = row.locator('.ftkit-ExportRow[data-step="20"]')
+    exports.locator('.ftkit-Export[data-export-id="e2e1"][data-state="started"]').wait_for(timeout=5_000)
+    assert posted == [(sft, {"checkpoint": "checkpoint-20", "quant": "q8_0", "ollama": True})]
+
+    # the job reports through the run's events; the run ended long ago, and the panel follows the export anyway
+    job = export_job(store, sft, "e2e1")
+    try:
+        fields = {"type": "export", "checkpoint": "checkpoint-20", "format": "gguf"}
+        store.append_event(sft, {**fields, "id": "e2e1", "state": "started", "quant": "q8_0", "pid": job.pid,
+                                 "pid_started": process_start_time(job.pid)})
+        store.append_event(sft, {**fields, "id": "e2e1", "state": "progress", "detail": "writing tensors",
+                                 "done": 12, "total": 272})
+        for export_id, agreement in (("good", 0.995), ("bad", 0.8)):
+            store.append_event(sft, {**fields, "id": export_id, "state": "started", "quant": "q4_0"})
+            store.append_event(sft, {**fields, "id": export_id, "state": "completed", "quant": "q4_0", "size": 3 << 20,
+                                     "path": f"/exports/{export_id}.gguf", "verification": {
+                                         "passed": agreement >= 0.85, "agreement": agreement, "threshold": 0.85,
+                                         "examples": 200, "split": "test"}})
+        working = exports.locator('.ftkit-Export[data-export-id="e2e1"]')
+        working.locator(".ftkit-Progress-label", has_text="writing tensors 12/272").wait_for(timeout=5_000)
+        assert working.locator(".ftkit-Export-progress").get_attribute("aria-valuenow") == "12"
+        good = exports.locator('.ftkit-Export[data-export-id="good"]')
+        assert good.locator(".ftkit-Export-verification").inner_text() == "✓ agrees 99.5%"
+        assert good.locator(".ftkit-Export-path").inner_text() == "/exports/good.gguf · 3.0 MB"
+        bad = exports.locator('.ftkit-Export[data-export-id="bad"] .ftkit-Export-verification')
+        assert bad.get_attribute("data-passed") == "false"
+        assert bad.inner_text() == "✗ verification failed: agrees 80.0%, needs 85.0%"
+        red = bad.evaluate("node => getComputedStyle(node).backgroundColor")
+        green = good.locator(".ftkit-Export-verification").evaluate("node => getComputedStyle(node).backgroundColor")
+        assert red != green, "a failed verification looks like a passed one"
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUTPUT_DIR / "ftkit-panel-exports.png"))
+
+        # Stop goes to the server (DELETE .../exports/e2e1), which ends the job; the job records "stopped"
+        working.locator(".ftkit-Export-stop").click()
+        assert job.wait(timeout=10) == 0, f"the stop never reached the job:\n{lab['log'].read_text()[-2000:]}"
+        exports.locator('.ftkit-Export[data-export-id="e2e1"][data-state="stopped"]').wait_for(timeout=5_000)
+    finally:
+        job.kill()
+        job.wait()
+
+    # an ONNX run: nothing to choose, a confirmation
+    completed = panel.locator(f'.ftkit-Run[data-run-id="{ids["completed"]}"]')
+    completed.locator(".ftkit-Run-toggle").click()
+    completed.locator('.ftkit-ExportRow[data-step="10"] .ftkit-Checkpoint-export').click()
+    assert dialog.locator("select").count() == 0
+    dialog.locator(".jp-mod-accept").click()
+    completed.locator('.ftkit-Export[data-export-id="onnx1"]').wait_for(timeout=5_000)
+    assert posted[-1] == (ids["completed"], {"checkpoint": "checkpoint-10"})
