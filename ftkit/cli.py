@@ -3,7 +3,7 @@
 Every command that prints for people also takes `--json` for scripts. Errors that are the
 user's to fix print one line (`ftkit: ...`) and exit 2; a followed run that fails exits 1.
 
-This process never imports the training stack: `eval`, `predict` and `merge` run as jobs of
+This process never imports the training stack: `eval`, `predict`, `merge` and `export` run as jobs of
 `python -m ftkit.engine.worker` (`ftkit.process.jobs` reads their JSON result back), as training does.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import FtkitError
 from .process.jobs import run_job
+from .runstore.layout import EXPORT_FORMATS, GGUF_QUANTS
 from .terminal import FOLLOWED_METRICS, follow_in_terminal, print_json, print_table
 
 # What `ftkit show` and `ftkit follow` print of an evaluation (generative runs: loss, perplexity, exact match;
@@ -93,9 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     merge = command("merge", cmd_merge, "write a standalone model (LoRA merged into the base)", run=True)
     merge.add_argument("--output", help="folder (default: RUN_DIR/merged)")
     merge.add_argument("--checkpoint", help="checkpoint folder or step (default: the best)")
-    push = command("push", cmd_push, "upload a run's best checkpoint (or a merge) with its model card to the hub", run=True)
+    export = command("export", cmd_export, "write a checkpoint as GGUF (generative runs: llama.cpp, Ollama, LM "
+                     "Studio) or ONNX (encoders: ONNX Runtime) and verify it against the fine-tuned model", run=True)
+    export.add_argument("--format", choices=EXPORT_FORMATS, help="default: what the run's task exports to")
+    export.add_argument("--quant", choices=GGUF_QUANTS, help="GGUF weights: f16 (default), q8_0 or q4_0")
+    export.add_argument("--checkpoint", help="checkpoint folder or step (default: the best)")
+    export.add_argument("-o", "--output", help="a folder, or a .gguf file (default: RUN_DIR/exports/<checkpoint>-<format>[-<quant>])")
+    export.add_argument("--ollama", action="store_true", help="GGUF: also write an Ollama Modelfile beside it")
+    export.add_argument("--examples", type=int, default=200, help="held-out examples it is verified on (default 200)")
+    push = command("push", cmd_push, "upload a run's best checkpoint (or a merge, or an export) with its model card "
+                   "to the hub", run=True)
     push.add_argument("repo_id", help="the model repository to create or update, e.g. you/conll-minilm")
     push.add_argument("--checkpoint", help="checkpoint folder or step, or 'merged' (default: the best)")
+    push.add_argument("--export", metavar="PATH_OR_NAME", help="push this export of the run (its folder, file, "
+                      "name under RUN_DIR/exports, or id) instead of a checkpoint")
+    push.add_argument("--allow-unverified", action="store_true", help="--export: push it even if it failed verification")
     push.add_argument("--private", action="store_true", help="create the repository as private")
     delete = command("delete", cmd_delete, "delete a run and its checkpoints", run=True)
     delete.add_argument("--yes", action="store_true", help="do not ask")
@@ -324,6 +337,18 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .exports import export_summary
+
+    run = _run(args)
+    record = run.export(args.format, args.quant, args.checkpoint, args.output, args.ollama, args.examples)
+    if args.json:
+        print_json(record)
+    else:
+        print(export_summary(record))
+    return 0 if record["verification"]["passed"] else 1
+
+
 # What a checkpoint holds only to resume training; a published model leaves it out.
 TRAINING_STATE_FILES = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "trainer_state.json",
                         "training_args.bin"]
@@ -335,15 +360,21 @@ def cmd_push(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     from .engine.card import CARD_FILE, write_run_card
+    from .exports import check_publishable, find_export
 
     run = _run(args)
-    folder = run.checkpoint_path(args.checkpoint)
-    if not (folder / CARD_FILE).is_file():
-        write_run_card(run.store, run.id, run.config, folder if args.checkpoint else None)
+    if args.export:
+        folder, record = find_export(run, args.export)
+        check_publishable(record, args.allow_unverified)
+        files: dict[str, Any] = {"allow_patterns": record["files"]}  # a .gguf written into a shared folder: ours only
+    else:
+        folder, files = run.checkpoint_path(args.checkpoint), {"ignore_patterns": TRAINING_STATE_FILES}
+        if not (folder / CARD_FILE).is_file():
+            write_run_card(run.store, run.id, run.config, folder if args.checkpoint else None)
     api = HfApi()
     try:
         url = api.create_repo(args.repo_id, private=args.private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=args.repo_id, ignore_patterns=TRAINING_STATE_FILES,
+        api.upload_folder(folder_path=str(folder), repo_id=args.repo_id, **files,
                           commit_message=f"ftkit run {run.id} ({run.name}): {folder.name}")
     except OfflineModeIsEnabled:
         raise FtkitError(f"cannot push to the Hugging Face hub: offline (HF_HUB_OFFLINE is set). The model and its "

@@ -170,6 +170,16 @@ class Run:
 
         return Predictor.from_run(self, checkpoint).predict(texts)
 
+    def export(self, format: str | None = None, quant: str | None = None, checkpoint: str | int | None = None,
+               output: str | Path | None = None, ollama: bool = False, examples: int = 200) -> dict[str, Any]:
+        """Export a checkpoint (default: the best) where people run models, and verify it against the run's
+        model on up to ``examples`` held-out rows: GGUF (``quant`` f16, q8_0 or q4_0; ``ollama`` adds a
+        Modelfile) for generative runs, ONNX for encoders. Runs in a worker process; returns the record
+        (``path``, ``size``, ``verification``) also written as export.json beside the file."""
+        from .exports import export_run
+
+        return export_run(self, format, quant, checkpoint, output, ollama, examples)
+
     def error_report(self, split: str = "test", limit: int | None = 200) -> dict[str, Any]:
         """Where the model goes wrong on ``split``, from the saved predictions (no model loaded): see `error_report`."""
         return error_report(self.store, self.id, split, limit)

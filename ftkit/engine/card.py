@@ -90,3 +90,70 @@ def write_run_card(store: "RunStore", run_id: str, config: "Config", folder: str
     if folder is None:
         return write_model_card(best["path"], config, metrics, adapter_only=bool(best["adapter_only"]))
     return write_model_card(folder, config, metrics, adapter_only=False)
+
+
+def export_card(record: Mapping[str, Any], config: "Config") -> str:
+    """The README.md of an export: what it is, how it was verified, and how to run it where it goes."""
+    check = record["verification"]
+    kind = f"GGUF ({record['quant']})" if record["format"] == "gguf" else "ONNX"
+    verdict = "passed" if check["passed"] else "**FAILED** (kept; `ftkit push` refuses it without --allow-unverified)"
+    tags = ["ftkit", config.task, record["format"], *([record["quant"]] if record["quant"] else [])]
+    lines = ["---", f"library_name: {record['format']}", "tags:", *(f"- {tag}" for tag in tags)]
+    if base_model_id(config.model):
+        lines.append(f"base_model: {base_model_id(config.model)}")
+    lines += ["---", "", f"# {config.run_name}: {kind}", "",
+              f"{config.task} model fine-tuned with ftkit (run `{record['run']}`, `{record['checkpoint']}`), "
+              f"exported as `{record['file']}` ({record['size'] / 1e6:.1f} MB) in {record['seconds']:.0f} s.", "",
+              "## Verification", "",
+              f"Read back with {check['reader']} and compared with the fine-tuned model on {check['examples']} "
+              f"examples of the {check['split']} split: verification {verdict}.", "",
+              "| | fine-tuned model | export |", "|---|---|---|",
+              f"| agreement | | {check['agreement']:.1%} (threshold {check['threshold']:.0%}) |"]
+    for metric in check["model"]:
+        lines.append(f"| {metric} | {check['model'][metric]:.1%} | {check['export'][metric]:.1%} |")
+    per_example = check["seconds_per_example"]
+    lines.append(f"| seconds per example | {per_example['model']:.4f} | {per_example['export']:.4f} |")
+    if "max_logit_difference" in check:
+        lines.append(f"| largest logit difference | | {check['max_logit_difference']:.2e} |")
+    usage = _GGUF_USAGE if record["format"] == "gguf" else _ONNX_USAGE[config.task]
+    lines += ["", "## How to run it", "", usage.replace("FILE", record["file"]), ""]
+    return "\n".join(lines)
+
+
+_GGUF_USAGE = """- llama.cpp: `llama-cli -m FILE -cnv` (the chat template is in the file), or `llama-server -m FILE`.
+- Ollama: `ollama create my-model -f Modelfile` then `ollama run my-model` (`ftkit export --ollama` writes
+  the Modelfile: FROM this file, the chat template, the end-of-turn stop).
+- LM Studio: `lms import FILE`, or drop the file into its models folder.
+- transformers: `AutoModelForCausalLM.from_pretrained(".", gguf_file="FILE")` (and the same for AutoTokenizer)."""
+
+_ONNX_RUN = """```python
+import json, numpy as np, onnxruntime
+from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained(".")  # this folder
+session = onnxruntime.InferenceSession("FILE")
+labels = json.load(open("config.json"))["id2label"]
+names = [i.name for i in session.get_inputs()]
+"""
+
+_ONNX_USAGE = {
+    "classification": _ONNX_RUN + """encoded = tokenizer(["a film worth seeing"], padding=True, truncation=True, return_tensors="np")
+logits = session.run(["logits"], {name: encoded[name] for name in names})[0]
+print([labels[str(i)] for i in logits.argmax(-1)])
+```""",
+    "ner": _ONNX_RUN + """words = "George Washington went to Washington".split()
+encoded = tokenizer([words], is_split_into_words=True, truncation=True, return_tensors="np")
+logits = session.run(["logits"], {name: encoded[name] for name in names})[0][0]
+seen = set()  # each word takes its first subword's label, as in training
+for position, word in enumerate(encoded.word_ids(0)):
+    if word is not None and word not in seen:
+        seen.add(word)
+        print(words[word], labels[str(int(logits[position].argmax()))])
+```""",
+}
+
+
+def write_export_card(folder: str | Path, record: Mapping[str, Any], config: "Config") -> Path:
+    path = Path(folder) / CARD_FILE
+    path.write_text(export_card(record, config), encoding="utf-8")
+    return path

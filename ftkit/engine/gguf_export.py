@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import FtkitError
+from ..runstore.layout import GGUF_QUANTS
 
-QUANTS = ("f16", "q8_0", "q4_0")
 END_OF_TURN = "<|im_end|>"  # ChatML's end-of-turn token (SmolLM2, Qwen2)
 
 
@@ -63,8 +63,8 @@ def write_gguf(folder: str | Path, out: str | Path, quant: str = "f16", name: st
     """
     import gguf
 
-    if quant not in QUANTS:
-        raise FtkitError(f"quant must be one of {', '.join(QUANTS)}, not '{quant}'")
+    if quant not in GGUF_QUANTS:
+        raise FtkitError(f"quant must be one of {', '.join(GGUF_QUANTS)}, not '{quant}'")
     folder, out = Path(folder), Path(out)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     _, architecture = architecture_of(config)
@@ -262,5 +262,5 @@ def default_system_prompt(tokenizer: Any) -> str | None:
     return found.group(1) if found else None
 
 
-__all__ = ["ARCHITECTURES", "OLLAMA_CHATML_TEMPLATE", "QUANTS", "architecture_of", "default_system_prompt",
+__all__ = ["ARCHITECTURES", "OLLAMA_CHATML_TEMPLATE", "architecture_of", "default_system_prompt",
            "ollama_modelfile", "write_gguf"]

@@ -25,11 +25,16 @@ class Predictor:
                  max_new_tokens: int | None = None):
         import torch
 
-        self.tokenizer = tokenizer
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device).eval()
-        config = model.config
-        self.task = task or task_of(_architectures(model), type(model).__name__)
+        self._describe(model.config, tokenizer, task or task_of(_architectures(model), type(model).__name__),
+                       max_length, max_new_tokens)
+
+    def _describe(self, config: Any, tokenizer: Any, task: str, max_length: int | None = None,
+                  max_new_tokens: int | None = None) -> None:
+        """What any predictor knows besides its model: the tokenizer, task, labels and length limits."""
+        self.tokenizer = tokenizer
+        self.task = task
         self.id2label = {int(k): v for k, v in config.id2label.items()}
         # Tokenizers without a recorded limit report a huge model_max_length; positions are the real cap.
         limits = (getattr(config, "max_position_embeddings", None), tokenizer.model_max_length, max_length)

@@ -68,15 +68,10 @@ def _no_report(phase: str, done: int | None = None, total: int | None = None, de
     return None
 
 
-def prepare(config: Config, report: Callable[..., None] = _no_report) -> Prepared:
-    """Load data and model, align labels, build what the task's recipe trains on.
-
-    ``report(phase, done, total, detail, cached)`` hears each phase as it starts and how far it is
-    (a `PhaseReporter` in a training worker): reading data, tokenising, loading model.
-    """
+def raw_splits(config: Config, task: "Task", report: Callable[..., None] = _no_report) -> Any:
+    """The run's splits as its task's canonical rows, cut to ``max_train_samples``/``max_eval_samples``
+    as training saw them (a DatasetDict)."""
     seed = config.training.seed
-    task = get_task(config.task)
-    recipe = get_recipe(task.recipe)
     raw = load_splits(config.data, task, seed=seed,
                       on_progress=lambda done, total, name: report("reading data", done, total, name or None),
                       cache_dir=config.runs_dir / CACHE_DIR / "data")
@@ -86,6 +81,19 @@ def prepare(config: Config, report: Callable[..., None] = _no_report) -> Prepare
         for split in ("validation", "test"):
             if split in raw:
                 raw[split] = subset(raw[split], config.training.max_eval_samples, seed)
+    return raw
+
+
+def prepare(config: Config, report: Callable[..., None] = _no_report) -> Prepared:
+    """Load data and model, align labels, build what the task's recipe trains on.
+
+    ``report(phase, done, total, detail, cached)`` hears each phase as it starts and how far it is
+    (a `PhaseReporter` in a training worker): reading data, tokenising, loading model.
+    """
+    seed = config.training.seed
+    task = get_task(config.task)
+    recipe = get_recipe(task.recipe)
+    raw = raw_splits(config, task, report)
     labels = label_list(raw, task, given=config.data.labels)
     source = model_source(config.model, task.name, config.runs_dir)
     tokenizer = models.load_tokenizer(source, task.name)

@@ -3,7 +3,7 @@
 `python -m ftkit.engine.worker train RUN_DIR` is what a run's supervisor (`ftkit.process.supervisor`)
 starts and watches; it writes the run's events, and its final status.
 
-`evaluate`, `predict` and `merge` are the training-stack jobs of `ftkit eval/predict/merge`:
+`evaluate`, `predict`, `merge` and `export` are the training-stack jobs of `ftkit eval/predict/merge/export`:
 each loads a checkpoint (by default the run's best, `ftkit.runstore.layout.choose_checkpoint`) and writes
 ``{"result": ...}`` or ``{"error": "..."}`` as JSON to ``--output`` (default: stdout), so the CLI
 never imports torch. Worker processes are the only ones that import the training stack.
@@ -24,7 +24,7 @@ from ..errors import FtkitError
 from ..runstore.layout import CONFIG_FILE, MERGED_DIR, choose_checkpoint
 from ..runstore import RunStore
 
-JOBS = ("evaluate", "predict", "merge")
+JOBS = ("evaluate", "predict", "merge", "export")
 
 
 def train(run_dir: Path, resume: bool) -> int:
@@ -49,7 +49,7 @@ def train(run_dir: Path, resume: bool) -> int:
     return 0
 
 
-# ----- jobs on a run's checkpoints (ftkit eval / predict / merge) ------------------------------------------
+# ----- jobs on a run's checkpoints (ftkit eval / predict / merge / export) ---------------------------------------
 
 
 def _checkpoint(store: RunStore, run_dir: Path, requested: str | None) -> Path:
@@ -99,8 +99,13 @@ def run_job(args: argparse.Namespace) -> int:
             result: Any = evaluate_job(run_dir, args.split, args.checkpoint, args.data)
         elif args.mode == "predict":
             result = predict_job(run_dir, json.loads(Path(args.texts_file).read_text(encoding="utf-8")), args.checkpoint)
-        else:
+        elif args.mode == "merge":
             result = merge_job(run_dir, args.merged_dir, args.checkpoint)
+        else:
+            from .export import export_checkpoint
+
+            result = export_checkpoint(RunStore(run_dir.parent), run_dir.name, args.format, args.quant, args.checkpoint,
+                                       args.export_path, args.ollama, args.examples, args.export_id)
         reply, code = {"result": result}, 0
     except FtkitError as exc:
         reply, code = {"error": str(exc)}, 2
@@ -119,10 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--split", default="test", help="evaluate: the split to score")
     parser.add_argument("--data", help="evaluate: a file, folder or hub id scored instead of the split")
-    parser.add_argument("--checkpoint", help="evaluate/predict/merge: a step, checkpoint name or folder (default: the best)")
+    parser.add_argument("--checkpoint", help="evaluate/predict/merge/export: a step, checkpoint name or folder (default: the best)")
     parser.add_argument("--texts-file", help="predict: a JSON list of texts")
     parser.add_argument("--merged-dir", help="merge: the output folder (default: RUN_DIR/merged)")
-    parser.add_argument("--output", help="evaluate/predict/merge: where to write the JSON result (default: stdout)")
+    parser.add_argument("--format", help="export: gguf or onnx (default: what the run's task exports to)")
+    parser.add_argument("--quant", help="export: f16, q8_0 or q4_0 (GGUF)")
+    parser.add_argument("--export-path", help="export: the output folder, or a .gguf file (default: RUN_DIR/exports/...)")
+    parser.add_argument("--ollama", action="store_true", help="export: also write an Ollama Modelfile")
+    parser.add_argument("--examples", type=int, default=200, help="export: how many held-out examples verify it")
+    parser.add_argument("--export-id", help="export: the id its events carry (the server's)")
+    parser.add_argument("--output", help="evaluate/predict/merge/export: where to write the JSON result (default: stdout)")
     args = parser.parse_args(argv)
     if args.mode in JOBS:
         return run_job(args)

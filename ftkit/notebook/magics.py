@@ -24,6 +24,7 @@ from IPython.display import HTML, display
 
 from ..config import Config, load_config, parse_value, schema_fields
 from ..errors import ConfigError, FtkitError
+from ..runstore.layout import EXPORT_FORMATS, GGUF_QUANTS
 from ..tasks import TASK_NAMES, get_task, task_for_file
 
 # Short names for the flags people type most; every other field is --<field-name>.
@@ -40,7 +41,7 @@ FLAG_ALIASES: dict[str, tuple[str, ...]] = {
 }
 METAVARS = {"data.train": "PATH_OR_HUB_ID", "data.validation": "PATH", "data.test": "PATH", "output.dir": "DIR"}
 FTKIT_COMMANDS = ("runs", "show", "stop", "resume", "data", "predict", "chat", "errors", "neighbors", "moved",
-                  "compare", "sweep")
+                  "compare", "sweep", "export")
 
 
 @functools.cache
@@ -222,6 +223,11 @@ class FtkitMagics(Magics):
     @argument("--search", action="append", default=[], metavar="KEY=LOW:HIGH[:log]", type=unquote,
               help="sweep --optuna: a range to search (:log for a log scale) or choices KEY=A,B (repeatable)")
     @argument("--name", metavar="NAME", type=unquote, help="sweep: the sweep's name (default: from the run name and time)")
+    @argument("--format", choices=EXPORT_FORMATS, help="export: gguf or onnx (default: what the run's task exports to)")
+    @argument("--quant", choices=GGUF_QUANTS, help="export: GGUF weights f16 (default), q8_0 or q4_0")
+    @argument("--checkpoint", metavar="STEP", type=unquote, help="export: a checkpoint step or folder (default: the best)")
+    @argument("--ollama", action="store_true", help="export: also write an Ollama Modelfile beside the GGUF file")
+    @argument("--to", metavar="PATH", type=unquote, help="export: a folder or .gguf file (default: in the run's exports/)")
     @argument("--runs-dir", metavar="DIR", type=unquote,
               help="the run store to look in (default: $FTKIT_RUNS_DIR or ./ftkit-runs, then the stores of "
                    "runs this kernel started)")
@@ -243,6 +249,8 @@ class FtkitMagics(Magics):
         %ftkit compare RUN RUN ... [--sweep NAME]   differing config keys, final metrics, overlaid curves
         %ftkit sweep CONFIG --grid KEY=V1,V2 ...    a run per setting, tagged with the sweep (or
                                              --optuna N --search KEY=LOW:HIGH[:log] ...)
+        %ftkit export RUN [--quant q8_0] [--ollama] [--to PATH]   GGUF (generative) or ONNX (encoder),
+                                             verified against the fine-tuned model
 
         RUN is a run id, a unique id prefix, a run name, a run folder, or a variable holding a Run
         (which carries its own store). Runs launched with --runs-dir / output.dir are found
@@ -372,6 +380,15 @@ class FtkitMagics(Magics):
         sweep = start_sweep(config, args.grid, args.search, args.optuna, args.name)
         display(sweep)
         return sweep
+
+    def _ftkit_export(self, args: argparse.Namespace) -> dict[str, Any]:
+        from ..exports import export_summary
+
+        run = self._run(self._one_target(args, "RUN"), args)
+        print(f"Exporting {run.name} ({run.id}) and verifying it against the fine-tuned model ...", flush=True)
+        record = run.export(args.format, args.quant, args.checkpoint, args.to, args.ollama)
+        print(export_summary(record))
+        return record
 
     def _ftkit_neighbors(self, args: argparse.Namespace) -> Any:
         from ..embeddings import show_neighbors
