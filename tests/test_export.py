@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +92,7 @@ def test_a_tiny_llama_exports_to_gguf_that_answers_as_the_model_did(sft_run):
     assert len(set(json.dumps(a) for a in _answers(sft_run, 4))) > 1  # answers differ per prompt: agreement means something
     assert sorted(p.name for p in folder.iterdir()) == sorted([record["file"], "export.json", "README.md", MODELFILE])
     assert json.loads((folder / "export.json").read_text()) == record
-    assert "passed" in (folder / "README.md").read_text() and f"ollama create" in (folder / "README.md").read_text()
+    assert "passed" in (folder / "README.md").read_text() and "ollama create" in (folder / "README.md").read_text()
     assert not list(folder.parent.glob(".ftkit-export-*"))  # the staging folder is gone
     exports = sft_run.store.get(sft_run.id)["checkpoints"][0]["exports"]
     assert [(e["state"], e["verification"]["agreement"]) for e in exports] == [("completed", 1.0)]
@@ -142,7 +141,8 @@ def test_a_gguf_tensor_changed_after_writing_fails_verification_and_push_refuses
 
 
 @pytest.mark.parametrize("task", ["ner", "classification"])
-def test_a_tiny_bert_exports_to_onnx_that_onnxruntime_runs_with_the_same_labels(runs_dir, tmp_path, tiny_model_dir, task):
+def test_a_tiny_bert_exports_to_onnx_that_onnxruntime_runs_with_the_same_labels(runs_dir, tmp_path, tiny_model_dir, task,
+                                                                              monkeypatch, capsys):
     run = _encoder_run(runs_dir, tmp_path, tiny_model_dir, task)
     record = export_checkpoint(run.store, run.id)
     folder = Path(record["path"]).parent
@@ -160,7 +160,11 @@ def test_a_tiny_bert_exports_to_onnx_that_onnxruntime_runs_with_the_same_labels(
         encoded = tokenizer(texts, padding=True, return_tensors="np")
         logits = session.run(["logits"], {i.name: encoded[i.name] for i in session.get_inputs()})[0]
         assert logits.shape[:1] == (len(texts),)
-    assert "onnxruntime.InferenceSession" in (folder / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", (folder / "README.md").read_text(), re.S).group(1)
+    monkeypatch.chdir(folder)  # the card's code, exactly as written, run in the export's folder
+    exec(compile(snippet, "README.md", "exec"), {})
+    printed = set(re.findall(r"[\w-]+", capsys.readouterr().out))
+    assert printed & set(json.loads((folder / "config.json").read_text())["id2label"].values())
 
 
 def test_an_onnx_initializer_changed_after_writing_fails_verification(runs_dir, tmp_path, tiny_model_dir, monkeypatch):

@@ -24,25 +24,10 @@ import {
 } from '../src/exports';
 import { ExportList } from '../src/exports-view';
 import { RunsModel } from '../src/model';
+import { runSummary } from './fixtures';
 
 function summary(id: string): IRunSummary {
-  return {
-    id,
-    name: `run ${id}`,
-    status: 'completed',
-    task: 'sft',
-    model: 'default-causal',
-    adapter: 'lora',
-    pid: null,
-    error: null,
-    created: 1000,
-    started: 1000,
-    ended: 1100,
-    duration: 100,
-    progress: { step: 60, total_steps: 60, epoch: 1, samples_per_second: 5, eta_seconds: null, loss: 0.1 },
-    best_metric: null,
-    checkpoint_count: 2
-  };
+  return runSummary({ id, checkpoint_count: 2 });
 }
 
 /** A server whose run "a" (finished) has checkpoints 30 and 60; `exports` is what its events say. */

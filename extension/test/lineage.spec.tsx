@@ -7,27 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { IListQuery, IRunParent, IRunsApi, IRunsPage, IRunSummary } from '../src/api';
 import { ParentMarker, parentRunId, RunLineage } from '../src/lineage';
 import { RunsModel } from '../src/model';
+import { runSummary } from './fixtures';
 
 const PARENT: IRunParent = { run: '20250101-120000-abc123', name: 'sst2-sft', task: 'sft', checkpoint: 'checkpoint-60' };
 
 function summary(id: string, name: string, model: string | null = 'default'): IRunSummary {
-  return {
-    id,
-    name,
-    status: 'completed',
-    task: model?.startsWith('run:') ? 'dpo' : 'sft',
-    model,
-    adapter: 'lora',
-    pid: null,
-    error: null,
-    created: 1000,
-    started: 1000,
-    ended: 1100,
-    duration: 100,
-    progress: { step: 60, total_steps: 60, epoch: 1, samples_per_second: null, eta_seconds: null, loss: 0.3 },
-    best_metric: null,
-    checkpoint_count: 1
-  };
+  return runSummary({ id, name, model, task: model?.startsWith('run:') ? 'dpo' : 'sft' });
 }
 
 const CHILD = summary('20250102-090000-def456', 'sst2-dpo', `run:${PARENT.run}/checkpoint-60`);

@@ -127,7 +127,7 @@ _GGUF_USAGE = """- llama.cpp: `llama-cli -m FILE -cnv` (the chat template is in 
 - transformers: `AutoModelForCausalLM.from_pretrained(".", gguf_file="FILE")` (and the same for AutoTokenizer)."""
 
 _ONNX_RUN = """```python
-import json, numpy as np, onnxruntime
+import json, onnxruntime
 from transformers import AutoTokenizer
 
 tokenizer = AutoTokenizer.from_pretrained(".")  # this folder

@@ -18,9 +18,10 @@ import os
 import secrets
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..config import load_config
 from ..errors import ConfigError, FtkitError
@@ -59,7 +60,8 @@ def export_checkpoint(store: RunStore, run_id: str, format: str | None = None, q
     report.event("started", pid=os.getpid(), pid_started=process_start_time(os.getpid()), checkpoint=source.name,
                  format=format, quant=quant, path=str(folder / file_name))
     staging = folder.parent / f".ftkit-export-{report.export_id}"
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    on_main_thread = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)} if on_main_thread else {}
     began = time.monotonic()
     try:
         staging.mkdir(parents=True)

@@ -1,7 +1,8 @@
 """The event stream of a run, folded into what it says: status, progress, metrics, checkpoints.
 
 A run's worker appends one JSON object per line to ``events.jsonl``:
-``{"t": time, "type": "phase"|"progress"|"log"|"eval"|"checkpoint"|"checkpoint_deleted"|"status", ...}``.
+``{"t": time, "type": "phase"|"progress"|"log"|"eval"|"checkpoint"|"checkpoint_deleted"|"status"|"export", ...}``
+(an export job, `ftkit.engine.export`, appends its own ``export`` events to the same stream).
 This module is the one reader of that stream: :func:`decode_events` and :func:`read_events` turn lines
 into events (a line torn by a crash is skipped), :class:`Curves` is the one fold of what was logged
 at each step (training curves and evaluation metrics, with one rule for a resumed attempt), and
@@ -19,6 +20,11 @@ imports anything heavy; "reading data" and "tokenising" count splits and example
 names the split, ``cached`` marks a tokenised split reused from the cache); "first step" lasts
 until the first progress event after it. A progress event or a final status ends the phase (the
 fold sets it to None).
+
+An export of a checkpoint reports under its own id and never changes the run's status: ``{"type":
+"export", "id": "3f9a0c1e", "state": "started", "pid": ..., "checkpoint": "checkpoint-60", "format":
+"gguf", "quant": "q8_0", "path": ...}``, then ``progress`` events (``detail``, ``done``/``total``) and one of
+:data:`FINAL_EXPORT_STATES`; :attr:`RunState.exports` merges them per id.
 """
 
 from __future__ import annotations
