@@ -105,13 +105,13 @@ def batch_one_latency(run: "ftkit.Run", folder: Path, n: int) -> tuple[float, fl
 
     from ftkit.engine.inference import Predictor
     from ftkit.engine.onnx_export import OnnxPredictor
-    from ftkit.engine.training import raw_splits
+    from ftkit.tasks.loading import run_splits
 
     from ftkit.tasks import get_task
 
     torch.set_num_threads(2)
     task = get_task(run.config.task)
-    inputs, _ = task.export_inputs(raw_splits(run.config, task)["test"].select(range(n)))
+    inputs, _ = task.export_inputs(run_splits(run.config, task)["test"].select(range(n)))
     medians = []
     for predictor in (Predictor.from_run(run), OnnxPredictor(folder, run.config.task, threads=2)):
         task.predict(predictor, inputs[:3], 1)  # warm-up

@@ -69,6 +69,12 @@ class DataConfig:
                                        "answer (its value goes through answer_map when one is given).")
     rejected_column: str | None = _field(None, "Preference tuning with prompt_template: the column holding the worse "
                                          "answer; when empty, another answer of answer_map (for two answers: the other).")
+    exclude: list[int] | None = _field(None, "Training examples left out, by their row in the train split (0 = the first, "
+                                       "as run.data_map() numbers them), e.g. likely label errors.")
+    relabel: dict[str, Any] | None = _field(None, "Training examples given another label: row -> label (ner: the "
+                                            "sentence's tag list), e.g. {12: negative}.")
+    retrain_of: str | None = _field(None, "The run whose splits this run retrains (run.retrain, ftkit train --from): "
+                                    "they were copied into this run's data/ folder, then exclude and relabel applied.")
     validation_fraction: float = _field(0.02, "Share of train held out when there is no validation split (at least "
                                         "one example); chosen on validation F1 over 2%, 5% and 10% (benchmarks/RESULTS.md).")
 
@@ -126,6 +132,9 @@ class TrainingConfig:
                                 "or the weight of the odds-ratio term (ORPO); TRL's default (0.1) when empty.")
     loss_type: str | None = _field(None, "dpo: the loss variant (sigmoid: DPO, ipo, hinge, robust, apo_zero, sft, ... as "
                                    "TRL names them); kto: kto or apo_zero_unpaired. TRL's default when empty.")
+    record_dynamics: bool = _field(True, "Record each training example's confidence in its gold label every epoch, "
+                                   "from the training passes themselves (dynamics.parquet): the data map and likely "
+                                   "label errors (run.data_map()). Supervised tasks (ner, classification, sft).")
     seed: int = _field(42, "Seed for data order, subsets, held-out split and initialisation.")
     device: str = _field("auto", "auto (CUDA when present), cuda or cpu.", ("auto", "cuda", "cpu"))
     dataloader_num_workers: int = _field(0, "Worker processes that prepare batches.")
@@ -313,12 +322,21 @@ def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) ->
         if origin is dict and typing.get_args(kind)[1] is Any:  # free-form settings: values stay as written
             if isinstance(value, str):  # a flag or form field in YAML's flow style
                 value = parse_value(value)
-            if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-                return deep_copy(value)
+            if isinstance(value, Mapping) and all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in value):
+                return deep_copy({str(k): v for k, v in value.items()})  # YAML reads {12: ...} with an int key
             continue
         if origin is dict:
             if isinstance(value, Mapping) and all(isinstance(v, (str, int, float, bool)) for v in value.values()):
                 return {str(k): str(v) for k, v in value.items()}
+            continue
+        if origin is list and typing.get_args(kind)[0] is int:  # row numbers
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            try:
+                if isinstance(value, (list, tuple)) and not any(isinstance(v, (bool, float)) for v in value):
+                    return [int(v) for v in value]
+            except ValueError:
+                pass
             continue
         if origin is list:
             if isinstance(value, str):
@@ -354,6 +372,8 @@ def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) ->
 
 
 def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) is list and typing.get_args(kind)[0] is int:
+        return "a list of row numbers"
     if typing.get_origin(kind) is list:
         return "a list of names"
     if typing.get_origin(kind) is dict:

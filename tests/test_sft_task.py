@@ -151,8 +151,9 @@ def test_the_encoder_trains_the_answer_and_its_end_of_turn_token_and_drops_rows_
     batch = {"messages": [[{"role": "user", "content": "Good?"}, {"role": "assistant", "content": "positive"}],
                           [{"role": "user", "content": long_prompt}, {"role": "assistant", "content": "negative"}]],
              "layout": ["prompt-completion", "prompt-completion"], "origin": ["a.jsonl:1", "a.jsonl:2"]}
-    rows = task.encoder(tokenizer, {}, 48)(batch)
+    rows = task.encoder(tokenizer, {}, 48)(batch, [7, 8])
     assert len(rows["input_ids"]) == 1  # the second answer lies beyond 48 tokens: nothing to learn, dropped
+    assert rows["sentence_id"] == [7]  # each kept row says which row of the split it is (training dynamics)
     trained = [t for t, label in zip(rows["input_ids"][0], rows["labels"][0]) if label != IGNORE_INDEX]
     assert trained == tokenizer("positive", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     assert rows["length"] == [len(rows["input_ids"][0])] and set(rows["attention_mask"][0]) == {1}
@@ -165,7 +166,7 @@ def test_train_on_defaults_by_layout_and_the_option_overrides_it(smollm2_tokeniz
 
     def trained(layout, train_on=None):
         rows = task.encoder(smollm2_tokenizer, {}, 128, train_on=train_on)(
-            {"messages": [two_turns], "layout": [layout], "origin": ["x:1"]})
+            {"messages": [two_turns], "layout": [layout], "origin": ["x:1"]}, [0])
         return sum(label != IGNORE_INDEX for label in rows["labels"][0]), len(rows["input_ids"][0])
 
     chat, completion = trained("messages")[0], trained("prompt-completion")[0]

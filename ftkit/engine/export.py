@@ -162,10 +162,10 @@ def _verify(format: str, quant: str | None, source: Path, staging: Path, file_na
     """The export's answers beside the fine-tuned model's on up to ``examples`` held-out rows."""
     from ..data.splits import subset
     from .inference import Predictor
-    from .training import raw_splits
+    from ..tasks.loading import run_splits
 
     report.event("progress", detail="reading the verification split")
-    raw = raw_splits(config, task)
+    raw = run_splits(config, task)
     split = "test" if "test" in raw and len(raw["test"]) else "validation"
     rows = subset(raw[split], examples, config.training.seed)
     inputs, references = task.export_inputs(rows)

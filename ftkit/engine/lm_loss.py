@@ -13,7 +13,7 @@ every position, which is then indexed here: the same loss, without the saving.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +27,13 @@ def trained_positions(labels: torch.Tensor) -> torch.Tensor:
 
 
 def loss_at_trained_positions(model: Any, inputs: Mapping[str, Any],
-                              num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+                              num_items_in_batch: torch.Tensor | int | None = None,
+                              on_tokens: Callable[..., None] | None = None) -> torch.Tensor:
     """The next-token cross-entropy summed over trained tokens, over ``num_items_in_batch`` (or their count).
 
     Equal to the model's own causal LM loss (labels shifted by one inside, -100 ignored) on the same batch.
+    ``on_tokens(positions, trained, gold, logprob, predicted)`` hears each trained token's log-probability
+    and the model's own top token (training dynamics): ``trained`` masks the [batch, positions] grid.
     """
     labels = inputs["labels"]
     positions = trained_positions(labels)
@@ -39,8 +42,14 @@ def loss_at_trained_positions(model: Any, inputs: Mapping[str, Any],
     if logits.shape[1] != positions.numel():  # the forward kept every position
         logits = logits[:, positions.to(logits.device)]
     targets = labels[:, 1:][:, positions].to(logits.device)
-    total = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
-                            reduction="sum")
+    flat = logits.float().flatten(0, 1)
+    losses = F.cross_entropy(flat, targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
+    total = losses.sum()
+    if on_tokens is not None:
+        trained = targets != IGNORE_INDEX
+        keep = trained.flatten()
+        with torch.no_grad():
+            on_tokens(positions, trained, targets.flatten()[keep], -losses.detach()[keep], flat.detach()[keep].argmax(-1))
     count = (targets != IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
     return total / torch.as_tensor(count, device=total.device).clamp(min=1)
 

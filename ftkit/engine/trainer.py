@@ -22,6 +22,7 @@ from ..errors import FtkitError
 from ..runstore.files import write_json_atomic
 from ..runstore.layout import CHECKPOINT_RECORD_FILE, checkpoint_name, keeps_resume_state, partial_name
 from .adapters import save_label_config
+from .dynamics import DYNAMICS_ROW, DynamicsRecorder, RowIndexCollator, segments
 from .lm_loss import loss_at_trained_positions
 
 
@@ -146,6 +147,7 @@ class FtkitTrainer(AtomicCheckpoints, GeneratedAnswerScores, Trainer):
     """
 
     train_data_collator: Any = None  # padding-free training batches (see build_trainer); evaluation stays padded
+    dynamics: DynamicsRecorder | None = None  # records each training example's confidence (training.record_dynamics)
 
     def __init__(self, *args: Any, loss_metrics: Any = None, sparse_lm_loss: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -154,10 +156,22 @@ class FtkitTrainer(AtomicCheckpoints, GeneratedAnswerScores, Trainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        """The model's loss; for ``sparse_lm_loss``, the same loss without the full logits (`lm_loss`)."""
+        """The model's loss; for ``sparse_lm_loss``, the same loss without the full logits (`lm_loss`).
+
+        A training batch carrying its rows' indices (`DYNAMICS_ROW`) also tells ``dynamics`` how confident
+        the model was in each example's labels, from this same forward pass.
+        """
+        rows = inputs.pop(DYNAMICS_ROW, None)
+        recorder = self.dynamics if rows is not None else None
         if not self.sparse_lm_loss or return_outputs:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        loss = loss_at_trained_positions(model, inputs, num_items_in_batch)
+            if recorder is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels, position_ids = inputs["labels"], inputs.get("position_ids")
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            recorder.add_logits(rows, outputs["logits"], labels, position_ids)
+            return (loss, outputs) if return_outputs else loss
+        on_tokens = None if recorder is None else _token_recorder(recorder, rows, inputs)
+        loss = loss_at_trained_positions(model, inputs, num_items_in_batch, on_tokens)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # the gradients are averaged over processes, as in Trainer
         return loss
@@ -186,10 +200,18 @@ class FtkitTrainer(AtomicCheckpoints, GeneratedAnswerScores, Trainer):
         # them back in the same order, so predictions still line up with the sentences.
         return torch.utils.data.SequentialSampler(eval_dataset)
 
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        if self.dynamics is not None and DYNAMICS_ROW not in self._signature_columns:
+            self._signature_columns.append(DYNAMICS_ROW)  # kept for the recorder; RowIndexCollator takes it out
+
     def get_train_dataloader(self) -> torch.utils.data.DataLoader:
-        if self.train_data_collator is None:
+        collator = self.train_data_collator or self.data_collator
+        if self.dynamics is not None:
+            collator = RowIndexCollator(collator)
+        if collator is self.data_collator:
             return super().get_train_dataloader()
-        padded, self.data_collator = self.data_collator, self.train_data_collator
+        padded, self.data_collator = self.data_collator, collator
         try:
             return super().get_train_dataloader()
         finally:
@@ -223,6 +245,18 @@ class ShuffledLengthGroupedSampler(LengthGroupedSampler):
         batches = [indices[i * size:(i + 1) * size] for i in range(full)]
         order = [0, *(torch.randperm(full - 1, generator=self.generator) + 1).tolist()] if full > 1 else range(full)
         return iter([i for b in order for i in batches[b]] + indices[full * size:])
+
+
+def _token_recorder(recorder: DynamicsRecorder, rows: torch.Tensor, inputs: dict[str, Any]) -> Any:
+    """The sparse loss's ``on_tokens``: each trained token's example found from its position (a row, or a
+    stretch of a packed row), then handed to ``recorder``."""
+    segment = segments(inputs["labels"], inputs.get("position_ids"), len(rows))[:, 1:]
+
+    def on_tokens(positions: Any, trained: Any, gold: Any, logprob: Any, predicted: Any) -> None:
+        recorder.add_token_logprobs(rows, segment[:, positions.to(segment.device)][trained.to(segment.device)],
+                                    gold, logprob, predicted)
+
+    return on_tokens
 
 
 def disk_full(folder: Path, exc: BaseException) -> bool:

@@ -18,18 +18,18 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from ..config import Config
-from ..data.splits import subset
 from ..errors import FtkitError
-from ..runstore.layout import CACHE_DIR, CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
+from ..runstore.layout import CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
 from ..runstore import RunStore, is_disk_full, no_space
 from ..tasks import get_task
 from ..tasks.alignment import label_list
 from ..tasks.base import EvalContext
-from ..tasks.loading import load_splits
+from ..tasks.loading import no_report, run_splits
 from ..tasks.scoring import report_table
 from . import adapters, models
 from .card import write_run_card
 from .distributed import is_main_process
+from .dynamics import recorder_for
 from .lineage import model_source
 from .recipes import get_recipe
 from .reporting import EventCallback, PhaseReporter
@@ -63,28 +63,7 @@ class Prepared:
                 "generative": self.task.label_column is None}
 
 
-def _no_report(phase: str, done: int | None = None, total: int | None = None, detail: str | None = None,
-               cached: bool = False) -> None:
-    return None
-
-
-def raw_splits(config: Config, task: "Task", report: Callable[..., None] = _no_report) -> Any:
-    """The run's splits as its task's canonical rows, cut to ``max_train_samples``/``max_eval_samples``
-    as training saw them (a DatasetDict)."""
-    seed = config.training.seed
-    raw = load_splits(config.data, task, seed=seed,
-                      on_progress=lambda done, total, name: report("reading data", done, total, name or None),
-                      cache_dir=config.runs_dir / CACHE_DIR / "data")
-    if config.training.max_train_samples:
-        raw["train"] = subset(raw["train"], config.training.max_train_samples, seed)
-    if config.training.max_eval_samples:
-        for split in ("validation", "test"):
-            if split in raw:
-                raw[split] = subset(raw[split], config.training.max_eval_samples, seed)
-    return raw
-
-
-def prepare(config: Config, report: Callable[..., None] = _no_report) -> Prepared:
+def prepare(config: Config, report: Callable[..., None] = no_report) -> Prepared:
     """Load data and model, align labels, build what the task's recipe trains on.
 
     ``report(phase, done, total, detail, cached)`` hears each phase as it starts and how far it is
@@ -93,7 +72,7 @@ def prepare(config: Config, report: Callable[..., None] = _no_report) -> Prepare
     seed = config.training.seed
     task = get_task(config.task)
     recipe = get_recipe(task.recipe)
-    raw = raw_splits(config, task, report)
+    raw = run_splits(config, task, report)
     labels = label_list(raw, task, given=config.data.labels)
     source = model_source(config.model, task.name, config.runs_dir)
     tokenizer = models.load_tokenizer(source, task.name)
@@ -146,14 +125,18 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
     config = load_config(folder / CONFIG_FILE)
     if main:
         store.set_status(run_id, "running", pid=os.getpid())
-    prepared = prepare(config, PhaseReporter(store, run_id) if main else _no_report)
+    prepared = prepare(config, PhaseReporter(store, run_id) if main else no_report)
 
     def log(message: str) -> None:
         if main:
             store.append_event(run_id, {"type": "log", "message": message})
 
     callback = EventCallback(store, run_id, config.best_metric, adapter_only=config.adapter.kind == "lora")
-    trainer = build_trainer(prepared, folder, [callback])  # a preference trainer tokenises and wraps LoRA here
+    recorder = recorder_for(prepared, folder) if prepared.recipe.records_dynamics else None
+    # A preference trainer tokenises and wraps LoRA in build_trainer.
+    trainer = build_trainer(prepared, folder, [callback] + ([recorder] if recorder else []))
+    if recorder:
+        trainer.dynamics = recorder
     sampler = getattr(trainer, "validation_answers", None)
     if sampler is not None:
         callback.answers = sampler.take_latest
@@ -187,8 +170,8 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
     except torch.OutOfMemoryError as exc:
         raise FtkitError(f"out of memory: {str(exc).splitlines()[0]}. {models.oom_advice(config)}") from None
     if main:
-        store.set_record_fields(run_id, resources=resource_usage(lengths, output.metrics,
-                                                                 callback.evaluation_seconds))
+        store.set_record_fields(run_id, resources=resource_usage(lengths, output.metrics, callback.evaluation_seconds,
+                                                                 recorder.seconds if recorder else None))
     if callback.stop_requested:
         if main:
             store.set_status(run_id, "stopped")
@@ -263,8 +246,9 @@ def peak_rss_bytes() -> int | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
-def resource_usage(lengths: list[int], train_metrics: dict[str, Any], evaluation_seconds: float = 0.0) -> dict[str, Any]:
-    """Time, throughput and peak memory of the training just finished.
+def resource_usage(lengths: list[int], train_metrics: dict[str, Any], evaluation_seconds: float = 0.0,
+                   dynamics_seconds: float | None = None) -> dict[str, Any]:
+    """Time, throughput and peak memory of the training just finished (and what recording its dynamics took).
 
     Throughput counts non-padding tokens (``lengths``: per training example) over the training time
     less ``evaluation_seconds`` (the validation passes the Trainer's runtime includes), so it says how
@@ -280,6 +264,8 @@ def resource_usage(lengths: list[int], train_metrics: dict[str, Any], evaluation
         "train_tokens_per_second": tokens / training if training > 0 else None,
         "peak_rss_bytes": peak_rss_bytes(),
     }
+    if dynamics_seconds is not None:
+        usage["dynamics_seconds"] = dynamics_seconds
     if torch.cuda.is_available():
         usage["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
     return usage

@@ -48,12 +48,17 @@ def no_space(what: str, where: Path, exc: BaseException) -> DiskFull:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """``data`` as indented JSON, written as `write_bytes_atomic` writes."""
+    write_bytes_atomic(path, json.dumps(data, indent=1, default=str).encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write a temporary file of its own (unique per process, thread and call), fsync it and rename it
     over ``path``: readers see the old file or the new one, never half, and a crash leaves one whole."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
-            f.write(json.dumps(data, indent=1, default=str).encode("utf-8"))
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -279,6 +279,13 @@ class Task(ABC):
     def error_example_html(self, example: Mapping[str, Any], labels: Sequence[str]) -> str:
         """One report example as escaped HTML for the error browser; ``labels`` fix the colours across examples."""
 
+    def training_example(self, row: Mapping[str, Any], predicted: Sequence[str] | None,
+                         labels: Sequence[str]) -> dict[str, Any]:
+        """One training example as the data map shows it: ``{"text", "gold", "predicted"}`` as short strings
+        and ``"html"`` (the error browser's rendering); ``predicted``: the model's label names for the
+        example's labelled positions on its last training pass (None where there is no label set)."""
+        raise NotImplementedError(f"task {self.name} does not show its training examples")
+
     @abstractmethod
     def predict(self, predictor: Any, texts: list[str], batch_size: int) -> list[Any]:
         """Predictions on raw texts, one per text, with a trained ``Predictor`` (model, tokenizer, id2label)."""

@@ -216,6 +216,13 @@ class ClassificationTask(Task):
         return (f'<div class="ftkit-error-example">{chip("gold", example["label"])} '
                 f'{chip("predicted", example["predicted"])}{confidence} {html.escape(example["text"])}</div>')
 
+    def training_example(self, row: Mapping[str, Any], predicted: Sequence[str] | None,
+                         labels: Sequence[str]) -> dict[str, Any]:
+        guess = predicted[0] if predicted else None
+        example = {"text": row["text"], "label": row["label"], "predicted": guess or "", "confidence": None}
+        return {"text": row["text"], "gold": row["label"], "predicted": guess,
+                "html": self.error_example_html(example, labels)}
+
     def export_inputs(self, raw: "datasets.Dataset") -> tuple[list[str], list[str]]:
         return list(raw["text"]), list(raw["label"])
 

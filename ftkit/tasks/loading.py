@@ -17,16 +17,17 @@ import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import datasets
 
 from ..data import formats
 from ..data.formats import Table
 from ..data.sources import ReadProgress, Source, read_source, read_splits
-from ..data.splits import split_order, with_validation
+from ..data.splits import split_order, subset, with_validation
 from ..data.tags import TAG_SCHEMES
 from ..errors import ConfigError, DataError
+from ..runstore.layout import CACHE_DIR
 from . import DEFAULT_TASK, get_task
 from .base import Task
 
@@ -81,6 +82,58 @@ def load_splits(data: "DataConfig", task: TaskName, seed: int = 42, on_progress:
     if folder is not None:
         result = _save_cached(result, folder)
     return result
+
+
+def no_report(phase: str, done: int | None = None, total: int | None = None, detail: str | None = None,
+              cached: bool = False) -> None:
+    return None
+
+
+def run_splits(config: Any, task: TaskName, report: Callable[..., None] = no_report) -> datasets.DatasetDict:
+    """A run's splits (``config``: its Config) as its task's canonical rows, as training saw them: cut to
+    ``max_train_samples``/``max_eval_samples``, and train without ``data.exclude``, relabelled by ``data.relabel``.
+
+    ``report(phase, done, total, detail, cached)`` hears how far reading is (the worker's phase events).
+    """
+    task = get_task(task)
+    seed = config.training.seed
+    raw = load_splits(config.data, task, seed=seed,
+                      on_progress=lambda done, total, name: report("reading data", done, total, name or None),
+                      cache_dir=config.runs_dir / CACHE_DIR / "data")
+    if config.data.exclude or config.data.relabel:
+        raw["train"] = corrected(raw["train"], task, config.data.exclude or [], config.data.relabel or {})
+    if config.training.max_train_samples:
+        raw["train"] = subset(raw["train"], config.training.max_train_samples, seed)
+    if config.training.max_eval_samples:
+        for split in ("validation", "test"):
+            if split in raw:
+                raw[split] = subset(raw[split], config.training.max_eval_samples, seed)
+    return raw
+
+
+def corrected(train: datasets.Dataset, task: Task, exclude: Sequence[int], relabel: Mapping[Any, Any]) -> datasets.Dataset:
+    """``train`` with the rows ``exclude`` names left out and those ``relabel`` names given its label
+    (a tag list for a task labelling each word, of the sentence's length)."""
+    relabel = {int(row): label for row, label in relabel.items()}
+    outside = sorted(row for row in [*exclude, *relabel] if not 0 <= row < len(train))
+    if outside:
+        raise DataError(f"data.exclude / data.relabel name row {outside[0]}, but the train split has rows 0 to "
+                        f"{len(train) - 1}")
+    if relabel:
+        if task.label_column is None:
+            raise DataError(f"data.relabel: a {task.name} run has no labels to change; use data.exclude")
+        column = task.label_column
+        values = list(train[column])
+        for row, label in relabel.items():
+            if isinstance(values[row], list) and (not isinstance(label, list) or len(label) != len(values[row])):
+                raise DataError(f"data.relabel row {row}: give a list of {len(values[row])} tags (one per word); "
+                                f"got {label!r}")
+            values[row] = label
+        train = train.remove_columns(column).add_column(column, values, feature=train.features[column])
+    if exclude:
+        dropped = set(exclude)
+        train = train.select([row for row in range(len(train)) if row not in dropped])
+    return train
 
 
 def load_source(source: Source, task: TaskName, format: str | None = None, convert_tags: bool = True,

@@ -215,6 +215,19 @@ class NerTask(Task):
         predicted = [by_sentence.get(i, ["O"] * len(tokens)) for i, tokens in enumerate(raw["tokens"])]
         save_predictions(path, raw["tokens"], raw["tags"], predicted)
 
+    def training_example(self, row: Mapping[str, Any], predicted: Sequence[str] | None,
+                         labels: Sequence[str]) -> dict[str, Any]:
+        """Entities written ``words/TYPE``; the predicted tags of words a window cut off count as O."""
+        tokens = list(row["tokens"])
+        guessed = (list(predicted or []) + ["O"] * len(tokens))[:len(tokens)]
+        judged = _judged([{"id": 0, "tokens": tokens, "tags": list(row["tags"]), "predicted": guessed}])[0]
+
+        def spans(side: str) -> str:
+            return " ".join(f"{_span_text(tokens, span)}/{span[2]}" for span in judged[side])
+
+        return {"text": " ".join(tokens), "gold": spans("gold"), "predicted": spans("predicted") if predicted else None,
+                "html": self.error_example_html(judged, sorted({label[2:] for label in labels if label != "O"}))}
+
     def export_inputs(self, raw: "datasets.Dataset") -> tuple[list[str], list[list[str]]]:
         """Each sentence as text (its words joined by spaces, as `predict` splits them again) and its tags."""
         return [" ".join(tokens) for tokens in raw["tokens"]], list(raw["tags"])

@@ -60,6 +60,7 @@ class SftTask(Task):
     peft_task_type = "CAUSAL_LM"
     architecture_suffix = "ForCausalLM"
     supports_packing = True  # the loss is per token, and the separator label keeps examples from predicting each other
+    encoder_takes_indices = True  # sentence_id: rows whose answer truncation cut are dropped
     sparse_lm_loss = True  # the answers are a few tokens of each row: no batch x length x vocabulary logits
     pre_split_words = False  # chat templates render text; a prefix space would change the rendering
     new_head = False  # the LM head is pretrained (and tied to the embeddings in small models)
@@ -292,6 +293,17 @@ class SftTask(Task):
     def error_facets(self, example: Mapping[str, Any]) -> list[tuple[str, str | None]]:
         return [("match" if example["match"] else "mismatch", None)]
 
+    def training_example(self, row: Mapping[str, Any], predicted: Sequence[str] | None,
+                         labels: Sequence[str]) -> dict[str, Any]:
+        """The conversation before its last turn, and that turn: the answer it trains on."""
+        messages = [dict(m) for m in row["messages"]]
+        prompt = _prompt_value(messages[:-1])
+        page = "".join(f'<div style="white-space:pre-wrap{";color:#6b7280" if m["role"] != "assistant" else ""}">'
+                       f'<b>{html.escape(m["role"])}</b>: {html.escape(str(m["content"]))}</div>' for m in messages)
+        text = prompt if isinstance(prompt, str) else "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+        return {"text": text, "gold": messages[-1]["content"],
+                "predicted": None, "html": f'<div class="ftkit-error-example">{page}</div>'}
+
     def error_example_html(self, example: Mapping[str, Any], labels: Sequence[str]) -> str:
         verdict = "match" if example["match"] else "mismatch"
         return (f'<div class="ftkit-error-example"><div style="color:#6b7280;white-space:pre-wrap">'
@@ -320,9 +332,9 @@ class _SftEncoder:
         if train_on is not None and train_on not in TRAIN_ON_CHOICES:
             raise FtkitError(f"training.train_on must be one of {', '.join(TRAIN_ON_CHOICES)}, not {train_on!r}")
 
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        rows: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": [], "length": []}
-        for messages, layout, origin in zip(batch["messages"], batch["layout"], batch["origin"]):
+    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        rows: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": [], "length": [], "sentence_id": []}
+        for messages, layout, origin, index in zip(batch["messages"], batch["layout"], batch["origin"], indices):
             train_on = self.train_on or DEFAULT_TRAIN_ON.get(layout, "assistant")
             encoded = encode_conversation(self.tokenizer, messages, train_on, self.max_length, origin)
             if not encoded.trained_tokens:
@@ -331,6 +343,7 @@ class _SftEncoder:
             rows["attention_mask"].append([1] * len(encoded.input_ids))
             rows["labels"].append(encoded.labels)
             rows["length"].append(len(encoded.input_ids))
+            rows["sentence_id"].append(index)  # its row in the split: a dropped row leaves a gap
         return rows
 
 

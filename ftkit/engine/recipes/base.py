@@ -25,6 +25,7 @@ class Recipe(ABC):
     """One training method. Subclasses set ``name`` and implement the abstract methods."""
 
     name: ClassVar[str]  # the registry key (``Task.recipe``)
+    records_dynamics: ClassVar[bool] = False  # its trainer is FtkitTrainer, which records training dynamics
 
     @abstractmethod
     def features(self, raw: Any, tokenizer: Any, config: "Config", task: "Task", labels: Sequence[str],

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 class SupervisedRecipe(Recipe):
     name = "supervised"
+    records_dynamics = True
 
     def features(self, raw: Any, tokenizer: Any, config: "Config", task: "Task", labels: Sequence[str],
                  report: Report) -> Any:
