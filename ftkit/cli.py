@@ -55,8 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    train = command("train", cmd_train, "start a run from a YAML/JSON config (in the background)")
-    train.add_argument("config", help="config file (YAML or JSON)")
+    train = command("train", cmd_train, "start a run from a YAML/JSON config (in the background), or retrain a run "
+                    "without some training examples (--from RUN --exclude FILE)")
+    train.add_argument("config", nargs="?", help="config file (YAML or JSON)")
+    train.add_argument("--from", dest="parent", metavar="RUN", help="retrain this run on its own splits, less "
+                       "--exclude and with --relabel (the copies go into the new run's folder)")
+    train.add_argument("--exclude", metavar="FILE", help="--from: training rows to leave out, one per line (or a "
+                       "CSV/JSONL with an 'example' column, e.g. a saved run.data_map())")
+    train.add_argument("--relabel", metavar="FILE", help="--from: corrected labels, a JSON/YAML mapping row: label")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set training.epochs=1 (repeatable)")
     train.add_argument("--follow", action="store_true", help="show a progress bar until the run ends")
@@ -147,6 +153,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .process.torchrun import node_commands
     from .runs import start
 
+    if (args.config is None) == (args.parent is None):
+        raise FtkitError("ftkit train: give a config file, or --from RUN (with --exclude and/or --relabel), not both")
+    if args.parent is not None:
+        return _retrain(args)
     config = load_config(args.config, overrides=args.overrides)
     layout = {"nodes": args.nodes, "node_rank": args.node_rank, "main_address": args.main_address}
     config = config.replace({f"resources.{key}": value for key, value in layout.items() if value is not None})
@@ -165,6 +175,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.follow:
         return follow_in_terminal(run, quiet=args.json)
     return 0
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from .datamap import read_relabels, read_rows, retrain_config
+    from .runs import get, start
+
+    parent = get(args.parent, args.runs_dir)
+    config, splits = retrain_config(parent, read_rows(args.exclude) if args.exclude else None,
+                                    read_relabels(args.relabel) if args.relabel else None, overrides=args.overrides)
+    child = start(config, **splits)
+    if args.json:
+        print_json({"id": child.id, "name": child.name, "dir": str(child.dir), "retrain_of": parent.id})
+    else:
+        print(f"started run {child.id} ({child.name}) in {child.dir}: {parent.name} retrained, "
+              f"{len(child.config.data.exclude or [])} examples left out, {len(child.config.data.relabel or {})} relabelled")
+    return follow_in_terminal(child, quiet=args.json) if args.follow else 0
 
 
 def _print_join_command(config: Any, as_json: bool) -> int:
@@ -349,40 +375,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0 if record["verification"]["passed"] else 1
 
 
-# What a checkpoint holds only to resume training; a published model leaves it out.
-TRAINING_STATE_FILES = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "trainer_state.json",
-                        "training_args.bin"]
-
-
 def cmd_push(args: argparse.Namespace) -> int:
-    """`HfApi.upload_folder`, the call `push_to_hub` makes, on the checkpoint folder with its model card."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    from .engine.card import CARD_FILE, write_run_card
-    from .exports import check_publishable, find_export
+    from .exports import push_to_hub
 
     run = _run(args)
-    if args.export:
-        folder, record = find_export(run, args.export)
-        check_publishable(record, args.allow_unverified)
-        files: dict[str, Any] = {"allow_patterns": record["files"]}  # a .gguf written into a shared folder: ours only
-    else:
-        folder, files = run.checkpoint_path(args.checkpoint), {"ignore_patterns": TRAINING_STATE_FILES}
-        if not (folder / CARD_FILE).is_file():
-            write_run_card(run.store, run.id, run.config, folder if args.checkpoint else None)
-    api = HfApi()
-    try:
-        url = api.create_repo(args.repo_id, private=args.private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=args.repo_id, **files,
-                          commit_message=f"ftkit run {run.id} ({run.name}): {folder.name}")
-    except OfflineModeIsEnabled:
-        raise FtkitError(f"cannot push to the Hugging Face hub: offline (HF_HUB_OFFLINE is set). The model and its "
-                         f"card are in {folder}; push when online, or copy that folder") from None
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise FtkitError(f"could not push to '{args.repo_id}' on the Hugging Face hub ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Logged in? `hf auth login`, or "
-                         f"set HF_TOKEN. The model and its card are in {folder}") from None
+    url, folder = push_to_hub(run, args.repo_id, args.checkpoint, args.export, args.allow_unverified, args.private)
     if args.json:
         print_json({"id": run.id, "repo": args.repo_id, "url": str(url), "folder": str(folder)})
     else:

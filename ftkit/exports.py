@@ -65,4 +65,43 @@ def export_summary(record: dict[str, Any]) -> str:
             f"{'; ' + scores if scores else ''}{logits}")
 
 
-__all__ = ["check_publishable", "export_run", "export_summary", "find_export"]
+
+
+# What a checkpoint holds only to resume training; a published model leaves it out.
+TRAINING_STATE_FILES = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "trainer_state.json",
+                        "training_args.bin"]
+
+
+def push_to_hub(run: "Run", repo_id: str, checkpoint: str | None = None, export: str | None = None,
+                allow_unverified: bool = False, private: bool = False) -> tuple[str, Path]:
+    """`HfApi.upload_folder`, the call `push_to_hub` makes, on a checkpoint folder with its model card, or on
+    an export's own files (refused when it failed verification, unless ``allow_unverified``); (url, folder)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    from .engine.card import CARD_FILE, write_run_card
+
+    if export:
+        folder, record = find_export(run, export)
+        check_publishable(record, allow_unverified)
+        files: dict[str, Any] = {"allow_patterns": record["files"]}  # a .gguf written into a shared folder: ours only
+    else:
+        folder, files = run.checkpoint_path(checkpoint), {"ignore_patterns": TRAINING_STATE_FILES}
+        if not (folder / CARD_FILE).is_file():
+            write_run_card(run.store, run.id, run.config, folder if checkpoint else None)
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, **files,
+                          commit_message=f"ftkit run {run.id} ({run.name}): {folder.name}")
+    except OfflineModeIsEnabled:
+        raise FtkitError(f"cannot push to the Hugging Face hub: offline (HF_HUB_OFFLINE is set). The model and its "
+                         f"card are in {folder}; push when online, or copy that folder") from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise FtkitError(f"could not push to '{repo_id}' on the Hugging Face hub ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Logged in? `hf auth login`, or "
+                         f"set HF_TOKEN. The model and its card are in {folder}") from None
+    return str(url), folder
+
+
+__all__ = ["TRAINING_STATE_FILES", "check_publishable", "export_run", "export_summary", "find_export", "push_to_hub"]

@@ -192,6 +192,34 @@ class Run:
         task = get_task(self.store.read_record(self.id)["task"])
         return pd.DataFrame(task.error_rows(read_predictions(self.store, self.id, split)))
 
+    def data_map(self) -> Any:
+        """How each training example was learnt, from the dynamics training recorded (``training.record_dynamics``):
+        a DataFrame, one row per example (its row in the train split), with text, gold and predicted label,
+        confidence, variability, correctness and ``issue_score`` (lowest: the likeliest label errors). Readable
+        while the run trains; empty before its first records. `ftkit.datamap` says how each is measured."""
+        from .datamap import data_map
+
+        return data_map(self)
+
+    def label_issues(self, label: str | None = None, limit: int | None = 100) -> Any:
+        """The likeliest label errors, worst first (optionally only examples labelled ``label``): a DataFrame."""
+        import pandas as pd
+
+        from .datamap import label_issue_report
+
+        return pd.DataFrame(label_issue_report(self.store, self.id, label, limit)["rows"])
+
+    def retrain(self, exclude: Any = None, relabel: Mapping[Any, Any] | None = None, name: str | None = None,
+                **overrides: Any) -> "Run":
+        """Start a child run on this run's splits without ``exclude`` (row numbers, a slice of `data_map`, or a
+        file of them) and with ``relabel`` ({row: label}); ``overrides`` as ``ftkit.train`` takes them
+        (``training__seed=1``). Compare them with ``ftkit.compare(run, child)``."""
+        from .datamap import retrain_config
+
+        changes = {key.replace("__", "."): value for key, value in overrides.items()}
+        config, splits = retrain_config(self, exclude, relabel, name, changes)
+        return start(config, **splits)
+
     def generator(self, checkpoint: str | int | None = None) -> Any:
         """The `ftkit.engine.generation.Generator` of a checkpoint (default: the best), loaded once per process.
 

@@ -15,7 +15,7 @@ MAX_LINES = 500
 # Top to bottom, as CONTRIBUTING.md draws them: a module imports from its own layer or one below.
 LAYERS = [
     ("surfaces", ("ftkit", "ftkit.notebook", "ftkit.server", "ftkit.cli", "ftkit.terminal", "ftkit.demo")),
-    ("runs", ("ftkit.runs", "ftkit.sweeps", "ftkit.comparison", "ftkit.exports", "ftkit.embeddings")),
+    ("runs", ("ftkit.runs", "ftkit.sweeps", "ftkit.comparison", "ftkit.exports", "ftkit.datamap", "ftkit.embeddings")),
     ("process", ("ftkit.process",)),
     ("engine", ("ftkit.engine",)),
     ("config", ("ftkit.config", "ftkit.config_parsing", "ftkit.trainer_args", "ftkit.starter")),
@@ -31,7 +31,7 @@ USES_TRAINING_STACK = ("ftkit.engine", "ftkit.embeddings")
 # What a launch, a follow, the panel or the CLI import: never the engine at module level (anything that
 # trains or evaluates runs in a worker process; a model for inference is loaded inside a function).
 LIGHT = ("ftkit.notebook", "ftkit.server", "ftkit.cli", "ftkit.terminal", "ftkit.runs", "ftkit.sweeps", "ftkit.comparison", "ftkit.exports",
-         "ftkit.process")
+         "ftkit.datamap", "ftkit.process")
 # A registry entry ("ftkit.tasks.ner:NerTask"): a module the registry imports by name at run time.
 REGISTRY_ENTRY = re.compile(r"""["'](ftkit(?:\.\w+)+):\w+["']""")
 
@@ -168,7 +168,8 @@ def test_the_layer_check_refuses_an_upward_import():
 
 
 def test_data_imports_neither_tasks_nor_the_engine_nor_config():
-    wrong = [f"{name} imports {target}" for name, path in MODULES.items() if name.startswith("ftkit.data")
+    wrong = [f"{name} imports {target}" for name, path in MODULES.items()
+             if name == "ftkit.data" or name.startswith("ftkit.data.")
              for target, _ in imports(name, path)
              if target.startswith(("ftkit.tasks", "ftkit.engine", "ftkit.config"))]
     assert wrong == []

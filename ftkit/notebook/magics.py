@@ -41,7 +41,7 @@ FLAG_ALIASES: dict[str, tuple[str, ...]] = {
 }
 METAVARS = {"data.train": "PATH_OR_HUB_ID", "data.validation": "PATH", "data.test": "PATH", "output.dir": "DIR"}
 FTKIT_COMMANDS = ("runs", "show", "stop", "resume", "data", "predict", "chat", "errors", "neighbors", "moved",
-                  "compare", "sweep", "export")
+                  "compare", "sweep", "export", "datamap", "retrain")
 
 
 @functools.cache
@@ -228,6 +228,11 @@ class FtkitMagics(Magics):
     @argument("--checkpoint", metavar="STEP", type=unquote, help="export: a checkpoint step or folder (default: the best)")
     @argument("--ollama", action="store_true", help="export: also write an Ollama Modelfile beside the GGUF file")
     @argument("--to", metavar="PATH", type=unquote, help="export: a folder or .gguf file (default: in the run's exports/)")
+    @argument("--exclude", metavar="FILE", type=unquote,
+              help="retrain: training rows to leave out, one per line (or a CSV with an 'example' column)")
+    @argument("--relabel", metavar="FILE", type=unquote, help="retrain: corrected labels, a JSON/YAML mapping row: label")
+    @argument("--top", metavar="PERCENT", type=unquote,
+              help="retrain: also leave out this share of the likeliest label errors, e.g. 5%%")
     @argument("--runs-dir", metavar="DIR", type=unquote,
               help="the run store to look in (default: $FTKIT_RUNS_DIR or ./ftkit-runs, then the stores of "
                    "runs this kernel started)")
@@ -251,6 +256,10 @@ class FtkitMagics(Magics):
                                              --optuna N --search KEY=LOW:HIGH[:log] ...)
         %ftkit export RUN [--quant q8_0] [--ollama] [--to PATH]   GGUF (generative) or ONNX (encoder),
                                              verified against the fine-tuned model
+        %ftkit datamap RUN                   each training example by confidence and variability, the
+                                             likeliest label errors, and a retrain without them
+        %ftkit retrain RUN [--top 5%] [--exclude FILE] [--relabel FILE]   a child run without those
+                                             training examples (or with corrected labels)
 
         RUN is a run id, a unique id prefix, a run name, a run folder, or a variable holding a Run
         (which carries its own store). Runs launched with --runs-dir / output.dir are found
@@ -389,6 +398,29 @@ class FtkitMagics(Magics):
         record = run.export(args.format, args.quant, args.checkpoint, args.to, args.ollama)
         print(export_summary(record))
         return record
+
+    def _ftkit_datamap(self, args: argparse.Namespace) -> Any:
+        from .widgets.datamap import DataMap
+
+        widget = DataMap.for_run(self._run(self._one_target(args, "RUN"), args))
+        display(widget)
+        return widget
+
+    def _ftkit_retrain(self, args: argparse.Namespace) -> Any:
+        from ..datamap import read_relabels, read_rows
+
+        run = self._run(self._one_target(args, "RUN"), args)
+        exclude = read_rows(args.exclude) if args.exclude else []
+        if args.top:
+            try:
+                share = float(args.top.rstrip("%")) / 100
+            except ValueError:
+                raise UsageError(f"%ftkit retrain --top: a share of the examples, e.g. 5%; got {args.top!r}") from None
+            frame = run.data_map()
+            exclude += frame.nsmallest(round(share * len(frame)), "issue_score")["example"].tolist()
+        child = run.retrain(exclude=exclude, relabel=read_relabels(args.relabel) if args.relabel else None)
+        display(child)
+        return child
 
     def _ftkit_neighbors(self, args: argparse.Namespace) -> Any:
         from ..embeddings import show_neighbors
