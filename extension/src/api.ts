@@ -217,6 +217,42 @@ export interface IErrorReport {
   examples: Record<string, unknown>[];
 }
 
+/** One training example in a run's label-issue table (ftkit.dynamics.label_issue_report): its data-map
+ * coordinates over the epochs recorded, and an issue score (the lower, the likelier a label error). */
+export interface ILabelIssue {
+  /** Its index in the training split. */
+  example: number;
+  /** The text; for NER the sentence's words joined by spaces. */
+  text: string;
+  /** The gold label; for NER the entities, written like "EU/ORG German/MISC". */
+  gold: string;
+  predicted: string | null;
+  /** Mean probability of the gold label over the epochs recorded. */
+  confidence: number;
+  /** Its standard deviation over the epochs recorded. */
+  variability: number;
+  /** The share of epochs in which the gold label was predicted. */
+  correctness: number;
+  issue_score: number;
+  /** Passes over it recorded. */
+  epochs?: number;
+}
+
+/** The training examples likeliest mislabelled, worst first, from the dynamics the run recorded. */
+export interface ILabelIssueReport {
+  run: string;
+  task: string;
+  /** False when the run recorded no training dynamics (yet). */
+  recorded: boolean;
+  /** Passes over the training split the records cover so far (it grows while the run trains). */
+  epochs: number;
+  /** The gold labels the table can be narrowed to ([] for sft). */
+  labels: string[];
+  /** Examples with records (of the label asked for); `rows` holds the worst of them. */
+  total: number;
+  rows: ILabelIssue[];
+}
+
 export interface IListQuery {
   status: RunStatus[];
   q: string;
@@ -241,6 +277,8 @@ export interface IRunsApi {
   log(runId: string, lines: number): Promise<IRunLog>;
   compare(runIds: string[]): Promise<IComparison>;
   errors(runId: string, split: string): Promise<IErrorReport>;
+  /** The worst `limit` label issues of the run's training examples, of one gold label or (null) all. */
+  labelIssues(runId: string, label: string | null, limit: number): Promise<ILabelIssueReport>;
   stop(runId: string): Promise<void>;
   deleteRun(runId: string): Promise<void>;
   deleteCheckpoint(runId: string, step: number): Promise<void>;

@@ -11,6 +11,7 @@ import {
   IErrorReport,
   IExport,
   IExportRequest,
+  ILabelIssueReport,
   IListQuery,
   IRunConfig,
   IRunLog,
@@ -60,6 +61,14 @@ export class ServerRunsApi implements IRunsApi {
 
   errors(runId: string, split: string): Promise<IErrorReport> {
     return this.request(`runs/${encodeURIComponent(runId)}/errors?${new URLSearchParams({ split, limit: '200' })}`);
+  }
+
+  labelIssues(runId: string, label: string | null, limit: number): Promise<ILabelIssueReport> {
+    const params = new URLSearchParams({ limit: String(limit) });
+    if (label) {
+      params.set('label', label);
+    }
+    return this.request(`runs/${encodeURIComponent(runId)}/label-issues?${params}`);
   }
 
   async stop(runId: string): Promise<void> {

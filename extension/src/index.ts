@@ -1,8 +1,9 @@
 /**
  * The ftkit JupyterLab plugin: a "Fine-tuning runs" tab in the left side panel, restored with the
  * layout, the commands behind its buttons (also in the command palette under "Fine-tuning"), and
- * the main-area views they open: a comparison of runs, a run's errors, its train.log; and the export
- * of a checkpoint (the dialog that chooses how, then the job's progress under the checkpoint).
+ * the main-area views they open: a comparison of runs, a run's errors, its label issues, its
+ * train.log; and the export of a checkpoint (the dialog that chooses how, then the job's progress
+ * under the checkpoint).
  */
 
 import {
@@ -25,11 +26,14 @@ import { LabIcon, SidePanel, refreshIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
+import { ILabelIssueReport, IRunSummary } from './api';
 import { ServerRunsApi } from './client';
 import { CompareView } from './compare';
 import { ErrorView } from './errors-view';
 import { askExport } from './export-dialog';
 import { checkpointName, isActiveExport, runExports } from './exports';
+import { epochKey, LabelIssues } from './label-issues';
+import { LabelIssuesView } from './label-issues-view';
 import { LogView } from './log';
 import { RunsModel } from './model';
 import { CommandIDs, RunsPanel } from './panel';
@@ -124,7 +128,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
     /** Open main-area views by what they show, so a second click reveals the view instead of opening another. */
     const views = new Map<string, MainAreaWidget<RemoteWidget<unknown>>>();
     let opened = 0;
-    const openView = <T>(key: string, remote: Remote<T>, view: (data: T) => JSX.Element, follow: string[]) => {
+    const openView = <T>(
+      key: string,
+      remote: Remote<T>,
+      view: (data: T) => JSX.Element,
+      follow: string[],
+      followKey?: (run: IRunSummary) => string
+    ) => {
       const open = views.get(key);
       if (open) {
         remote.dispose();
@@ -141,7 +151,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       widget.disposed.connect(() => views.delete(key));
       shell.add(widget, 'main');
       shell.activateById(widget.id);
-      remote.follow(model, follow);
+      remote.follow(model, follow, followKey);
       void remote.refresh();
     };
 
@@ -329,6 +339,26 @@ const plugin: JupyterFrontEndPlugin<void> = {
       runId => api.errors(runId, 'test'),
       report => React.createElement(ErrorView, { report })
     );
+    commands.addCommand(CommandIDs.openLabelIssues, {
+      label: 'Show Fine-tuning Run Label Issues',
+      caption: 'The training examples likeliest mislabelled, from the confidence the run recorded while training',
+      isEnabled: args => !!target(args as IRunArgs),
+      execute: args => {
+        const t = target(args as IRunArgs);
+        if (t) {
+          const issues = new LabelIssues(api, t.runId, `${t.name} · label issues`);
+          const render = (report: ILabelIssueReport) =>
+            React.createElement(LabelIssuesView, {
+              report,
+              label: issues.label,
+              onLabel: label => void issues.setLabel(label),
+              onRefresh: () => void issues.refresh()
+            });
+          // loaded again once per epoch while the run trains: the records grow by a pass over train
+          openView(`label issues:${t.runId}`, issues.remote, render, [t.runId], epochKey);
+        }
+      }
+    });
 
     for (const command of Object.values(CommandIDs)) {
       palette?.addItem({ command, category: CATEGORY });

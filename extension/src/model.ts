@@ -320,12 +320,12 @@ export class RunsModel {
 
   /**
    * Call `onChange` whenever the listed summary of one of `runIds` changes (progress, status,
-   * checkpoints, best metric): how views of a training run follow the live channel. Returns the
-   * disconnect.
+   * checkpoints, best metric; or whatever `key` says matters): how views of a training run follow
+   * the live channel. Returns the disconnect.
    */
-  watch(runIds: readonly string[], onChange: () => void): () => void {
+  watch(runIds: readonly string[], onChange: () => void, key: (run: IRunSummary) => string = runKey): () => void {
     const ids = new Set(runIds);
-    const keys = () => JSON.stringify(this._runs.filter(run => ids.has(run.id)).map(runKey));
+    const keys = () => JSON.stringify(this._runs.filter(run => ids.has(run.id)).map(key));
     let last = keys();
     const listener = () => {
       const now = keys();

@@ -3,7 +3,8 @@
  * row per run (name, status, task · model · adapter, progress with live loss and ETA, best metric,
  * start and duration, "↳ parent" for a run that starts from another run's model), expandable to
  * its lineage and its checkpoints with the best one marked, each with its exports (format, progress,
- * how the export agrees with the model) and an Export button; runs of a sweep together. Runs ticked
+ * how the export agrees with the model) and an Export button, and a link to its label issues (the
+ * training examples likeliest mislabelled); runs of a sweep together. Runs ticked
  * in the list open side by side in a comparison. Actions go through the app's commands, so the
  * buttons and the command palette share one implementation. Run-provided text is only ever put in
  * React text nodes (escaped), never in HTML.
@@ -47,6 +48,7 @@ export namespace CommandIDs {
   export const compare = 'ftkit:compare-runs';
   export const openLog = 'ftkit:open-run-log';
   export const openErrors = 'ftkit:open-run-errors';
+  export const openLabelIssues = 'ftkit:open-run-label-issues';
   export const exportCheckpoint = 'ftkit:export-checkpoint';
   export const stopExport = 'ftkit:stop-export';
 }
@@ -388,6 +390,20 @@ function RunRow({ run, model, commands }: IViewProps & { run: IRunSummary }): JS
               </tbody>
             </table>
           )}
+        </div>
+      )}
+      {expanded && (
+        <div className="ftkit-Run-more">
+          <button
+            className="ftkit-LinkButton ftkit-Run-labelIssues"
+            title="The training examples likeliest mislabelled, from the confidence recorded while training"
+            onClick={event => {
+              event.stopPropagation();
+              execute(CommandIDs.openLabelIssues);
+            }}
+          >
+            Label issues…
+          </button>
         </div>
       )}
     </li>

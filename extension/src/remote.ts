@@ -5,6 +5,7 @@
 
 import { ISignal, Signal } from '@lumino/signaling';
 
+import { IRunSummary } from './api';
 import { RunsModel } from './model';
 
 export class Remote<T> {
@@ -60,10 +61,13 @@ export class Remote<T> {
     }
   }
 
-  /** Load again whenever the panel's live channel shows one of `runIds` change, until disposed. */
-  follow(runs: RunsModel, runIds: readonly string[]): void {
+  /**
+   * Load again whenever the panel's live channel shows one of `runIds` change (by `key`, default
+   * `runKey`: any progress), until disposed.
+   */
+  follow(runs: RunsModel, runIds: readonly string[], key?: (run: IRunSummary) => string): void {
     this._unfollow();
-    this._unfollow = runs.watch(runIds, () => void this.refresh());
+    this._unfollow = runs.watch(runIds, () => void this.refresh(), key);
   }
 
   get isDisposed(): boolean {

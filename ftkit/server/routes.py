@@ -4,9 +4,10 @@ A thin layer over :class:`ftkit.runstore.RunStore`, which knows nothing of HTTP.
 Jupyter's authentication and its authorizer's consent (resource ``ftkit``; a GET reads, a POST or
 DELETE writes, so a deployment's Authorizer can allow reads only). Ids from the URL are looked up
 in the store's index, never used to build a path here. Store calls block on SQLite and the file
-system, so they run in a thread pool and the server's event loop stays free. A GET never writes: a
-run whose processes died is reported as failed from what the store sees, and recorded by its
-supervisor (or the next resume).
+system, so they run in a thread pool and the server's event loop stays free. A GET never writes a
+run: a run whose processes died is reported as failed from what the store sees, and recorded by its
+supervisor (or the next resume); label-issues reads the training data as the run did, which may fill
+the store's shared data cache (``.cache/``) as training does.
 
 Routes (all JSON; errors are ``{"code", "message"}``):
 
@@ -22,6 +23,9 @@ GET      /ftkit/api/runs/<id>/config                       config.yaml text, its
 GET      /ftkit/api/runs/<id>/log?lines=                   the last lines of train.log, and its paths
 GET      /ftkit/api/runs/<id>/errors?split=test&limit=200   where the model goes wrong, from the saved
                                                             predictions (`ftkit.runs.error_report`)
+GET      /ftkit/api/runs/<id>/label-issues?label=&limit=100  the training examples likeliest mislabelled,
+                                                            worst first, from the recorded training dynamics
+                                                            (`ftkit.datamap.label_issue_report`)
 GET      /ftkit/api/compare?ids=A,B,...                   two or more runs side by side: the config keys
                                                             that differ, final metrics, logged curves
                                                             (`ftkit.comparison.comparison`)
@@ -52,7 +56,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 
 from ..comparison import comparison
-from ..errors import FtkitError, RunError
+from ..errors import ConfigError, DataError, FtkitError, RunError
 from ..process.jobs import start_job
 from ..runstore.events import ACTIVE_STATUSES, FINAL_EXPORT_STATES, STATUSES
 from ..runstore.layout import CONFIG_FILE, EXPORT_LOG_FILE, EXPORTS_DIR, GGUF_QUANTS, LOG_FILE
@@ -74,6 +78,8 @@ DEFAULT_LOG_LINES = 500
 MAX_LOG_LINES = 20_000
 DEFAULT_ERROR_EXAMPLES = 200
 MAX_ERROR_EXAMPLES = 5_000
+DEFAULT_LABEL_ISSUES = 100
+MAX_LABEL_ISSUES = 5_000
 MAX_COMPARED_RUNS = 50  # a comparison reads each run's events; the panel selects a handful
 LIVE_CHECK_INTERVAL = 0.25  # seconds between looks at the store while a live request waits
 
@@ -303,6 +309,32 @@ class RunErrorsHandler(FtkitHandler):
         self.reply(report)
 
 
+class RunLabelIssuesHandler(FtkitHandler):
+    """The training examples likeliest mislabelled, worst first, optionally of one gold label
+    (`ftkit.datamap.label_issue_report`); it grows while the run trains (``recorded`` false before any)."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        await self.find_run(run_id)
+        label = self.get_argument("label", "") or None
+        limit = _int_argument(self, "limit", DEFAULT_LABEL_ISSUES, 1, MAX_LABEL_ISSUES)
+        self.reply(await self.in_thread(_label_issues, self.store, run_id, label, limit))
+
+
+def _label_issues(store: RunStore, run_id: str, label: str | None, limit: int) -> dict[str, Any]:
+    from ..datamap import label_issue_report  # torch-free, but pandas and pyarrow: imported on first use
+
+    try:
+        return label_issue_report(store, run_id, label=label, limit=limit)
+    except ConfigError as exc:
+        if label is None:
+            raise
+        raise ApiError(400, "invalid_label", str(exc)) from None
+    except (RunError, DataError) as exc:  # deleted meanwhile, or its training data is gone or changed since
+        raise ApiError(409, "training_data_unavailable", str(exc)) from None
+
+
 class CompareHandler(FtkitHandler):
     """The panel's compare view; polled again while a compared run trains, so it stays cheap (no index reads)."""
 
@@ -442,6 +474,7 @@ handlers: list[tuple[str, type[FtkitHandler]]] = [
     (rf"{_RUN}/config/?", RunConfigHandler),
     (rf"{_RUN}/log/?", RunLogHandler),
     (rf"{_RUN}/errors/?", RunErrorsHandler),
+    (rf"{_RUN}/label-issues/?", RunLabelIssuesHandler),
     (rf"{API_PREFIX}/compare/?", CompareHandler),
     (rf"{_RUN}/stop/?", StopHandler),
     (rf"{_RUN}/checkpoints/([0-9]{{1,12}})/?", CheckpointHandler),
