@@ -56,6 +56,8 @@ def test_text_classification_notebook_trains_from_form_and_cell_magic_and_report
     text = printed(notebook)
     assert "sst2-lora: accuracy on test = " in text
     assert "sst2-head: accuracy on test = " in text
+    assert "data map: " in text and "examples left out (data.retrain_of = " in text
+    assert "sst2-lora-retrain: accuracy on test = " in text
     assert "%%finetune -o run" in text  # the form's "Copy as %%finetune" text
     assert WIDGET_VIEW in mime_types(notebook)
 
