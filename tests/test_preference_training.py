@@ -153,6 +153,8 @@ def test_reward_metrics_reach_the_events_and_the_curves_and_the_test_answers_are
     events, _ = run.events()
     logs = [e for e in events if e["type"] == "log" and "loss" in e]
     assert logs, "no training log event"
+    assert any("training dynamics are not recorded for dpo" in e.get("message", "") for e in events)
+    assert not (run.dir / "dynamics.parquet").exists() and run.data_map().empty
     curves = Curves.of_run(run.dir / "events.jsonl")
     assert {"rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected"} <= set(curves.points)
     assert {"validation_loss", "validation_rewards/accuracies", "validation_rewards/margins"} <= set(curves.points)

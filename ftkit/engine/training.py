@@ -146,6 +146,8 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
             f"{adapters.describe_parameters(prepared.model)}")
         log(f"data: {', '.join(f'{s} {len(prepared.raw[s])}' for s in prepared.raw)} examples"
             + (f"; labels {prepared.labels}" if prepared.labels else ""))
+        if config.training.record_dynamics and recorder is None:
+            log(f"training dynamics are not recorded for {prepared.recipe.name} (its trainer is TRL's): no data map")
         dropped = {s: len(prepared.raw[s]) - len(prepared.features[s]) for s in prepared.raw
                    if len(prepared.features[s]) < len(prepared.raw[s])}
         if dropped:  # an SFT example whose answer truncation cut entirely (NER windows only ever add rows)
