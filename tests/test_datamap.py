@@ -40,7 +40,7 @@ def test_a_classification_batch_gives_each_example_its_gold_probability_and_whet
     assert first["confidence"] == pytest.approx(torch.softmax(logits[0], -1)[0].item())
     assert second["confidence"] == pytest.approx(torch.softmax(logits[2], -1)[1].item())
     assert (first["correct"], second["correct"]) == (1.0, 0.0)
-    assert second["predicted"] == [0] and second["gold"] == [1] and len(second["probs"][0]) == 2
+    assert list(second["predicted"]) == [0] and list(second["gold"]) == [1] and len(second["probs"][0]) == 2
 
 
 def test_a_packed_row_is_split_at_each_example_start_and_ignored_positions_do_not_count(tmp_path):
@@ -52,8 +52,8 @@ def test_a_packed_row_is_split_at_each_example_start_and_ignored_positions_do_no
     recording.add_logits(torch.tensor([3, 7]), logits, labels, position_ids)
     first, second = recording.records
     assert recording.level == "token"
-    assert (first["example"], first["gold"], first["predicted"], first["correct"]) == (103, [1, 1], [1, 0], 0.5)
-    assert (second["example"], second["gold"], second["correct"]) == (107, [0], 1.0)
+    assert (first["example"], list(first["gold"]), list(first["predicted"]), first["correct"]) == (103, [1, 1], [1, 0], 0.5)
+    assert (second["example"], list(second["gold"]), second["correct"]) == (107, [0], 1.0)
     assert second["confidence"] == pytest.approx(torch.softmax(torch.tensor([5.0, 0.0]), -1)[0].item())
 
 
@@ -88,7 +88,7 @@ def test_the_sparse_sft_loss_records_what_the_full_logits_record(tiny_llama, smo
     sparse_records, dense_records = found
     assert [r["example"] for r in sparse_records] == [100, 101, 102]
     for a, b, row in zip(sparse_records, dense_records, encoded):
-        assert a["gold"] == b["gold"] == [t for t in row.labels if t != -100]
+        assert list(a["gold"]) == list(b["gold"]) == [t for t in row.labels if t != -100]
         assert a["confidence"] == pytest.approx(b["confidence"], rel=1e-4)
         assert 0 < a["confidence"] < 1 and a["probs"] is None
 
@@ -103,6 +103,9 @@ def test_a_resumed_run_keeps_the_records_of_the_steps_its_checkpoint_holds(tmp_p
     resumed.add_logits(torch.tensor([2]), torch.tensor([[0.0, 1.0]]), torch.tensor([1]))
     resumed.write(SimpleNamespace(world_size=1))
     assert sorted(read_records(tmp_path)[0]["example"]) == [0, 1, 102]
+    written = (tmp_path / DYNAMICS_FILE).stat().st_mtime_ns
+    resumed.write(SimpleNamespace(world_size=1))  # the epoch's evaluation and checkpoint: nothing new to write
+    assert (tmp_path / DYNAMICS_FILE).stat().st_mtime_ns == written
 
 
 # ----- from records to the data map --------------------------------------------------------------------------------

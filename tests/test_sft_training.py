@@ -49,6 +49,12 @@ def test_an_sft_run_reports_loss_and_perplexity_generates_the_test_answers_and_s
     assert all({"generation", "match", "stopped", "choice"} <= set(row) for row in rows)
     assert test["exact_match"] == sum(row["match"] for row in rows) / 6
 
+    # training dynamics of a generative run: each example's answer, scored by its trained tokens' probability
+    data_map = run.data_map()
+    train_chats = [json.loads(line)["messages"] for line in Path(sft_config["data"]["train"]).read_text().splitlines()]
+    assert list(data_map["gold"]) == [chat[-1]["content"] for chat in train_chats]  # all 24, in order
+    assert data_map["confidence"].between(0, 1).all() and (data_map["issue_score"] == data_map["confidence"]).all()
+
     checkpoint = Path(run.checkpoints[-1]["path"])
     adapter = json.loads((checkpoint / "adapter_config.json").read_text())
     assert adapter["task_type"] == "CAUSAL_LM" and not adapter.get("modules_to_save")

@@ -74,6 +74,7 @@ class DynamicsRecorder(TrainerCallback):
         self.step = 0
         self.seconds = 0.0  # time spent recording and writing: its cost, reported with the run's resources
         self.main = True
+        self._written = 0  # records already in the file
 
     # ----- from the training step ---------------------------------------------------------------
     @torch.no_grad()
@@ -134,8 +135,9 @@ class DynamicsRecorder(TrainerCallback):
             self.records.append({
                 "example": int(self.example_of_row[row]), "offset": int(self.offset_of_row[row]),
                 "epoch": self.epoch, "step": self.step, "confidence": confidence, "correct": float(right.mean()),
-                "gold": gold[tokens].astype(np.int32).tolist(), "predicted": predicted[tokens].astype(np.int32).tolist(),
-                "probs": probs[tokens].astype(np.float32).tolist() if probs is not None else None,
+                # numpy, not Python lists: a large split's records stay a few bytes per number in memory
+                "gold": gold[tokens].astype(np.int32), "predicted": predicted[tokens].astype(np.int32),
+                "probs": list(probs[tokens].astype(np.float32)) if probs is not None else None,
             })
 
     # ----- the Trainer's events -------------------------------------------------------------------
@@ -147,8 +149,7 @@ class DynamicsRecorder(TrainerCallback):
             earlier = pd.read_parquet(self.path)
             self.records = [row for row in earlier.to_dict("records") if row["step"] <= state.global_step]
             for row in self.records:
-                row["gold"], row["predicted"] = list(row["gold"]), list(row["predicted"])
-                row["probs"] = None if row["probs"] is None else [list(p) for p in row["probs"]]
+                row["probs"] = None if row["probs"] is None else list(row["probs"])
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.epoch = math.floor((state.epoch or 0.0) + 1e-6)
@@ -169,10 +170,16 @@ class DynamicsRecorder(TrainerCallback):
         self.write(args)
 
     def write(self, args: Any) -> None:
-        """Every record so far, gathered from all processes, as one Parquet file replaced atomically."""
+        """Every record so far, gathered from all processes, as one Parquet file replaced atomically.
+
+        An epoch's end, its evaluation and its checkpoint come together: a single process writes once
+        for them (every process of a distributed run takes part in each gather, so it always writes)."""
+        distributed = getattr(args, "world_size", 1) > 1 and torch.distributed.is_initialized()
+        if not distributed and len(self.records) == self._written:
+            return
         started = time.perf_counter()
-        records = self.records
-        if getattr(args, "world_size", 1) > 1 and torch.distributed.is_initialized():
+        records, self._written = self.records, len(self.records)
+        if distributed:
             parts: list[Any] = [None] * args.world_size
             torch.distributed.all_gather_object(parts, self.records)
             records = [record for part in parts for record in part]
