@@ -49,16 +49,21 @@ def compare(*runs: Any, sweep: str | None = None, runs_dir: str | None = None) -
 
 def sweep(config: "Config | dict[str, Any] | str", grid: "dict[str, Any] | list[str] | None" = None,
           search: "dict[str, Any] | list[str] | None" = None, trials: int | None = None, name: str | None = None,
+          parallel: int = 1, pruner: str = "median", storage: str | None = None, seed: int | None = None,
           **overrides: Any) -> "Sweep":
     """Train ``config`` at every setting of ``grid`` (``{"training.learning_rate": [1e-4, 2e-4]}``), each an
-    ordinary run tagged with the sweep; or at ``trials`` settings an optuna search picks, one after
-    another, within ``search`` (``{"training.learning_rate": "1e-5:1e-3:log", "adapter.r": "4:32"}``).
-    Returns the `ftkit.sweeps.Sweep` at once: ``.runs``, ``.wait()``, ``.summary()``.
+    ordinary run tagged with the sweep; or at ``trials`` settings an optuna search picks within ``search``
+    (``{"training.learning_rate": "1e-5:1e-3:log", "adapter.r": "4:32"}``), ``parallel`` at a time, the
+    unpromising ones stopped by ``pruner`` (median, hyperband, none), run by a driver process that outlives
+    this kernel, its study in the run store (or the RDB URL ``storage``).
+    Returns the `ftkit.sweeps.Sweep` at once: ``.runs``, ``.wait()``, ``.summary()``, ``.stop()``, ``.resume()``;
+    ``ftkit.sweeps.get(name)`` finds it again after a restart.
     """
     from .config import load_config as _load
     from .sweeps import start_sweep
 
-    return start_sweep(_load(config, **overrides), grid, search, trials, name)
+    return start_sweep(_load(config, **overrides), grid, search, trials, name, parallel=parallel, pruner=pruner,
+                       storage=storage, seed=seed)
 
 
 def load_config(*args: Any, **kwargs: Any) -> "Config":

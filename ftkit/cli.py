@@ -121,21 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare = command("compare", cmd_compare, "show runs side by side: the config keys that differ and the final metrics")
     compare.add_argument("runs", nargs="*", metavar="RUN", help="run ids, unique id prefixes or names")
     compare.add_argument("--sweep", metavar="NAME", help="also compare every run of this sweep")
-    sweep = command("sweep", cmd_sweep, "train a config at every setting of a grid, or at the settings an optuna "
-                    "search picks; each setting is an ordinary run tagged with the sweep")
-    sweep.add_argument("config", help="config file (YAML or JSON)")
-    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                       help="a config key and its values, e.g. --grid training.learning_rate=1e-4,2e-4 (repeatable: "
-                       "every combination runs)")
-    sweep.add_argument("--optuna", type=int, metavar="N", help="search with optuna instead: N trials, one after another "
-                       "(pip install optuna)")
-    sweep.add_argument("--search", action="append", default=[], metavar="KEY=LOW:HIGH[:log]",
-                       help="--optuna: where to look, a range (add :log for a log scale) or choices KEY=A,B (repeatable)")
-    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key for every run, e.g. --set training.epochs=1 (repeatable)")
-    sweep.add_argument("--name", help="the sweep's name (default: the run name, -sweep- and the time)")
-    sweep.add_argument("--follow", action="store_true", help="wait until every run ends, then show the summary "
-                       "(an optuna search always waits)")
+    from .cli_sweep import add_arguments as add_sweep_arguments, cmd_sweep
+
+    add_sweep_arguments(command("sweep", cmd_sweep, "train a config at every setting of a grid, or at the settings an "
+                                "optuna search picks; each setting is an ordinary run tagged with the sweep"))
     from .tasks import TASK_NAMES
 
     init = command("init", cmd_init, "write a commented starter config for a task")
@@ -422,37 +411,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not data["differing"]:
         print("(their configs do not differ)")
     return 0
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .rendering import format_number
-    from .sweeps import start_sweep, summary_table
-
-    config = load_config(args.config, overrides=args.overrides)
-    if args.runs_dir:
-        config = config.replace({"output.dir": args.runs_dir})
-
-    def started(run: Any, setting: dict[str, Any]) -> None:
-        if not args.json:
-            print(f"started run {run.id} ({run.name}): " + ", ".join(f"{k}={v}" for k, v in setting.items()), flush=True)
-
-    sweep = start_sweep(config, args.grid, args.search, args.optuna, args.name, on_start=started)
-    followed = bool(args.follow or args.optuna)
-    if followed:
-        sweep.wait()
-    summary = sweep.summary()
-    if args.json:
-        print_json(summary)
-    elif followed:
-        headers, rows = summary_table(summary)
-        print_table([headers] + rows)
-        best = summary["best"]
-        print(f"best: {best['name']} ({best['id']}), {summary['metric']} {format_number(best['value'])}" if best
-              else "no run reached a validation score")
-    else:
-        print(f"sweep {sweep.name}: {len(summary['runs'])} runs; `ftkit compare --sweep {sweep.name}` compares them")
-    return 1 if followed and any(r["status"] not in ("completed", "stopped") for r in summary["runs"]) else 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:

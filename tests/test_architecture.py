@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ftkit"
 MAX_LINES = 500
 # Top to bottom, as CONTRIBUTING.md draws them: a module imports from its own layer or one below.
 LAYERS = [
-    ("surfaces", ("ftkit", "ftkit.notebook", "ftkit.server", "ftkit.cli", "ftkit.terminal", "ftkit.demo")),
+    ("surfaces", ("ftkit", "ftkit.notebook", "ftkit.server", "ftkit.cli", "ftkit.cli_sweep", "ftkit.terminal", "ftkit.demo")),
     ("runs", ("ftkit.runs", "ftkit.sweeps", "ftkit.comparison", "ftkit.exports", "ftkit.datamap", "ftkit.embeddings")),
     ("process", ("ftkit.process",)),
     ("engine", ("ftkit.engine",)),
@@ -30,7 +30,7 @@ TRAINING_STACK = ("torch", "transformers", "peft", "trl", "accelerate")
 USES_TRAINING_STACK = ("ftkit.engine", "ftkit.embeddings")
 # What a launch, a follow, the panel or the CLI import: never the engine at module level (anything that
 # trains or evaluates runs in a worker process; a model for inference is loaded inside a function).
-LIGHT = ("ftkit.notebook", "ftkit.server", "ftkit.cli", "ftkit.terminal", "ftkit.runs", "ftkit.sweeps", "ftkit.comparison", "ftkit.exports",
+LIGHT = ("ftkit.notebook", "ftkit.server", "ftkit.cli", "ftkit.cli_sweep", "ftkit.terminal", "ftkit.runs", "ftkit.sweeps", "ftkit.comparison", "ftkit.exports",
          "ftkit.datamap", "ftkit.process")
 # A registry entry ("ftkit.tasks.ner:NerTask"): a module the registry imports by name at run time.
 REGISTRY_ENTRY = re.compile(r"""["'](ftkit(?:\.\w+)+):\w+["']""")

@@ -163,6 +163,17 @@ def test_a_two_gpu_run_waits_until_both_gpus_are_free_and_holds_nothing_meanwhil
     assert DeviceQueue(tmp_path / "other").take_slots(gpus, 2, 1).worker_env()["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
+def test_runs_sharing_the_cpu_each_take_their_share_of_its_cores(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    queue = DeviceQueue(tmp_path)
+    shared = [queue.take_slots(["cpu"], 1, 2) for _ in range(2)]
+    assert [hold.worker_env()["OMP_NUM_THREADS"] for hold in shared] == ["4", "4"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # fewer asked for already: kept
+    assert shared[0].worker_env()["OMP_NUM_THREADS"] == "2"
+    assert DeviceQueue(tmp_path / "alone").take_slots(["cpu"], 1, 1).worker_env() is None  # a run alone takes them all
+
+
 def test_with_two_runs_per_device_runs_go_to_the_least_loaded_gpu_first(tmp_path):
     queue, gpus = DeviceQueue(tmp_path), ["cuda:0", "cuda:1"]
     held = [queue.take_slots(gpus, 1, 2) for _ in range(4)]  # kept: a hold dropped is a run ended

@@ -14,6 +14,7 @@ import difflib
 import functools
 import re
 import typing
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -219,7 +220,10 @@ class FtkitMagics(Magics):
     @argument("--sweep", metavar="NAME", type=unquote, help="compare: also compare every run of this sweep")
     @argument("--grid", action="append", default=[], metavar="KEY=V1,V2", type=unquote,
               help="sweep: a config key and its values (repeatable: every combination runs)")
-    @argument("--optuna", type=int, metavar="N", help="sweep: search with optuna instead, N trials one after another")
+    @argument("--optuna", type=int, metavar="N", help="sweep: search with optuna instead: N trials, in a driver process")
+    @argument("--parallel", type=int, default=1, metavar="P", help="sweep --optuna: trials at once (default 1)")
+    @argument("--pruner", default="median", choices=("median", "hyperband", "none"),
+              help="sweep --optuna: stop unpromising trials (default median)")
     @argument("--search", action="append", default=[], metavar="KEY=LOW:HIGH[:log]", type=unquote,
               help="sweep --optuna: a range to search (:log for a log scale) or choices KEY=A,B (repeatable)")
     @argument("--name", metavar="NAME", type=unquote, help="sweep: the sweep's name (default: from the run name and time)")
@@ -253,7 +257,8 @@ class FtkitMagics(Magics):
         %ftkit moved --run RUN [--k 20]      words whose embeddings moved most in fine-tuning
         %ftkit compare RUN RUN ... [--sweep NAME]   differing config keys, final metrics, overlaid curves
         %ftkit sweep CONFIG --grid KEY=V1,V2 ...    a run per setting, tagged with the sweep (or
-                                             --optuna N --search KEY=LOW:HIGH[:log] ...)
+                                             --optuna N --search KEY=LOW:HIGH[:log] [--parallel P])
+        %ftkit sweep NAME                    a sweep's trials, its metric against each setting, compare
         %ftkit export RUN [--quant q8_0] [--ollama] [--to PATH]   GGUF (generative) or ONNX (encoder),
                                              verified against the fine-tuned model
         %ftkit datamap RUN                   each training example by confidence and variability, the
@@ -380,14 +385,21 @@ class FtkitMagics(Magics):
         return frame
 
     def _ftkit_sweep(self, args: argparse.Namespace) -> Any:
-        """Grid runs start at once; an optuna search runs in a background thread (``sweep.wait()`` joins it)."""
-        from ..sweeps import start_sweep
+        """A config file starts a sweep (a search runs in its own driver process); a name shows one, live."""
+        from ..sweeps import get, start_sweep
+        from .widgets.sweep import show_sweep
 
-        config = load_config(self._one_target(args, "CONFIG"))
+        target = self._one_target(args, "CONFIG or NAME")
+        if not Path(target).expanduser().is_file():
+            sweep = get(target, args.runs_dir)
+            show_sweep(sweep)
+            return sweep
+        config = load_config(target)
         if args.runs_dir:
             config = config.replace({"output.dir": args.runs_dir})
-        sweep = start_sweep(config, args.grid, args.search, args.optuna, args.name)
-        display(sweep)
+        sweep = start_sweep(config, args.grid, args.search, args.optuna, args.name, parallel=args.parallel,
+                            pruner=args.pruner)
+        show_sweep(sweep)
         return sweep
 
     def _ftkit_export(self, args: argparse.Namespace) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -95,6 +96,21 @@ def lock(handle: IO, wait: bool = True) -> bool:
     """Lock ``handle``'s file for this open handle alone (NFS carries it to other machines as a byte-range
     lock); False when another handle holds it and ``wait`` is off. Closing the handle releases it."""
     return filelock.lock_descriptor(handle.fileno(), blocking=wait, poll_interval=0.005)
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a process holds ``path``'s lock (here, or on another machine where the shared file system's locks
+    reach): a probe that takes it lets go at once; another reader's probe holds it for an instant only."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        for _ in range(5):
+            if lock(handle, wait=False):
+                return False
+            time.sleep(0.01)
+        return True
 
 
 def append_line(path: Path, event: dict[str, Any]) -> None:

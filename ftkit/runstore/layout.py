@@ -23,6 +23,7 @@ INDEX_FILE = "index.sqlite"  # the SQLite index of every run (a cache; rebuilt f
 INDEX_LOCK_FILE = ".index.lock"  # shared by each index write with its event line, exclusive for a rebuild
 CACHE_DIR = ".cache"  # shared caches (tokenized data sets) of the runs in a store
 DEVICES_DIR = ".devices"  # the run queue: device slot locks, and queue/ with one ticket per waiting run
+SWEEPS_DIR = ".sweeps"  # .sweeps/<name>/: a search's spec, its optuna journal and its driver's record and log
 MLFLOW_DIR = "mlruns"  # MLflow's local file store for training.report_to: [mlflow] when no tracking URI is set
 
 # ----- one run's folder (HF/PEFT names where they exist) -------------------------------------------
@@ -36,6 +37,7 @@ LIFE_LOCK_FILE = ".supervisor.lock"  # flock'ed by the run's supervisor for as l
 HEARTBEAT_FILE = "heartbeat"  # touched by the supervisor every few seconds; other machines judge liveness by its age
 RESERVE_FILE = ".reserve"  # disk space an active run holds back, given up to record its final status
 DELETING_PREFIX = ".deleting-"  # a run or checkpoint folder renamed out of sight, then removed
+SUBMITIT_DIR = "submitit"  # a run sent to a cluster (resources.executor): submitit's job files and logs
 PREDICTIONS_DIR = "predictions"  # predictions/<split>.jsonl
 DATA_DIR = "data"  # snapshots of in-memory data, and a retrain's copy of its parent's splits
 DYNAMICS_FILE = "dynamics.parquet"  # each training example's confidence per pass (training.record_dynamics)

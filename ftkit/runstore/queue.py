@@ -78,6 +78,7 @@ class DeviceHold:
 
     devices: list[str] = field(default_factory=list)
     handles: list[IO] = field(default_factory=list)  # the locked slot files; the worker inherits them
+    cpu_threads: int | None = None  # the CPU's share of a run that shares it with others (runs_per_device > 1)
 
     @property
     def fds(self) -> tuple[int, ...]:
@@ -86,7 +87,12 @@ class DeviceHold:
     def worker_env(self) -> dict[str, str] | None:
         """The worker's environment: it sees only the GPUs held for it (None: this process's own)."""
         gpus = [device.removeprefix("cuda:") for device in self.devices if device.startswith("cuda:")]
-        return {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else None
+        if gpus:
+            return {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+        if self.cpu_threads:  # runs sharing the CPU each take their share of its cores, not all of them each
+            before = int(os.environ.get("OMP_NUM_THREADS") or self.cpu_threads)
+            return {**os.environ, "OMP_NUM_THREADS": str(min(before, self.cpu_threads))}
+        return None
 
 
 @dataclass
@@ -164,7 +170,8 @@ class DeviceQueue:
         if not chosen:
             return None
         in_order = [device for device in devices if device in kept]
-        return DeviceHold(in_order, [kept[device] for device in in_order])
+        threads = max(1, (os.cpu_count() or 1) // per_device) if in_order == ["cpu"] and per_device > 1 else None
+        return DeviceHold(in_order, [kept[device] for device in in_order], threads)
 
 
 def _try_lock(path: Path) -> IO | None:

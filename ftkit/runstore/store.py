@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import RunError
 from .events import ACTIVE_STATUSES, FINAL_EXPORT_STATES, FINAL_STATUSES, STATUSES, RunState, decode_events
-from .files import HELD_LOCKS, DiskFull, append_line, hold_reserve, is_disk_full, lock, no_space, remove_set_aside, set_aside, write_json_atomic
+from .files import HELD_LOCKS, DiskFull, append_line, hold_reserve, is_locked, is_disk_full, lock, no_space, remove_set_aside, set_aside, write_json_atomic
 from .index import RUN_TABLES, IndexDamaged, apply_event, create_tables, events_in, heals_index, insert_run
 from .layout import (CONFIG_FILE, EVENTS_FILE, HEARTBEAT_FILE, INDEX_FILE, LIFE_LOCK_FILE, LOCK_FILE,
                      LOG_FILE, RESERVE_FILE, RUN_FILE, STOP_FILE, checkpoint_of_event, resolve_runs_dir)
@@ -251,18 +251,8 @@ class RunStore(RunQueries):
                          name=f"ftkit-heartbeat-{run_id}").start()
 
     def has_supervisor(self, run_id: str) -> bool:
-        """Whether a process holds the run's life lock (here, or on another machine where the shared file
-        system's locks reach): a probe that takes the lock lets go of it at once."""
-        try:
-            handle = open(self.run_dir(run_id) / LIFE_LOCK_FILE, "rb")
-        except FileNotFoundError:
-            return False
-        with handle:
-            for _ in range(5):  # another reader's probe holds it for an instant: only a supervisor holds on
-                if lock(handle, wait=False):
-                    return False
-                time.sleep(0.01)
-            return True
+        """Whether a process holds the run's life lock (its supervisor, on any machine the locks reach)."""
+        return is_locked(self.run_dir(run_id) / LIFE_LOCK_FILE)
 
     def set_record_fields(self, run_id: str, **fields: Any) -> None:
         """Fields of run.json that are not index columns (host, supervisor pid, exit reason), under the
