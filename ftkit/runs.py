@@ -17,10 +17,10 @@ from typing import Any, Iterator, Mapping
 from .config import Config, is_in_memory_data, load_config
 from .data.splits import SPLITS
 from .runstore.queue import DeviceQueue
-from .errors import ConfigError, RunError
+from .errors import ConfigError, FtkitError, RunError
 from .runstore.events import FINAL_STATUSES
 from .runstore.layout import CONFIG_FILE, DATA_DIR, LOG_FILE, RUN_FILE, choose_checkpoint, predictions_file, resolve_runs_dir
-from .process import supervisor
+from .process import executors, supervisor
 from .runstore import RunBusy, RunStore, process_alive
 from .runstore.lineage import is_run_reference, parent_folder, pin_parent
 from .tasks import all_tasks, get_task
@@ -120,10 +120,17 @@ class Run:
 
     # ----- control ---------------------------------------------------------------------------
     def stop(self, wait: bool = False, timeout: float = 120) -> "Run":
-        """Ask the worker to checkpoint and stop (it checks after every step)."""
+        """Ask the worker to checkpoint and stop (it checks after every step); a cluster job that has not started yet
+        is cancelled. A started job ends once its run has stopped."""
         if self.done:
             return self
         self.store.request_stop(self.id)
+        job = self.store.read_record(self.id).get("job")
+        if job and self.status == "queued" and not self.store.has_supervisor(self.id):
+            # Still in the cluster's queue: cancel the job rather than let it start only to stop.
+            executors.cancel(job)
+            if not self.store.has_supervisor(self.id):
+                self.store.set_status(self.id, "stopped")
         if wait:
             self.wait(timeout)
         return self
@@ -367,7 +374,16 @@ def error_report(store: RunStore, run_id: str, split: str = "test", limit: int |
 
 
 def _spawn(store: RunStore, run_id: str, resume: bool) -> None:
+    """Start the run's supervisor: a process of its own here, or a cluster job (``resources.executor``)."""
     folder = store.run_dir(run_id)
+    config = load_config(folder / CONFIG_FILE)
+    if config.resources.executor != executors.LOCAL:
+        try:
+            store.set_record_fields(run_id, job=executors.submit(folder, config, resume))
+        except FtkitError as exc:  # the run is recorded as failed with the cluster's reason, never left queued
+            store.set_status(run_id, "failed", error=str(exc))
+            raise
+        return
     command = supervisor.command(folder, resume)
     # The run's place in its devices' queue, taken now (launch order) and held on by the supervisor.
     ticket = DeviceQueue(store.root).take_ticket(run_id)

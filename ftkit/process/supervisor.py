@@ -31,7 +31,8 @@ def command(run_dir: Path, resume: bool = False) -> list[str]:
     return [sys.executable, "-m", "ftkit.process.supervisor", str(run_dir)] + (["--resume"] if resume else [])
 
 
-def supervise(run_dir: Path, resume: bool) -> int:
+def supervise(run_dir: Path, resume: bool, main_address: str | None = None) -> int:
+    """Own the run until it ends; ``main_address``: node 0's host when a cluster job learns it only on starting."""
     store, run_id = RunStore(run_dir.parent), run_dir.name
     # First of all, before any wait: this process owns the run until it exits (the life lock, this
     # machine's identity and a heartbeat); a second supervisor of the same run leaves it alone.
@@ -42,6 +43,8 @@ def supervise(run_dir: Path, resume: bool) -> int:
         return 1
     _, start_offset = store.read_events(run_id)  # what this attempt's worker reports comes after here
     config = load_config(run_dir / CONFIG_FILE)
+    if main_address:
+        config = config.replace({"resources.main_address": main_address})
 
     def forward_stop(signum, frame):  # SIGTERM/SIGINT to the supervisor = a graceful stop request
         store.request_stop(run_id)
@@ -49,7 +52,12 @@ def supervise(run_dir: Path, resume: bool) -> int:
     signal.signal(signal.SIGTERM, forward_stop)
     signal.signal(signal.SIGINT, forward_stop)
     # The run's turn on its devices: None when it left the queue without starting (stopped, deleted).
-    devices = device_queue.wait_for_devices(store, run_id, config)
+    # A cluster job skips the queue: the cluster placed it on the devices it allocated.
+    in_a_job = config.resources.executor != "local"
+    devices = device_queue.DeviceHold() if in_a_job else device_queue.wait_for_devices(store, run_id, config)
+    if in_a_job and store.stop_requested(run_id):  # stopped while the job waited in the cluster's queue
+        store.set_status(run_id, "stopped")
+        return 0
     if devices is None:
         return 0
     # The first thing a follower sees once the devices are free, a fraction of a second after the

@@ -112,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--node-rank", type=int, required=True, help="this machine's index (1 .. nodes-1)")
+    parser.add_argument("--main-address", help="node 0's host (default: resources.main_address)")
     args = parser.parse_args(argv)
     from ..config import load_config
 
     config = load_config(args.run_dir / CONFIG_FILE)
+    if args.main_address:
+        config = config.replace({"resources.main_address": args.main_address})
     command = torchrun_command(config, args.run_dir, args.resume, node_rank=args.node_rank)
     os.execv(command[0], command)  # signals and the exit status go straight to this node's torchrun
     return 0  # pragma: no cover

@@ -102,6 +102,12 @@ def dead_run_error(record: dict[str, Any], folder: Path) -> str | None:
     if status not in ACTIVE_STATUSES:
         return None
     host, since = record.get("host"), record.get("queued_at") or record.get("created") or now()
+    job = record.get("job")
+    if host is None and status == "queued" and job:  # sent to a cluster: it waits as long as the cluster keeps it
+        here = host_identity()["host"]
+        if job.get("pid") and job.get("host") == here and not process_alive(job["pid"], job.get("pid_started")):
+            return f"its {job['executor']} job {job['job_id']} ended before the run started; see {job['folder']}"
+        return None
     if host is None and status == "queued":
         waited, limit = now() - since, heartbeat_timeout()
         return None if waited <= limit else (f"queued for {waited:.0f} s and no supervisor took it up "
