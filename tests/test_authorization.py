@@ -110,11 +110,13 @@ async def test_a_deny_all_authorizer_forbids_every_verb_of_every_route(call, sto
 async def test_a_read_only_authorizer_allows_reads_and_forbids_stop_and_delete(call, store_and_ids):
     store, ids = store_and_ids
     run = f"{API_PREFIX}/runs/{ids['completed']}"
-    for path in (f"{API_PREFIX}/runs", f"{API_PREFIX}/live?timeout=0", run, f"{run}/config", f"{run}/log"):
+    for path in (f"{API_PREFIX}/runs", f"{API_PREFIX}/live?timeout=0", run, f"{run}/config", f"{run}/log",
+                 f"{API_PREFIX}/sweeps"):
         code, _, _ = await call(path)
         assert code == 200, path
     for verb, path in [("POST", f"{API_PREFIX}/runs/{ids['running']}/stop"), ("DELETE", run),
-                       ("DELETE", f"{run}/checkpoints/10"), ("DELETE", f"{API_PREFIX}/runs/{ids['running']}/checkpoints/10")]:
+                       ("DELETE", f"{run}/checkpoints/10"), ("DELETE", f"{API_PREFIX}/runs/{ids['running']}/checkpoints/10"),
+                       ("POST", f"{API_PREFIX}/sweeps/any-sweep/stop")]:
         code, error, _ = await call(path, verb)
         assert code == 403 and "write" in error["message"], (verb, path)
     assert_untouched(store, ids)

@@ -123,7 +123,7 @@ def assert_json_answer(response: Answer, method: str) -> None:
 
 
 segment = st.one_of(
-    st.sampled_from(["runs", "live", "config", "stop", "checkpoints", "10", "0", "999999999999", "-1", "..", ".",
+    st.sampled_from(["runs", "live", "config", "stop", "checkpoints", "sweeps", "10", "0", "999999999999", "-1", "..", ".",
                      "%2E%2E", "%2e%2e%2f", "..%2F..%2Foutside", "%252E%252E", "outside", "..%5C..", "%00",
                      "<script>alert(1)</script>", "%3Cimg%20src=x%3E", "run.json", "index.sqlite", "~root",
                      "%2Ftmp", "a" * 200, "null", "undefined", "'%20OR%201=1%20--", "%F0%9F%92%A5", "%ff%fe"]),
@@ -181,7 +181,7 @@ def test_every_real_route_of_every_run_refuses_a_stranger(server, status):
     run_id = server.ids[status]
     routes = [("GET", f"runs/{run_id}"), ("GET", f"runs/{run_id}/config"), ("POST", f"runs/{run_id}/stop"),
               ("DELETE", f"runs/{run_id}/checkpoints/10"), ("DELETE", f"runs/{run_id}"), ("GET", "runs"),
-              ("GET", "live")]
+              ("GET", "live"), ("GET", "sweeps"), ("GET", "sweeps/any-sweep"), ("POST", "sweeps/any-sweep/stop")]
     for method, path in routes:
         response = send(server, method, path)
         assert response.status_code == 403, (method, path)

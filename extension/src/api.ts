@@ -253,6 +253,56 @@ export interface ILabelIssueReport {
   rows: ILabelIssue[];
 }
 
+/** A sweep's state (ftkit.sweeps.Sweep.state): "grid", or a search's; "unreadable" when the server could not read it. */
+export type SweepState =
+  | 'grid'
+  | 'starting'
+  | 'searching'
+  | 'stopping'
+  | 'finished'
+  | 'stopped'
+  | 'failed'
+  | 'interrupted'
+  | 'unreadable';
+
+/** A run of a sweep as its table shows it: "pruned" is a trial the pruner stopped. */
+export type SweepRunStatus = RunStatus | 'pruned';
+
+/** One row of a sweep's table: a run (or a search's trial that failed before its run started: no id). */
+export interface ISweepEntry {
+  id: string | null;
+  name: string | null;
+  status: SweepRunStatus;
+  /** The optuna trial's number (0-based); null for a grid's run. */
+  trial: number | null;
+  /** The value of each of the sweep's `keys` in this run. */
+  settings: Record<string, unknown>;
+  /** Its best validation score by the sweep's metric; null before one. */
+  value: number | null;
+  error?: string | null;
+}
+
+/** A sweep (ftkit.sweeps.Sweep.summary): its runs with their settings and metric, and the best. */
+export interface ISweepSummary {
+  sweep: string;
+  kind: 'grid' | 'search';
+  state: SweepState;
+  /** The keys a search searched, or that differ between a grid's runs. */
+  keys: string[];
+  /** e.g. "validation_f1"; null before the sweep has a run. */
+  metric: string | null;
+  higher_is_better: boolean | null;
+  runs: ISweepEntry[];
+  best: ISweepEntry | null;
+  /** A search's: how many trials it asks, how many run at once, its pruner and study storage. */
+  trials?: number;
+  parallel?: number;
+  pruner?: string;
+  storage?: string | null;
+  /** Why the search failed, or why the server could not read it. */
+  error?: string | null;
+}
+
 export interface IListQuery {
   status: RunStatus[];
   q: string;
@@ -286,6 +336,11 @@ export interface IRunsApi {
   startExport(runId: string, request: IExportRequest): Promise<IExport>;
   /** Stop a running export's job. */
   stopExport(runId: string, exportId: string): Promise<void>;
+  /** Every sweep of the store, oldest first. */
+  sweeps(): Promise<ISweepSummary[]>;
+  sweep(name: string): Promise<ISweepSummary>;
+  /** Stop a sweep (a search asks no more trials and stops its running ones); its summary after. */
+  stopSweep(name: string): Promise<ISweepSummary>;
 }
 
 /** An error from the server, carrying its `{code, message}` body. */

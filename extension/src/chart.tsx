@@ -24,7 +24,7 @@ const PLOT_W = WIDTH - MARGIN.left - MARGIN.right;
 const PLOT_H = HEIGHT - MARGIN.top - MARGIN.bottom;
 
 /** A tick label short enough for the axis: 1.2k, 0.0005, 3e-5. */
-function tickLabel(value: number): string {
+export function tickLabel(value: number): string {
   const magnitude = Math.abs(value);
   if (magnitude >= 1000) {
     return `${Number((value / 1000).toPrecision(3))}k`;

@@ -18,6 +18,7 @@ import {
   IRunDetail,
   IRunsApi,
   IRunsPage,
+  ISweepSummary,
   RunsApiError,
   listParams
 } from './api';
@@ -97,6 +98,18 @@ export class ServerRunsApi implements IRunsApi {
     await this.request(`runs/${encodeURIComponent(runId)}/exports/${encodeURIComponent(exportId)}`, {
       method: 'DELETE'
     });
+  }
+
+  async sweeps(): Promise<ISweepSummary[]> {
+    return (await this.request<{ sweeps: ISweepSummary[] }>('sweeps')).sweeps;
+  }
+
+  sweep(name: string): Promise<ISweepSummary> {
+    return this.request(`sweeps/${encodeURIComponent(name)}`);
+  }
+
+  stopSweep(name: string): Promise<ISweepSummary> {
+    return this.request(`sweeps/${encodeURIComponent(name)}/stop`, { method: 'POST' });
   }
 
   private async request<T>(endpoint: string, init: RequestInit = {}): Promise<T> {

@@ -1,8 +1,8 @@
 /**
  * The ftkit JupyterLab plugin: a "Fine-tuning runs" tab in the left side panel, restored with the
  * layout, the commands behind its buttons (also in the command palette under "Fine-tuning"), and
- * the main-area views they open: a comparison of runs, a run's errors, its label issues, its
- * train.log; and the export of a checkpoint (the dialog that chooses how, then the job's progress
+ * the main-area views they open: a comparison of runs, a sweep's trials, a run's errors, its label
+ * issues, its train.log; and the export of a checkpoint (the dialog that chooses how, then the job's progress
  * under the checkpoint).
  */
 
@@ -26,7 +26,7 @@ import { LabIcon, SidePanel, refreshIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
-import { ILabelIssueReport, IRunSummary } from './api';
+import { ILabelIssueReport, IRunSummary, ISweepSummary } from './api';
 import { ServerRunsApi } from './client';
 import { CompareView } from './compare';
 import { ErrorView } from './errors-view';
@@ -38,6 +38,8 @@ import { LogView } from './log';
 import { RunsModel } from './model';
 import { CommandIDs, RunsPanel } from './panel';
 import { Remote } from './remote';
+import { SweepModel } from './sweep';
+import { SweepView } from './sweep-view';
 import { RemoteWidget } from './widgets';
 
 export { RunsModel } from './model';
@@ -59,6 +61,8 @@ interface IRunArgs {
   runIds?: string[];
   /** The export to stop (default: the run's latest one at work). */
   exportId?: string;
+  /** The sweep to show (default: the selected run's). */
+  sweep?: string;
 }
 
 /** Lines of train.log a log view shows. */
@@ -298,6 +302,30 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
         const remote = new Remote(() => api.compare(ids), `Compare ${ids.length} runs`);
         openView(`compare:${ids.join(',')}`, remote, data => React.createElement(CompareView, { data }), ids);
+      }
+    });
+    const sweepOf = (args: IRunArgs) => args.sweep ?? model.selected?.sweep ?? null;
+    commands.addCommand(CommandIDs.openSweep, {
+      label: 'Show Fine-tuning Sweep',
+      caption: "A sweep's trials (settings, status, metric; the best marked) and the metric against each searched setting",
+      isEnabled: args => !!sweepOf(args as IRunArgs),
+      execute: args => {
+        const name = sweepOf(args as IRunArgs);
+        if (!name) {
+          return;
+        }
+        const key = `sweep:${name}`;
+        // loaded again every few seconds while the sweep works (new trials appear), resting while hidden
+        const sweep = new SweepModel(api, name, { isActive: () => !!views.get(key)?.isVisible });
+        const render = (summary: ISweepSummary) =>
+          React.createElement(SweepView, {
+            summary,
+            model: sweep,
+            onCompare: runIds => void commands.execute(CommandIDs.compare, { runIds }),
+            onStop: () => void sweep.stop().catch(report(`Could not stop sweep ${name}`))
+          });
+        const members = model.runs.filter(run => run.sweep === name).map(run => run.id);
+        openView(key, sweep.remote, render, members);
       }
     });
     /** A command that opens a view of one run (its log, its errors) in the main area. */

@@ -4,8 +4,8 @@
  * start and duration, "↳ parent" for a run that starts from another run's model), expandable to
  * its lineage and its checkpoints with the best one marked, each with its exports (format, progress,
  * how the export agrees with the model) and an Export button, and a link to its label issues (the
- * training examples likeliest mislabelled); runs of a sweep together. Runs ticked
- * in the list open side by side in a comparison. Actions go through the app's commands, so the
+ * training examples likeliest mislabelled); runs of a sweep together, under a header that opens the
+ * sweep's own view. Runs ticked in the list open side by side in a comparison. Actions go through the app's commands, so the
  * buttons and the command palette share one implementation. Run-provided text is only ever put in
  * React text nodes (escaped), never in HTML.
  */
@@ -49,6 +49,7 @@ export namespace CommandIDs {
   export const openLog = 'ftkit:open-run-log';
   export const openErrors = 'ftkit:open-run-errors';
   export const openLabelIssues = 'ftkit:open-run-label-issues';
+  export const openSweep = 'ftkit:open-sweep';
   export const exportCheckpoint = 'ftkit:export-checkpoint';
   export const stopExport = 'ftkit:stop-export';
 }
@@ -239,6 +240,16 @@ function SweepGroup(props: IViewProps & { sweep: string; runs: IRunSummary[] }):
         />
         <span className="ftkit-Sweep-name">sweep {sweep}</span>
         <span className="ftkit-Muted">{runs.length} runs</span>
+        <button
+          className="ftkit-LinkButton ftkit-Sweep-open"
+          title="Its trials' settings, status and metric, and the metric against each searched setting"
+          onClick={event => {
+            event.preventDefault(); // inside the label: no tick
+            void commands.execute(CommandIDs.openSweep, { sweep });
+          }}
+        >
+          Sweep…
+        </button>
       </label>
       <ul className="ftkit-RunList">
         {runs.map(run => (

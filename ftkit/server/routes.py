@@ -3,11 +3,13 @@
 A thin layer over :class:`ftkit.runstore.RunStore`, which knows nothing of HTTP. Every verb needs
 Jupyter's authentication and its authorizer's consent (resource ``ftkit``; a GET reads, a POST or
 DELETE writes, so a deployment's Authorizer can allow reads only). Ids from the URL are looked up
-in the store's index, never used to build a path here. Store calls block on SQLite and the file
-system, so they run in a thread pool and the server's event loop stays free. A GET never writes a
-run: a run whose processes died is reported as failed from what the store sees, and recorded by its
-supervisor (or the next resume); label-issues reads the training data as the run did, which may fill
-the store's shared data cache (``.cache/``) as training does.
+in the store's index, never used to build a path here; a sweep's name (letters, digits, ``.``, ``_``
+and ``-``, first a letter or digit: no slash, no ``..``) names its folder under the store's ``.sweeps/``.
+Store calls block on SQLite and the file system, so they run in a thread pool and the server's event
+loop stays free. A GET never writes a run: a run whose processes died is reported as failed from what
+the store sees, and recorded by its supervisor (or the next resume); label-issues reads the training
+data as the run did, which may fill the store's shared data cache (``.cache/``) as training does.
+What every handler shares is in ``handler.py``; the sweep routes are in ``sweep_routes.py``.
 
 Routes (all JSON; errors are ``{"code", "message"}``):
 
@@ -29,7 +31,13 @@ GET      /ftkit/api/runs/<id>/label-issues?label=&limit=100  the training exampl
 GET      /ftkit/api/compare?ids=A,B,...                   two or more runs side by side: the config keys
                                                             that differ, final metrics, logged curves
                                                             (`ftkit.comparison.comparison`)
+GET      /ftkit/api/sweeps                                 every sweep of the store: its summary
+                                                            (`ftkit.sweeps.Sweep.summary`)
+GET      /ftkit/api/sweeps/<name>                          one sweep's summary: its state, each run's (or
+                                                            trial's) settings, status and metric, the best
 POST     /ftkit/api/runs/<id>/stop                         ask the worker to checkpoint and stop
+POST     /ftkit/api/sweeps/<name>/stop                     stop a sweep (a search asks no more trials and
+                                                            stops its running ones); its new summary
 POST     /ftkit/api/runs/<id>/exports                      export a checkpoint (``{"checkpoint", "quant"?,
                                                             "ollama"?}``): starts the job, 202; it reports
                                                             through the run's events (detail's ``exports``)
@@ -42,29 +50,26 @@ DELETE   /ftkit/api/runs/<id>/checkpoints/<step>           delete one checkpoint
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import secrets
 import time
-from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import tornado.web
 from jupyter_server.auth.decorator import authorized
-from jupyter_server.base.handlers import APIHandler
 
 from ..comparison import comparison
-from ..errors import ConfigError, DataError, FtkitError, RunError
+from ..errors import ConfigError, DataError, RunError
 from ..process.jobs import start_job
 from ..runstore.events import ACTIVE_STATUSES, FINAL_EXPORT_STATES, STATUSES
 from ..runstore.layout import CONFIG_FILE, EXPORT_LOG_FILE, EXPORTS_DIR, GGUF_QUANTS, LOG_FILE
 from ..runs import error_report
 from ..runstore import SORT_KEYS, RunBusy, RunStore
 from ..tasks import TASK_NAMES, get_task
-
-T = TypeVar("T")
+from .handler import ApiError, FtkitHandler, json_text  # noqa: F401 (json_text: part of this module's API)
+from .sweep_routes import SWEEP_NAME_PATTERN, SweepHandler, SweepsHandler, SweepStopHandler
 
 API_PREFIX = "/ftkit/api"
 RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
@@ -82,70 +87,6 @@ DEFAULT_LABEL_ISSUES = 100
 MAX_LABEL_ISSUES = 5_000
 MAX_COMPARED_RUNS = 50  # a comparison reads each run's events; the panel selects a handful
 LIVE_CHECK_INTERVAL = 0.25  # seconds between looks at the store while a live request waits
-
-
-class ApiError(tornado.web.HTTPError):
-    """An error the client can act on: an HTTP status, a stable ``code`` and a readable message."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(status, reason=HTTPStatus(status).phrase)
-        self.code, self.message = code, message
-
-
-class FtkitHandler(APIHandler):
-    """Base of every ftkit handler: the shared store, a thread pool for its calls, JSON errors."""
-
-    auth_resource = "ftkit"  # what Jupyter's authorizer is asked about (`@authorized`)
-
-    @property
-    def store(self) -> RunStore:
-        return self.settings["ftkit"].store
-
-    async def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking store call off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
-
-    async def find_run(self, run_id: str) -> dict[str, Any]:
-        """The run's detail; 404 unless ``run_id`` names a run in the index."""
-        try:
-            return await self.in_thread(self.store.get, run_id)
-        except RunError:
-            raise ApiError(404, "run_not_found", f"no run '{run_id}' in {self.store.root}") from None
-
-    def server_path(self, path: Path) -> str | None:
-        """``path`` relative to the server root, as JupyterLab opens files; None when it lies outside."""
-        root_dir = getattr(self.contents_manager, "root_dir", None)  # absent on non-file contents managers
-        resolved = path.resolve()
-        inside = root_dir is not None and resolved.is_relative_to(Path(root_dir).resolve())
-        return resolved.relative_to(Path(root_dir).resolve()).as_posix() if inside else None
-
-    def reply(self, data: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json_text(data))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Every error is ``{"code", "message"}``; unexpected ones are logged, not shown."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            code, message = exc.code, exc.message
-        elif isinstance(exc, FtkitError):
-            status_code, code, message = 400, "invalid_request", str(exc)
-            self.set_status(status_code)
-        elif isinstance(exc, tornado.web.HTTPError):
-            code = HTTPStatus(status_code).phrase.lower().replace(" ", "_")
-            message = exc.log_message % exc.args if exc.log_message else HTTPStatus(status_code).phrase
-        else:
-            code, message = "internal_error", "the ftkit server extension failed; see the server log"
-        self.set_header("Content-Type", "application/json")
-        self.finish(json_text({"code": code, "message": message}))
-
-
-def json_text(data: Any) -> str:
-    """JSON with ``<``, ``>`` and ``&`` as \\u escapes: the same value, and no text (a run name, a log
-    line, a rejected parameter) can ever read as HTML, whatever a browser guesses the type to be."""
-    text = json.dumps(data, default=str)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _list_params(handler: FtkitHandler) -> dict[str, Any]:
@@ -461,7 +402,7 @@ class NotFoundHandler(FtkitHandler):
     # sees; answering "no such route" is a read whatever the verb
     @authorized("read")
     def get(self) -> None:
-        raise ApiError(404, "not_found", "no such ftkit API route; see ftkit/routes.py for the list")
+        raise ApiError(404, "not_found", "no such ftkit API route; see ftkit/server/routes.py for the list")
 
     post = put = patch = delete = get
 
@@ -476,6 +417,9 @@ handlers: list[tuple[str, type[FtkitHandler]]] = [
     (rf"{_RUN}/errors/?", RunErrorsHandler),
     (rf"{_RUN}/label-issues/?", RunLabelIssuesHandler),
     (rf"{API_PREFIX}/compare/?", CompareHandler),
+    (rf"{API_PREFIX}/sweeps/?", SweepsHandler),
+    (rf"{API_PREFIX}/sweeps/({SWEEP_NAME_PATTERN})/?", SweepHandler),
+    (rf"{API_PREFIX}/sweeps/({SWEEP_NAME_PATTERN})/stop/?", SweepStopHandler),
     (rf"{_RUN}/stop/?", StopHandler),
     (rf"{_RUN}/checkpoints/([0-9]{{1,12}})/?", CheckpointHandler),
     (rf"{_RUN}/exports/?", ExportsHandler),
