@@ -1,4 +1,4 @@
-"""Notebook widgets: DataPicker, ConfigForm, RunMonitor, ChatWidget, ErrorBrowser, CompareCurves (and NeighborBrowser from the embeddings work).
+"""Notebook widgets: DataPicker, ConfigForm, RunMonitor, ChatWidget, ErrorBrowser, CompareCurves, SweepView (and NeighborBrowser from the embeddings work).
 
 Importing this package teaches the running IPython shell to display a `ftkit.runs.Run` as its
 live monitor; `ftkit.runs` itself never imports widgets. The classes load on first use, so the
@@ -19,6 +19,8 @@ _EXPORTS = {
     "ChatWidget": ".chat",
     "CompareCurves": ".compare",
     "ErrorBrowser": ".errors",
+    "SweepView": ".sweep",
+    "show_sweep": ".sweep",
 }
 
 __all__ = [*_EXPORTS, "register_run_formatter"]
