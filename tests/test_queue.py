@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ftkit.config import load_config
-from ftkit.runstore.queue import WAITING_PHASE, DeviceQueue, devices_needed, visible_devices
+from ftkit.runstore.queue import WAITING_PHASE, DeviceQueue, cpu_share, devices_needed, visible_devices
 from ftkit.errors import ConfigError
 from ftkit.runs import Run, start
 from ftkit.runstore import RunStore, process_alive
@@ -163,15 +163,43 @@ def test_a_two_gpu_run_waits_until_both_gpus_are_free_and_holds_nothing_meanwhil
     assert DeviceQueue(tmp_path / "other").take_slots(gpus, 2, 1).worker_env()["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
-def test_runs_sharing_the_cpu_each_take_their_share_of_its_cores(tmp_path, monkeypatch):
+def test_runs_sharing_the_cpu_each_take_their_share_of_its_cores_as_they_come_and_go(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     queue = DeviceQueue(tmp_path)
-    shared = [queue.take_slots(["cpu"], 1, 2) for _ in range(2)]
-    assert [hold.worker_env()["OMP_NUM_THREADS"] for hold in shared] == ["4", "4"]
+    first = queue.take_slots(["cpu"], 1, 2)
+    assert first.worker_env()["OMP_NUM_THREADS"] == "8" and cpu_share(tmp_path, 2) == 8  # alone: every core
+    second = queue.take_slots(["cpu"], 1, 2)
+    assert second.worker_env()["OMP_NUM_THREADS"] == "4" and cpu_share(tmp_path, 2) == 4  # two: half each
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # fewer asked for already: kept
-    assert shared[0].worker_env()["OMP_NUM_THREADS"] == "2"
-    assert DeviceQueue(tmp_path / "alone").take_slots(["cpu"], 1, 1).worker_env() is None  # a run alone takes them all
+    assert second.worker_env()["OMP_NUM_THREADS"] == "2"
+    for handle in first.handles:  # the first run ends: the other may take every core again
+        handle.close()
+    assert cpu_share(tmp_path, 2) == 8
+    assert DeviceQueue(tmp_path / "alone").take_slots(["cpu"], 1, 1).worker_env() is None  # no sharing: untouched
+
+
+def test_a_training_run_follows_its_share_of_the_cpu(tmp_path, monkeypatch):
+    import torch
+
+    from ftkit.engine.training import CpuShare
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    queue, share = DeviceQueue(tmp_path), CpuShare(tmp_path, 2)
+    held = [queue.take_slots(["cpu"], 1, 2) for _ in range(2)]
+    try:
+        share.on_step_end(None, None, None)
+        assert torch.get_num_threads() == 1
+        for handle in held[1].handles:
+            handle.close()
+        share.on_step_end(None, None, None)
+        assert torch.get_num_threads() == 1  # looked at every few seconds, not every step
+        share.next_check = 0.0
+        share.on_step_end(None, None, None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_with_two_runs_per_device_runs_go_to_the_least_loaded_gpu_first(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..config import Config
 from ..errors import FtkitError
 from ..runstore.layout import CONFIG_FILE, EVAL_DIR, choose_checkpoint, predictions_file
 from ..runstore import RunStore, is_disk_full, no_space
+from ..runstore.queue import cpu_share
 from ..tasks import get_task
 from ..tasks.alignment import label_list
 from ..tasks.base import EvalContext
@@ -83,6 +85,25 @@ def prepare(config: Config, report: Callable[..., None] = no_report) -> Prepared
     return Prepared(config, raw, features, labels, tokenizer, model, source, task, recipe)
 
 
+class CpuShare(TrainerCallback):
+    """On a CPU that several runs share (``resources.runs_per_device`` > 1), keep this run at its share of the cores
+    as the others come and go: all of them once it trains alone, half of them beside another run. More threads
+    than cores in all makes every run many times slower; fewer leaves cores idle."""
+
+    CHECK_EVERY_S = 2.0
+
+    def __init__(self, root: Path, per_device: int):
+        self.root, self.per_device, self.next_check = root, per_device, 0.0
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        now = time.monotonic()
+        if now >= self.next_check:
+            self.next_check = now + self.CHECK_EVERY_S
+            threads = cpu_share(self.root, self.per_device)
+            if threads != torch.get_num_threads():
+                torch.set_num_threads(threads)
+
+
 def build_trainer(prepared: Prepared, output_dir: Path, callbacks: list[TrainerCallback] = ()) -> Trainer:
     """The recipe's trainer over ``prepared``."""
     return prepared.recipe.build_trainer(prepared, output_dir, callbacks)
@@ -137,6 +158,8 @@ def run_training(store: RunStore, run_id: str, resume: bool = False) -> str:
     trainer = build_trainer(prepared, folder, [callback] + ([recorder] if recorder else []))
     if recorder:
         trainer.dynamics = recorder
+    if trainer.args.device.type == "cpu" and config.resources.runs_per_device > 1:
+        trainer.add_callback(CpuShare(store.root, config.resources.runs_per_device))
     sampler = getattr(trainer, "validation_answers", None)
     if sampler is not None:
         callback.answers = sampler.take_latest

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..errors import RunError
-from .files import lock
+from .files import is_locked, lock
 from .layout import DEVICES_DIR, RUN_FILE
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class DeviceHold:
 
     devices: list[str] = field(default_factory=list)
     handles: list[IO] = field(default_factory=list)  # the locked slot files; the worker inherits them
-    cpu_threads: int | None = None  # the CPU's share of a run that shares it with others (runs_per_device > 1)
+    cpu_threads: int | None = None  # a run sharing the CPU (runs_per_device > 1): its share of the cores at its start
 
     @property
     def fds(self) -> tuple[int, ...]:
@@ -160,7 +160,7 @@ class DeviceQueue:
         self.slots.mkdir(parents=True, exist_ok=True)
         free: dict[str, list[IO]] = {}
         for device, k in itertools.product(devices, range(per_device)):
-            handle = _try_lock(self.slots / f"{re.sub(r'[^A-Za-z0-9_.-]', '', device)}.{k}.lock")
+            handle = _try_lock(self.slots / _slot_name(device, k))
             if handle is not None:
                 free.setdefault(device, []).append(handle)
         chosen = sorted(free, key=lambda device: -len(free[device]))[:need] if len(free) >= need else []
@@ -170,8 +170,19 @@ class DeviceQueue:
         if not chosen:
             return None
         in_order = [device for device in devices if device in kept]
-        threads = max(1, (os.cpu_count() or 1) // per_device) if in_order == ["cpu"] and per_device > 1 else None
+        threads = cpu_share(self.slots.parent, per_device) if in_order == ["cpu"] and per_device > 1 else None
         return DeviceHold(in_order, [kept[device] for device in in_order], threads)
+
+
+def cpu_share(root: Path, per_device: int) -> int:
+    """The cores of this machine divided among the runs holding a CPU slot of the store at ``root`` now (at least 1
+    each): what a run sharing the CPU (``resources.runs_per_device`` > 1) takes, told again as runs come and go."""
+    holders = sum(is_locked(Path(root) / DEVICES_DIR / _slot_name("cpu", k)) for k in range(per_device))
+    return max(1, (os.cpu_count() or 1) // max(1, holders))
+
+
+def _slot_name(device: str, k: int) -> str:
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '', device)}.{k}.lock"
 
 
 def _try_lock(path: Path) -> IO | None:
