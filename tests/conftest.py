@@ -84,6 +84,15 @@ def conll_sample(tmp_path) -> Path:
     return path
 
 
+def python_hook(tmp_path: Path, monkeypatch, name: str, code: str) -> None:
+    """Run ``code`` first thing in every Python process this test starts (a ``sitecustomize`` on PYTHONPATH):
+    how a test puts a fake worker or a fault into the processes a run spawns."""
+    hook = tmp_path / name
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(code)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
+
+
 @pytest.fixture
 def sleeper():
     """A live process whose pid stands in for a training worker."""

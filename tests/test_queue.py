@@ -23,7 +23,7 @@ from ftkit.errors import ConfigError
 from ftkit.runs import Run, start
 from ftkit.runstore import RunStore, process_alive
 
-from .conftest import wait_for
+from .conftest import python_hook, wait_for
 
 FAKE_WORKER = '''
 import os, sys, time
@@ -49,12 +49,9 @@ if "ftkit.engine.worker" in sys.orig_argv and "train" in sys.orig_argv:
 @pytest.fixture
 def journal(tmp_path, monkeypatch):
     """The fake worker for every run this test starts; returns a reader of its journal lines."""
-    hook = tmp_path / "fake-worker"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(FAKE_WORKER)
+    python_hook(tmp_path, monkeypatch, "fake-worker", FAKE_WORKER)
     path = tmp_path / "journal.txt"
     path.touch()
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("FTKIT_TEST_JOURNAL", str(path))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return lambda: path.read_text().splitlines()

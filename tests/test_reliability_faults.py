@@ -28,7 +28,7 @@ from ftkit.config import load_config
 from ftkit.runs import start
 from ftkit.runstore import DiskFull, RunStore, process_alive
 
-from .conftest import wait_for
+from .conftest import python_hook, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -97,10 +97,7 @@ if faults and "ftkit.engine.worker" in sys.orig_argv and "train" in sys.orig_arg
 @pytest.fixture
 def inject(tmp_path, monkeypatch):
     """inject(step_delay=0.05, kill_in_save=2): faults for the next worker started from this test."""
-    hook = tmp_path / "fault-hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(FAULT_HOOK)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
+    python_hook(tmp_path, monkeypatch, "fault-hook", FAULT_HOOK)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
     def set_faults(**faults):

@@ -24,7 +24,7 @@ from ftkit.errors import ConfigError, FtkitError
 from ftkit.sweeps.study import (DRIVER_LOCK, STORAGE_VARIABLE, hide_password, open_study, read_driver, storage_url,
                                 trial_run_name)
 
-from .conftest import wait_for
+from .conftest import python_hook, wait_for
 
 pytestmark = pytest.mark.spawns
 
@@ -70,12 +70,9 @@ if "ftkit.sweeps.driver" in sys.orig_argv and os.environ.get("FTKIT_TEST_START_F
 @pytest.fixture
 def journal(tmp_path, monkeypatch):
     """The fake worker for every run (and every driver) this test starts; returns a reader of its journal lines."""
-    hook = tmp_path / "fake-worker"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(FAKE_WORKER)
+    python_hook(tmp_path, monkeypatch, "fake-worker", FAKE_WORKER)
     path = tmp_path / "journal.txt"
     path.touch()
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("FTKIT_TEST_JOURNAL", str(path))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return lambda: [line.split() for line in path.read_text().splitlines()]

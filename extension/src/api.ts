@@ -299,6 +299,8 @@ export interface ISweepSummary {
   parallel?: number;
   pruner?: string;
   storage?: string | null;
+  /** A search's spaces: where it looked for each key (a number range, on a log scale or not, or choices). */
+  spaces?: { key: string; low: number | null; high: number | null; log: boolean; integer: boolean; choices: unknown[] | null }[];
   /** Why the search failed, or why the server could not read it. */
   error?: string | null;
 }

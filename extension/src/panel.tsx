@@ -34,6 +34,7 @@ import { emptyText, formatBytes, formatDuration, formatMetric, formatTime, liveT
 import { ParentMarker, RunLineage } from './lineage';
 import { groupBySweep, RunsModel } from './model';
 import { RunProgress } from './progress';
+import { useChanged } from './hooks';
 
 /** The command ids; index.ts registers them. */
 export namespace CommandIDs {
@@ -88,14 +89,7 @@ interface IViewProps {
 
 /** Re-render on every model change, and every second while a run's clock is ticking. */
 function useModel(model: RunsModel): void {
-  const [, rerender] = React.useReducer((n: number) => n + 1, 0);
-  React.useEffect(() => {
-    const onChange = () => rerender();
-    model.changed.connect(onChange);
-    return () => {
-      model.changed.disconnect(onChange);
-    };
-  }, [model]);
+  const rerender = useChanged(model);
   const ticking = model.runs.some(run => run.status === 'running');
   React.useEffect(() => {
     if (!ticking) {

@@ -25,6 +25,7 @@ import {
   SweepModel,
   sweepStateText
 } from './sweep';
+import { useChanged } from './hooks';
 
 export interface ISweepViewProps {
   summary: ISweepSummary;
@@ -35,20 +36,8 @@ export interface ISweepViewProps {
   onStop: () => void;
 }
 
-/** Re-render when the runs ticked change or a stop is asked (the summary's loads re-render the widget). */
-function useSweepModel(model: SweepModel): void {
-  const [, rerender] = React.useReducer((n: number) => n + 1, 0);
-  React.useEffect(() => {
-    const onChange = () => rerender();
-    model.changed.connect(onChange);
-    return () => {
-      model.changed.disconnect(onChange);
-    };
-  }, [model]);
-}
-
 export function SweepView({ summary, model, onCompare, onStop }: ISweepViewProps): JSX.Element {
-  useSweepModel(model);
+  useChanged(model); // the runs ticked, a stop asked (the summary's loads re-render the widget)
   const { keys, best } = summary;
   const metric = summary.metric ?? 'metric';
   const selected = model.selected;

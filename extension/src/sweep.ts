@@ -75,8 +75,8 @@ export function shortKey(key: string): string {
 }
 
 /**
- * How a setting's values lie along a plot's x axis: numbers (on a log scale when all are positive and
- * span two decades or more, as a learning rate searched on a log scale does), or categories in the
+ * How a setting's values lie along a plot's x axis: numbers (on a log scale when the search searched it on
+ * one; a grid's when all are positive and span two decades or more), or categories in the
  * order first seen (anything else: a choice of strings, booleans, lists).
  */
 export interface ISettingAxis {
@@ -111,7 +111,9 @@ export function settingPlot(summary: ISweepSummary, key: string): ISettingPlot {
     const numbers = values as number[];
     const low = Math.min(...numbers);
     const high = Math.max(...numbers);
-    axis = { kind: low > 0 && high / low >= 100 ? 'log' : 'linear', categories: [] };
+    const space = summary.spaces?.find(s => s.key === key);
+    const log = space ? space.log : low > 0 && high / low >= 100; // a grid says nothing: values spanning decades
+    axis = { kind: log ? 'log' : 'linear', categories: [] };
   } else {
     axis.categories = [...new Set(values.map(formatValue))];
   }

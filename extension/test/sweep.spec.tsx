@@ -132,6 +132,14 @@ describe('sweep helpers', () => {
     expect([plot.axis, plot.points.map(p => p.x), plot.unscored]).toEqual([{ kind: 'category', categories: ['lora', 'full'] }, [0, 1, 0], 1]);
   });
 
+  it('puts a searched key on the scale the search searched it on', () => {
+    const space = { key: R, low: 4, high: 512, log: false, integer: true, choices: null };
+    const linear = { ...SEARCH, runs: RUNS.map((e, i) => ({ ...e, settings: { [R]: [4, 64, 512][i % 3] } })) };
+    expect(settingPlot(linear, R).axis.kind).toBe('log'); // no spaces (a grid): values spanning decades
+    expect(settingPlot({ ...linear, spaces: [space] }, R).axis.kind).toBe('linear');
+    expect(settingPlot({ ...SEARCH, spaces: [{ ...space, key: R, low: 4, high: 32, log: true }] }, R).axis.kind).toBe('log');
+  });
+
   it('describes a grid by its runs', () => {
     const grid: ISweepSummary = { ...SEARCH, kind: 'grid', state: 'grid', runs: [entry(0), entry(1, { status: 'running' })] };
     expect(sweepStateText(grid)).toBe('grid · 2 runs, 1 ended');
