@@ -133,9 +133,13 @@ def test_every_resources_field_has_help_and_enums_have_choices():
     fields = {key: field for key, _, field in schema_fields() if key.startswith("resources.")}
     assert set(fields) == {"resources.devices", "resources.nodes", "resources.node_rank", "resources.main_address",
                            "resources.main_port", "resources.strategy", "resources.mixed_precision", "resources.compile",
-                           "resources.runs_per_device"}
+                           "resources.runs_per_device", "resources.executor", "resources.partition",
+                           "resources.account", "resources.time_limit", "resources.gpus_per_node",
+                           "resources.cpus_per_task", "resources.mem_gb", "resources.slurm_options",
+                           "resources.job_setup"}
     assert all(field.metadata["help"] for field in fields.values())
     assert fields["resources.strategy"].metadata["choices"] == ("ddp", "fsdp", "deepspeed")
+    assert fields["resources.executor"].metadata["choices"] == ("local", "slurm", "submitit-local")
     assert fields["resources.mixed_precision"].metadata["choices"] == ("auto", "bf16", "fp16", "no")
 
 
