@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--export", metavar="PATH_OR_NAME", help="push this export of the run (its folder, file, "
                       "name under RUN_DIR/exports, or id) instead of a checkpoint")
     push.add_argument("--allow-unverified", action="store_true", help="--export: push it even if it failed verification")
-    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--public", action="store_true", help="create the repository as public (default: private)")
     delete = command("delete", cmd_delete, "delete a run and its checkpoints", run=True)
     delete.add_argument("--yes", action="store_true", help="do not ask")
     compare = command("compare", cmd_compare, "show runs side by side: the config keys that differ and the final metrics")
@@ -368,7 +368,12 @@ def cmd_push(args: argparse.Namespace) -> int:
     from .exports import push_to_hub
 
     run = _run(args)
-    url, folder = push_to_hub(run, args.repo_id, args.checkpoint, args.export, args.allow_unverified, args.private)
+    def announce(folder: Path, files: list[str]) -> None:  # what leaves the machine, said before it does
+        where = "public" if args.public else "private"
+        print(f"uploading to {args.repo_id} ({where}) from {folder}: {', '.join(files)}", file=sys.stderr, flush=True)
+
+    url, folder = push_to_hub(run, args.repo_id, args.checkpoint, args.export, args.allow_unverified,
+                              private=not args.public, announce=announce)
     if args.json:
         print_json({"id": run.id, "repo": args.repo_id, "url": str(url), "folder": str(folder)})
     else:

@@ -20,6 +20,7 @@ from .config_parsing import (absolute_paths, deep_copy, parse_overrides, parse_v
 from .data.registry import DATA_FORMATS
 from .data.tags import TAG_SCHEMES
 from .errors import ConfigError
+from .secrets import HOW as SECRET_HOW, find_secret
 from .runstore.layout import DEFAULT_RUNS_DIR, SELECTION_SPLIT, resolve_runs_dir, run_name
 from .tasks import DEFAULT_TASK, TASK_NAMES, get_task, task_help
 from .tasks.base import DEFAULT_MAX_SEQ_LENGTH
@@ -346,7 +347,8 @@ def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) ->
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             try:
-                if isinstance(value, (list, tuple)) and not any(isinstance(v, (bool, float)) for v in value):
+                if isinstance(value, (list, tuple)) and all(isinstance(v, (int, str)) and not isinstance(v, bool)
+                                                            for v in value):
                     return [int(v) for v in value]
             except ValueError:
                 pass
@@ -446,6 +448,9 @@ def validate(config: Config) -> None:
         raise ConfigError("'resources.main_address' is needed when resources.nodes > 1: the host name or IP of node 0")
     if not str(config.model).strip():
         raise ConfigError("'model' cannot be empty: use 'default', a local model folder or a hub id")
+    secret = find_secret(dataclasses.asdict(config))
+    if secret:  # refused before it reaches config.yaml, the server's answers, a card or a push; never echoed
+        raise ConfigError(f"'{secret}' holds a secret (a token, key or password): a run never stores one. {SECRET_HOW}")
     # Trainer pass-through: names only here (no import); field names and packages at launch (check_launch).
     check_tracker_names(t.report_to or ())
     check_owned(t.trainer_args or {})

@@ -5,9 +5,10 @@ say what it is, and whether it may be published. Never imports torch; the job is
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import FtkitError
 from .process.jobs import run_job
@@ -68,14 +69,21 @@ def export_summary(record: dict[str, Any]) -> str:
 
 
 # What a checkpoint holds only to resume training; a published model leaves it out.
-TRAINING_STATE_FILES = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "trainer_state.json",
-                        "training_args.bin"]
+# What a push of a checkpoint uploads, and nothing else: the model, its tokenizer and its card. Never the
+# training state (training_args.bin holds every TrainingArguments field), ftkit's own records or the run's files.
+MODEL_FILES = ["README.md", "config.json", "generation_config.json", "*.safetensors", "pytorch_model*.bin",
+               "adapter_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+               "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model", "chat_template.jinja",
+               "preprocessor_config.json"]
 
 
 def push_to_hub(run: "Run", repo_id: str, checkpoint: str | None = None, export: str | None = None,
-                allow_unverified: bool = False, private: bool = False) -> tuple[str, Path]:
-    """`HfApi.upload_folder`, the call `push_to_hub` makes, on a checkpoint folder with its model card, or on
-    an export's own files (refused when it failed verification, unless ``allow_unverified``); (url, folder)."""
+                allow_unverified: bool = False, private: bool = True,
+                announce: Callable[[Path, list[str]], None] | None = None) -> tuple[str, Path]:
+    """`HfApi.upload_folder`, the call `push_to_hub` makes, on a checkpoint's model files (`MODEL_FILES`) with its
+    model card, or on an export's own files (refused when it failed verification, unless ``allow_unverified``);
+    the repository is created private unless ``private`` is off. ``announce(folder, files)`` hears what will be
+    uploaded before anything is. Returns (url, folder)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -84,15 +92,18 @@ def push_to_hub(run: "Run", repo_id: str, checkpoint: str | None = None, export:
     if export:
         folder, record = find_export(run, export)
         check_publishable(record, allow_unverified)
-        files: dict[str, Any] = {"allow_patterns": record["files"]}  # a .gguf written into a shared folder: ours only
+        patterns = list(record["files"])  # a .gguf written into a shared folder: ours only
     else:
-        folder, files = run.checkpoint_path(checkpoint), {"ignore_patterns": TRAINING_STATE_FILES}
+        folder, patterns = run.checkpoint_path(checkpoint), MODEL_FILES
         if not (folder / CARD_FILE).is_file():
             write_run_card(run.store, run.id, run.config, folder if checkpoint else None)
+    files = publishable(folder, patterns)
+    if announce is not None:
+        announce(folder, files)
     api = HfApi()
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, **files,
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, allow_patterns=files,
                           commit_message=f"ftkit run {run.id} ({run.name}): {folder.name}")
     except OfflineModeIsEnabled:
         raise FtkitError(f"cannot push to the Hugging Face hub: offline (HF_HUB_OFFLINE is set). The model and its "
@@ -104,4 +115,10 @@ def push_to_hub(run: "Run", repo_id: str, checkpoint: str | None = None, export:
     return str(url), folder
 
 
-__all__ = ["TRAINING_STATE_FILES", "check_publishable", "export_run", "export_summary", "find_export", "push_to_hub"]
+def publishable(folder: Path, patterns: list[str]) -> list[str]:
+    """The files under ``folder`` (relative, sorted) that ``patterns`` allow: exactly what a push uploads."""
+    found = (path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    return sorted(name for name in found if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns))
+
+
+__all__ = ["MODEL_FILES", "check_publishable", "export_run", "export_summary", "find_export", "publishable", "push_to_hub"]

@@ -68,6 +68,14 @@ OWNED: dict[str, str] = {
     "save_only_model": "ftkit keeps optimizer state in checkpoints so that a run can resume",
     "resume_from_checkpoint": "use `ftkit resume RUN` (Run.resume()) instead",
     "local_rank": "set by torchrun; use the resources section",
+    # The hub: a token is never stored in a run, and the Trainer's push would upload the whole run folder.
+    "push_to_hub": "use `ftkit push RUN REPO`: it uploads the model's files only, privately by default",
+    "hub_token": "a run never stores a token: log in with `hf auth login` or set HF_TOKEN",
+    "hub_model_id": "use `ftkit push RUN REPO`",
+    "hub_strategy": "use `ftkit push RUN REPO`",
+    "hub_private_repo": "use `ftkit push RUN REPO` (private unless --public)",
+    "hub_always_push": "use `ftkit push RUN REPO`",
+    "hub_revision": "use `ftkit push RUN REPO`",
 }
 
 # training.report_to names -> (modules any one of which will do, the pip install that provides one).

@@ -22,7 +22,7 @@ LAYERS = [
     ("tasks", ("ftkit.tasks",)),
     ("data", ("ftkit.data",)),
     ("runstore", ("ftkit.runstore",)),
-    ("foundation", ("ftkit.errors", "ftkit.hub", "ftkit.rendering")),
+    ("foundation", ("ftkit.errors", "ftkit.hub", "ftkit.rendering", "ftkit.secrets")),
 ]
 # The training stack: imported at module level only by the engine and by the embedding explorer (which
 # computes its spaces in the kernel, and is imported only when a notebook opens it).

@@ -109,5 +109,7 @@ def test_push_offline_says_so_and_where_the_model_is(runs_dir):
                             text=True, env={**os.environ, "FTKIT_RUNS_DIR": str(runs_dir), "HF_HUB_OFFLINE": "1"},
                             timeout=120)
     assert result.returncode == 2
-    assert result.stderr.startswith("ftkit: cannot push to the Hugging Face hub: offline") and str(folder) in result.stderr
+    said, error = result.stderr.splitlines()[-2:]
+    assert said == f"uploading to someone/model (private) from {folder}: README.md"  # what leaves, said first
+    assert error.startswith("ftkit: cannot push to the Hugging Face hub: offline") and str(folder) in error
     assert "Traceback" not in result.stderr

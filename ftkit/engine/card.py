@@ -6,8 +6,12 @@ Built with `huggingface_hub.ModelCard` (YAML metadata + Markdown); no torch.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
+
+import yaml
 
 from ..runstore.lineage import is_run_reference
 from ..tasks import get_task
@@ -34,6 +38,18 @@ def base_model_id(model: str) -> str | None:
     return model if looks_like_hub_id else None
 
 
+def without_folders(value: Any) -> Any:
+    """``value`` (a config, its dicts and lists) with each local path cut to its file name: a card is published, and
+    a path says whose machine and home folder it came from. Hub ids and relative names stay."""
+    if isinstance(value, dict):
+        return {key: without_folders(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_folders(item) for item in value]
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~") or re.match(r"^[A-Za-z]:[\\/]", value)):
+        return Path(value).name
+    return value
+
+
 def model_card(config: "Config", metrics: Mapping[str, Mapping[str, Any]], adapter_only: bool,
                base_model: str | None = None) -> Any:
     """The card of a model fine-tuned by ``config``; ``metrics`` maps a split to its scores."""
@@ -50,8 +66,8 @@ def model_card(config: "Config", metrics: Mapping[str, Mapping[str, Any]], adapt
     )
     lines = [f"# {config.run_name}", "",
              f"{task.name} ({task.pipeline_task}) fine-tuned with [ftkit](https://pypi.org/project/ftkit/) from "
-             f"`{base or config.model}` ({config.adapter.kind} fine-tuning).", "", "## Data", ""]
-    lines += [f"- {split}: `{source}`" for split, source in
+             f"`{base or without_folders(config.model)}` ({config.adapter.kind} fine-tuning).", "", "## Data", ""]
+    lines += [f"- {split}: `{without_folders(source)}`" for split, source in
               (("train", config.data.train), ("validation", config.data.validation), ("test", config.data.test))
               if source]
     if not config.data.validation:
@@ -67,7 +83,9 @@ def model_card(config: "Config", metrics: Mapping[str, Mapping[str, Any]], adapt
     if adapter_only:
         lines += ["This folder holds LoRA adapter weights (and the trained head). `ftkit merge RUN` writes a "
                   "standalone model that `transformers.pipeline` loads directly.", ""]
-    lines += ["## Training configuration", "", "```yaml", config.to_yaml().rstrip(), "```", ""]
+    shown = without_folders(config.to_dict())
+    shown.get("output", {}).pop("dir", None)
+    lines += ["## Training configuration", "", "```yaml", yaml.safe_dump(shown, sort_keys=False).rstrip(), "```", ""]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 

@@ -98,6 +98,22 @@ def lock(handle: IO, wait: bool = True) -> bool:
     return filelock.lock_descriptor(handle.fileno(), blocking=wait, poll_interval=0.005)
 
 
+SHARED_STORE_VARIABLE = "FTKIT_SHARED_STORE"  # 1: run folders and the index readable by the group (a team's store)
+
+
+def folder_mode() -> int:
+    """How run folders are made: the owner's alone (0700), unless FTKIT_SHARED_STORE says the store is shared (0750)."""
+    return 0o750 if os.environ.get(SHARED_STORE_VARIABLE, "").strip().lower() in ("1", "true", "yes") else 0o700
+
+
+def make_private(path: Path) -> None:
+    """Give a file the owner alone (0600; 0640 in a shared store): for the index, whose rows name every run."""
+    try:
+        os.chmod(path, 0o600 if folder_mode() == 0o700 else 0o640)
+    except OSError:
+        pass  # a file system without modes (some network shares): nothing to tighten
+
+
 def is_locked(path: Path) -> bool:
     """Whether a process holds ``path``'s lock (here, or on another machine where the shared file system's locks
     reach): a probe that takes it lets go at once; another reader's probe holds it for an instant only."""

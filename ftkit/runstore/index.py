@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import RunError
 from .events import RunState, read_events
-from .files import HELD_LOCKS, fsync_folder, is_disk_full, lock, no_space, write_json_atomic
+from .files import HELD_LOCKS, fsync_folder, is_disk_full, lock, make_private, no_space, write_json_atomic
 from .layout import (CONFIG_FILE, EVENTS_FILE, INDEX_FILE, INDEX_LOCK_FILE, RUN_FILE, SELECTION_SPLIT, best_checkpoint, checkpoint_of_event,
                      run_summary)
 from .liveness import now
@@ -204,6 +204,7 @@ class IndexAccess:
             fresh = self.root / f".{INDEX_FILE}.{secrets.token_hex(4)}"
             try:
                 count = build_index(fresh, self._run_folders())
+                make_private(fresh)
                 for suffix in ("-wal", "-shm"):  # the old index's: never to be read beside the new one
                     Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
                 os.replace(fresh, self.index_path)

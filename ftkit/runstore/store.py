@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import RunError
 from .events import ACTIVE_STATUSES, FINAL_EXPORT_STATES, FINAL_STATUSES, STATUSES, RunState, decode_events
-from .files import HELD_LOCKS, DiskFull, append_line, hold_reserve, is_locked, is_disk_full, lock, no_space, remove_set_aside, set_aside, write_json_atomic
+from .files import (HELD_LOCKS, DiskFull, append_line, folder_mode, hold_reserve, is_disk_full, is_locked, lock,
+                    make_private, no_space, remove_set_aside, set_aside, write_json_atomic)
 from .index import RUN_TABLES, IndexDamaged, apply_event, create_tables, events_in, heals_index, insert_run
 from .layout import (CONFIG_FILE, EVENTS_FILE, HEARTBEAT_FILE, INDEX_FILE, LIFE_LOCK_FILE, LOCK_FILE,
                      LOG_FILE, RESERVE_FILE, RUN_FILE, STOP_FILE, checkpoint_of_event, resolve_runs_dir)
@@ -80,6 +81,8 @@ class RunStore(RunQueries):
                 # Missing, emptied or cut before its first page: SQLite sees a new database.
                 fresh = db.execute("SELECT 1 FROM sqlite_master WHERE name='runs'").fetchone() is None
                 create_tables(db)
+            if fresh:  # SQLite gives its -wal and -shm files the database's own mode
+                make_private(self.index_path)
         except DiskFull:
             return  # readers still answer from what the index holds; writers say the disk is full
         except IndexDamaged:
@@ -97,7 +100,7 @@ class RunStore(RunQueries):
         """
         run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         folder = self.root / run_id
-        folder.mkdir()
+        folder.mkdir(mode=folder_mode())  # its config, data snapshots and log are its owner's (FTKIT_SHARED_STORE)
         try:
             if prepare is not None:
                 config = prepare(folder)

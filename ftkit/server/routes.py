@@ -66,6 +66,7 @@ from ..process.jobs import start_job
 from ..runstore.events import ACTIVE_STATUSES, FINAL_EXPORT_STATES, STATUSES
 from ..runstore.layout import CONFIG_FILE, EXPORT_LOG_FILE, EXPORTS_DIR, GGUF_QUANTS, LOG_FILE
 from ..runs import error_report
+from ..secrets import mask
 from ..runstore import SORT_KEYS, RunBusy, RunStore
 from ..tasks import TASK_NAMES, get_task
 from .handler import ApiError, FtkitHandler, json_text  # noqa: F401 (json_text: part of this module's API)
@@ -216,8 +217,8 @@ class RunConfigHandler(FtkitHandler):
     async def get(self, run_id: str) -> None:
         detail = await self.find_run(run_id)
         path = Path(detail["dir"]) / CONFIG_FILE
-        text = await self.in_thread(path.read_text, encoding="utf-8")
-        self.reply({"path": str(path), "text": text, "server_path": self.server_path(path)})
+        text = await self.in_thread(path.read_text, encoding="utf-8")  # a run from before secrets were refused:
+        self.reply({"path": str(path), "text": mask(text), "server_path": self.server_path(path)})  # tokens masked
 
 
 class RunLogHandler(FtkitHandler):
