@@ -164,6 +164,8 @@ class ResourcesConfig:
     runs_per_device: int = _field(1, "Runs of one run store that share a device (each visible GPU, else the CPU); runs "
                                      "launched while it is busy wait as queued and start in launch order. 0: no "
                                      "queue, every run starts at once.")
+    stall_timeout: int | None = _field(None, "Seconds without progress, once training has begun, after which a run "
+                                             "shows as stalled (empty: 10x its longest pause so far, at least 300).")
     executor: str = _field("local", "Where the run goes: local (a process on this machine), slurm (a job sent to "
                                     "Slurm through submitit; the run store must be on a shared file system) or "
                                     "submitit-local (the same job on this machine).", EXECUTORS)
@@ -432,6 +434,7 @@ def validate(config: Config) -> None:
         ("resources.node_rank", r.node_rank, 0 <= r.node_rank < r.nodes, f"between 0 and nodes - 1 ({r.nodes - 1})"),
         ("resources.main_port", r.main_port, 0 < r.main_port < 65536, "a TCP port (1-65535)"),
         ("resources.runs_per_device", r.runs_per_device, r.runs_per_device >= 0, "0 (no queue) or a positive integer"),
+        ("resources.stall_timeout", r.stall_timeout, r.stall_timeout is None or r.stall_timeout > 0, "a positive number of seconds"),
         ("resources.time_limit", r.time_limit, r.time_limit > 0, "a positive number of minutes"),
         ("resources.gpus_per_node", r.gpus_per_node, r.gpus_per_node is None or r.gpus_per_node >= 0, "0 or more"),
         ("adapter.r", config.adapter.r, config.adapter.r > 0, "a positive integer"),

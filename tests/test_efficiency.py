@@ -133,7 +133,7 @@ def test_every_resources_field_has_help_and_enums_have_choices():
     fields = {key: field for key, _, field in schema_fields() if key.startswith("resources.")}
     assert set(fields) == {"resources.devices", "resources.nodes", "resources.node_rank", "resources.main_address",
                            "resources.main_port", "resources.strategy", "resources.mixed_precision", "resources.compile",
-                           "resources.runs_per_device", "resources.executor", "resources.partition",
+                           "resources.runs_per_device", "resources.stall_timeout", "resources.executor", "resources.partition",
                            "resources.account", "resources.time_limit", "resources.gpus_per_node",
                            "resources.cpus_per_task", "resources.mem_gb", "resources.slurm_options",
                            "resources.job_setup"}

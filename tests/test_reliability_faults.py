@@ -48,6 +48,18 @@ if faults and "ftkit.engine.worker" in sys.orig_argv and "train" in sys.orig_arg
             return step(self, *args, **kwargs)
 
         transformers.Trainer.training_step = slow_step
+    if "hang_at_step" in faults:  # a deadlock (a data loader, a collective): step n never ends
+        hung_step = transformers.Trainer.training_step
+
+        def hang(self, *args, **kwargs):
+            if self.state.global_step + 1 == int(faults["hang_at_step"]):
+                if faults.get("ignore_term"):
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                while True:
+                    time.sleep(1)
+            return hung_step(self, *args, **kwargs)
+
+        transformers.Trainer.training_step = hang
     if "kill_in_save" in faults:  # SIGKILL during the n-th checkpoint save, after the weights are written
         save_optimizer = transformers.Trainer._save_optimizer_and_scheduler
         saves = []
@@ -150,6 +162,27 @@ def test_resume_after_kill_9_continues_from_the_last_checkpoint_to_the_same_fina
     assert resumed == [f"resuming from {run.dir / f'checkpoint-{last_checkpoint}'}"]
     assert [e["status"] for e in events if e["type"] == "status"] == ["running", "failed", "queued", "running", "completed"]
     assert_store_readable_and_index_matches_events(run.store, run.id, tmp_path)
+
+
+def test_a_hung_worker_shows_as_stalled_stop_ends_it_and_the_next_run_on_its_device_starts(tiny_config, inject):
+    inject(hang_at_step=3, ignore_term=1)  # a deadlock that even ignores SIGTERM
+    tiny_config["training"].update(epochs=1, max_steps=40, batch_size=2, save_steps=1000, eval_steps=1000)
+    tiny_config["resources"] = {"stall_timeout": 4, "runs_per_device": 1, "devices": 1}
+    tiny_config["training"]["device"] = "cpu"
+    hung = start(tiny_config)
+    wait_for(lambda: (hung.info()["phase"] or {}).get("name") == "stalled", timeout=120)
+    assert hung.status == "running" and hung.progress["step"] == 2
+    inject()
+    queued = start({**tiny_config, "name": "next"})  # waits for the cpu the hung run holds
+    time.sleep(2)
+    assert queued.status == "queued"
+    worker = hung.info()["pid"]
+    hung.stop()
+    hung.wait(timeout=60)  # stop always ends a run: SIGTERM ignored, then SIGKILL
+    assert hung.status == "stopped" and "SIGTERM" in hung.error and "SIGKILL" in hung.error
+    assert not process_alive(worker)
+    queued.wait(timeout=240)  # its device slot was released
+    assert queued.status == "completed"
 
 
 def test_a_crash_while_writing_a_checkpoint_never_leaves_a_half_checkpoint(tiny_config, inject, tmp_path):

@@ -44,6 +44,9 @@ def hardware_arguments(config: Config, cuda: bool, bf16_supported: bool = False,
         "optim": "adamw_torch_fused" if cuda else "adamw_torch",
         "torch_compile": r.compile,
         "ddp_backend": "gloo" if not cuda and processes > 1 else None,
+        # A collective that never completes (a rank hung or gone) ends the run instead of holding every GPU:
+        # the stall timeout when one is set, else 30 minutes (the first collectives may wait for a slow start).
+        "ddp_timeout": max(600, r.stall_timeout or 1800),
         "dataloader_pin_memory": cuda,
         **_sharding_arguments(r.strategy),
     }

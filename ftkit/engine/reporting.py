@@ -12,7 +12,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..runstore.events import CURVES
-from ..runstore.layout import checkpoint_name, saved_checkpoints
+from ..runstore.layout import PROGRESS_MARK_FILE, checkpoint_name, saved_checkpoints
 from ..runstore import RunStore, folder_size
 
 PROGRESS_INTERVAL_S = 0.5  # a follower sees progress well within a second
@@ -68,13 +68,25 @@ class EventCallback(TrainerCallback):
         self.started = time.monotonic()
         self.start_step = 0
         self.last_progress = 0.0
+        self.last_mark = -1.0
         self.last_loss: float | None = None
         self.stop_requested = False
         self.evaluation_seconds = 0.0  # validation passes inside this training call (not training time)
         self.samples_per_step = 1
         self.answers: Callable[[], list[dict[str, Any]] | None] | None = None  # ValidationAnswers.take_latest
 
+    def mark_progress(self, state) -> None:
+        """Touch the run's progress mark (at most once a second): what tells its supervisor the run moves."""
+        now = time.monotonic()
+        if state.is_world_process_zero and now - self.last_mark >= 1.0:
+            self.last_mark = now
+            (self.store.run_dir(self.run_id) / PROGRESS_MARK_FILE).touch()
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        self.mark_progress(state)  # a long evaluation is progress too
+
     def on_train_begin(self, args, state, control, **kwargs):
+        self.mark_progress(state)
         self.started, self.start_step = time.monotonic(), state.global_step
         self.samples_per_step = args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
         self._progress(state, force=True)
@@ -82,6 +94,7 @@ class EventCallback(TrainerCallback):
         self._write(state, {"type": "phase", "phase": "first step"})
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.mark_progress(state)
         self._progress(state)
         if not self.stop_requested and self._stop_agreed(args, state):
             self.stop_requested = True

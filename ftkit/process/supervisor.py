@@ -24,6 +24,7 @@ from ..runstore import queue as device_queue
 from ..runstore.events import FINAL_STATUSES
 from ..runstore.layout import CONFIG_FILE, LOG_FILE, RANK_ERROR_GLOB
 from . import torchrun
+from .watch import WorkerWatch
 
 
 def command(run_dir: Path, resume: bool = False) -> list[str]:
@@ -70,11 +71,19 @@ def supervise(run_dir: Path, resume: bool, main_address: str | None = None) -> i
     else:
         command = [sys.executable, "-m", "ftkit.engine.worker", "train", str(run_dir)] + (["--resume"] if resume else [])
     # The worker holds the device slots too: they stay taken while either process lives.
-    worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=devices.worker_env(), pass_fds=devices.fds)
+    # It leads a process group of its own (its data loader workers, torchrun's ranks): a forced stop ends them all.
+    worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=devices.worker_env(), pass_fds=devices.fds,
+                              process_group=0)
     store.set_record_fields(run_id, supervisor_pid=os.getpid(), pid=worker.pid, exit_reason=None)
-    code = worker.wait()
+    watch = WorkerWatch(store, run_id, config, worker)
+    code = watch.wait()
     events, _ = store.read_events(run_id, start_offset)
     if not any(e["type"] == "status" and e["status"] in FINAL_STATUSES for e in events):
+        if watch.forced_stop:  # stop always ends a run: the worker did not, so its process group was ended
+            reason = f"stopped by force ({watch.forced_stop}); the last checkpoint stands"
+            store.set_record_fields(run_id, exit_reason=reason)
+            store.set_status(run_id, "stopped", error=reason)
+            return 0
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else "?"
             reason = f"the training process was killed by signal {-code} ({name})"

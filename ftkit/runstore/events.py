@@ -19,7 +19,8 @@ runs are ahead, see `ftkit.device_queue`). The supervisor writes "starting" befo
 imports anything heavy; "reading data" and "tokenising" count splits and examples (``detail``
 names the split, ``cached`` marks a tokenised split reused from the cache); "first step" lasts
 until the first progress event after it. A progress event or a final status ends the phase (the
-fold sets it to None).
+fold sets it to None). Once training has begun, the supervisor reports "stalled" (`STALLED_PHASE`) for a run
+whose progress has stopped.
 
 An export of a checkpoint reports under its own id and never changes the run's status: ``{"type":
 "export", "id": "3f9a0c1e", "state": "started", "pid": ..., "checkpoint": "checkpoint-60", "format":
@@ -49,6 +50,8 @@ EVENT_TYPES = ("phase", "progress", "log", "eval", "checkpoint", "checkpoint_del
 EXPORT_STATES = ("started", "progress", "completed", "failed", "stopped")
 FINAL_EXPORT_STATES = ("completed", "failed", "stopped")
 PHASES = ("waiting for device", "starting", "reading data", "tokenising", "loading model", "first step")
+# A training run whose progress has stopped (`ftkit.process.watch`): its supervisor says so; its next progress clears it.
+STALLED_PHASE = "stalled"
 # The training curves every Trainer logs, at the top level of a log event (where events from before
 # `values` came keep them) and first in the fold's order; anything else a trainer logs, such as TRL's
 # ``rewards/chosen``, comes under the event's ``values``. Progress events repeat the last logged loss
@@ -362,5 +365,5 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-__all__ = ["ACTIVE_STATUSES", "BOOKKEEPING", "CURVES", "EVENT_TYPES", "EXPORT_STATES", "FINAL_EXPORT_STATES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS",
+__all__ = ["ACTIVE_STATUSES", "BOOKKEEPING", "CURVES", "EVENT_TYPES", "EXPORT_STATES", "FINAL_EXPORT_STATES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS", "STALLED_PHASE",
            "STATUSES", "Curves", "RunState", "Update", "decode_events", "phase_text", "read_events"]

@@ -34,6 +34,7 @@ LOG_FILE = "train.log"  # the worker's stdout and stderr
 STOP_FILE = "STOP"  # a stop request; the worker looks for it after every step
 LOCK_FILE = ".lock"  # flock'ed for a moment: each change of run.json, and resume's compare-and-set
 LIFE_LOCK_FILE = ".supervisor.lock"  # flock'ed by the run's supervisor for as long as it lives: one at a time
+PROGRESS_MARK_FILE = "progress"  # touched by the worker as it trains and evaluates: what proves the run alive
 HEARTBEAT_FILE = "heartbeat"  # touched by the supervisor every few seconds; other machines judge liveness by its age
 RESERVE_FILE = ".reserve"  # disk space an active run holds back, given up to record its final status
 DELETING_PREFIX = ".deleting-"  # a run or checkpoint folder renamed out of sight, then removed
