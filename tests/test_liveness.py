@@ -23,6 +23,7 @@ from ftkit.config import load_config
 from ftkit.errors import RunError
 from ftkit.runs import Run, start
 from ftkit.runstore import DIED_WITHOUT_REPORTING, RunBusy, RunStore, host_identity, process_start_time
+from ftkit.runstore.layout import PROGRESS_MARK_FILE
 
 from .conftest import wait_for
 
@@ -81,7 +82,8 @@ def test_a_reader_on_another_machine_judges_by_the_heartbeat_and_says_how_long_i
     try:
         wait_for(lambda: store.status(run_id)[0] == "failed", timeout=10, poll=0.1)
         error = store.status(run_id)[1]
-        assert re.fullmatch(rf"no heartbeat for \d+ s from its supervisor on {re.escape(socket.gethostname())} "
+        assert re.fullmatch(rf"no heartbeat for \d+ s from its supervisor or its training process on "
+                            rf"{re.escape(socket.gethostname())} "
                             r"\(FTKIT_HEARTBEAT_TIMEOUT is 1 s\): presumed dead", error), error
         assert store.list_runs(status="failed")[1] == 1
         monkeypatch.delenv("FTKIT_HOST_ID")
@@ -102,6 +104,25 @@ def test_a_killed_supervisor_is_gone_at_once_on_its_machine_and_after_the_timeou
     assert store.status(run_id) == ("running", None)  # silent for less than 3 s: not yet judged
     wait_for(lambda: store.status(run_id)[0] == "failed", timeout=10, poll=0.1)
     assert store.status(run_id)[1].startswith("no heartbeat for 3 s from its supervisor")
+
+
+def test_a_worker_still_training_keeps_its_run_alive_elsewhere_though_its_supervisor_died(store, held_run, monkeypatch):
+    """A supervisor killed on its machine, its worker still training: another machine must not resume the run."""
+    run_id, holder = held_run
+    holder.kill()
+    holder.wait()
+    on_another_machine(monkeypatch, 2)
+    mark = store.run_dir(run_id) / PROGRESS_MARK_FILE
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the worker's progress marks go on
+        mark.touch()
+        assert store.status(run_id) == ("running", None)
+        time.sleep(0.2)
+    store.append_event(run_id, {"type": "checkpoint", "step": 4, "checkpoint": "checkpoint-4"})
+    mark.touch()
+    with pytest.raises(RunBusy, match="is running already"):
+        Run(run_id, store).resume()
+    wait_for(lambda: store.status(run_id)[0] == "failed", timeout=10, poll=0.1)  # both silent: gone
 
 
 def test_resume_from_another_machine_is_refused_while_the_run_beats(store, held_run, monkeypatch):

@@ -199,6 +199,17 @@ def test_a_training_run_follows_its_share_of_the_cpu(tmp_path, monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_machines_that_share_a_store_each_queue_for_their_own_gpus(tmp_path, monkeypatch):
+    gpus = ["cuda:0"]
+    monkeypatch.setenv("FTKIT_HOST_ID", "node-a")
+    on_a = DeviceQueue(tmp_path).take_slots(gpus, 1, 1)
+    assert on_a is not None and DeviceQueue(tmp_path).take_slots(gpus, 1, 1) is None  # node-a's cuda:0 is taken
+    monkeypatch.setenv("FTKIT_HOST_ID", "node-b")
+    on_b = DeviceQueue(tmp_path).take_slots(gpus, 1, 1)
+    assert on_b is not None and on_b.devices == ["cuda:0"]  # node-b's own cuda:0, not behind node-a's
+    assert {path.parent.name for path in (tmp_path / ".devices").rglob("*.lock")} == {"node-a", "node-b"}
+
+
 def test_with_two_runs_per_device_runs_go_to_the_least_loaded_gpu_first(tmp_path):
     queue, gpus = DeviceQueue(tmp_path), ["cuda:0", "cuda:1"]
     held = [queue.take_slots(gpus, 1, 2) for _ in range(4)]  # kept: a hold dropped is a run ended

@@ -20,7 +20,7 @@ import psutil
 
 from ..errors import RunError
 from .events import ACTIVE_STATUSES
-from .layout import HEARTBEAT_FILE, LOG_FILE
+from .layout import HEARTBEAT_FILE, LOG_FILE, PROGRESS_MARK_FILE
 
 DIED_WITHOUT_REPORTING = "the training process died without reporting (killed, or out of memory)"
 
@@ -114,13 +114,17 @@ def dead_run_error(record: dict[str, Any], folder: Path) -> str | None:
                                              f"(FTKIT_HEARTBEAT_TIMEOUT is {limit:g} s); see {LOG_FILE}")
     here = host_identity()
     if host is not None and host != here["host"]:
-        try:
-            beat = (folder / HEARTBEAT_FILE).stat().st_mtime
-        except OSError:
-            beat = since
-        age, limit = now() - beat, heartbeat_timeout()
-        return None if age <= limit else (f"no heartbeat for {age:.0f} s from its supervisor on {host} "
-                                          f"(FTKIT_HEARTBEAT_TIMEOUT is {limit:g} s): presumed dead")
+        # The supervisor's heartbeat or the worker's own progress: a worker still training on a machine whose
+        # supervisor was killed keeps its run alive, so no second worker starts beside it.
+        beats = []
+        for name in (HEARTBEAT_FILE, PROGRESS_MARK_FILE):
+            try:
+                beats.append((folder / name).stat().st_mtime)
+            except OSError:
+                pass
+        age, limit = now() - max(beats, default=since), heartbeat_timeout()
+        return None if age <= limit else (f"no heartbeat for {age:.0f} s from its supervisor or its training process "
+                                          f"on {host} (FTKIT_HEARTBEAT_TIMEOUT is {limit:g} s): presumed dead")
     if host is not None and record.get("boot_id") not in (None, here["boot_id"]):
         return f"{host} has restarted since the run was {status}: its processes are gone"
     if any(process_alive(record.get(key), record.get(f"{key}_started")) for key in ("pid", "supervisor_pid")):

@@ -1,7 +1,8 @@
 """A run queue per device: runs launched while their devices are busy wait as ``queued``, start in
 launch order, and spread over the machine's GPUs.
 
-Everything is an OS file lock (taken through ``filelock``) under the store's ``.devices/`` folder. The kernel drops a
+Everything is an OS file lock (taken through ``filelock``) under the store's ``.devices/<host>/`` folder
+(machines that share a store each queue for their own devices). The kernel drops a
 lock when the last process holding it ends, so a killed waiter or worker never keeps a device or
 blocks the queue, and nothing here checks a pid:
 
@@ -32,6 +33,7 @@ from typing import IO, TYPE_CHECKING
 
 from ..errors import RunError
 from .files import is_locked, lock
+from .liveness import host_identity
 from .layout import DEVICES_DIR, RUN_FILE
 
 if TYPE_CHECKING:
@@ -120,7 +122,7 @@ class DeviceQueue:
     """The tickets and device slots of one run store."""
 
     def __init__(self, root: Path):
-        self.slots = Path(root) / DEVICES_DIR
+        self.slots = host_devices(root)
         self.tickets = self.slots / "queue"
 
     def take_ticket(self, run_id: str) -> Ticket:
@@ -170,15 +172,20 @@ class DeviceQueue:
         if not chosen:
             return None
         in_order = [device for device in devices if device in kept]
-        threads = cpu_share(self.slots.parent, per_device) if in_order == ["cpu"] and per_device > 1 else None
+        threads = cpu_share(self.slots.parent.parent, per_device) if in_order == ["cpu"] and per_device > 1 else None
         return DeviceHold(in_order, [kept[device] for device in in_order], threads)
 
 
 def cpu_share(root: Path, per_device: int) -> int:
     """The cores of this machine divided among the runs holding a CPU slot of the store at ``root`` now (at least 1
     each): what a run sharing the CPU (``resources.runs_per_device`` > 1) takes, told again as runs come and go."""
-    holders = sum(is_locked(Path(root) / DEVICES_DIR / _slot_name("cpu", k)) for k in range(per_device))
+    holders = sum(is_locked(host_devices(root) / _slot_name("cpu", k)) for k in range(per_device))
     return max(1, (os.cpu_count() or 1) // max(1, holders))
+
+
+def host_devices(root: Path | str) -> Path:
+    """This machine's slots and tickets: machines that share a store each have their own ``cuda:0``."""
+    return Path(root) / DEVICES_DIR / re.sub(r"[^A-Za-z0-9_.-]", "_", host_identity()["host"] or "host")
 
 
 def _slot_name(device: str, k: int) -> str:
