@@ -38,7 +38,7 @@ def test_the_fold_gives_status_progress_metrics_best_and_checkpoints():
     assert state.phase is None  # training started (and the run ended): no phase is under way
     assert state.progress["step"] == 8 and state.progress["total_steps"] == 20 and state.progress["eta_seconds"] is None
     assert state.metrics == {"validation": {"loss": 1.2, "f1": 0.5}}  # the latest numbers per split
-    assert [m["value"] for m in state.metric_history if m["name"] == "loss"] == [0.9, 1.2]
+    assert [e["metrics"]["loss"] for e in state.evaluations] == [0.9, 1.2]
     assert state.best_metric == {"name": "validation_loss", "value": 0.9}  # lower is better for a loss
     assert {s: c["name"] for s, c in state.checkpoints.items()} == {10: "checkpoint-10", 20: "checkpoint-20"}
     assert state.last_checkpoint == 20

@@ -15,7 +15,10 @@ from ..runstore.events import CURVES
 from ..runstore.layout import PROGRESS_MARK_FILE, checkpoint_name, saved_checkpoints
 from ..runstore import RunStore, folder_size
 
-PROGRESS_INTERVAL_S = 0.5  # a follower sees progress well within a second
+PROGRESS_INTERVAL_S = 0.5  # a follower sees progress well within a second...
+# ...of a young run: the interval then grows with the run's age (a hundredth of it) up to this, so a
+# week-long run writes some 120,000 progress lines, not 1.2 million, and its events stay cheap to read.
+MAX_PROGRESS_INTERVAL_S = 5.0
 PHASE_INTERVAL_S = 0.3  # phase counts (reading data n/N, tokenising n/N): a few events a second at most
 # What a training log carries about the bookkeeping, not the model: the event's own step and epoch,
 # and the timing and totals the Trainer adds (train_runtime... with include_num_input_tokens_seen).
@@ -74,6 +77,10 @@ class EventCallback(TrainerCallback):
         self.evaluation_seconds = 0.0  # validation passes inside this training call (not training time)
         self.samples_per_step = 1
         self.answers: Callable[[], list[dict[str, Any]] | None] | None = None  # ValidationAnswers.take_latest
+
+    def progress_interval(self, now: float) -> float:
+        """Seconds between progress events: `PROGRESS_INTERVAL_S`, growing with the run's age."""
+        return min(MAX_PROGRESS_INTERVAL_S, max(PROGRESS_INTERVAL_S, (now - self.started) / 100))
 
     def mark_progress(self, state) -> None:
         """Touch the run's progress mark (at most once a second): what tells its supervisor the run moves."""
@@ -162,7 +169,8 @@ class EventCallback(TrainerCallback):
     def _progress(self, state, force: bool = False) -> None:
         now = time.monotonic()
         first = state.global_step == self.start_step + 1  # ends the "first step" phase at once
-        if not (force or first) and now - self.last_progress < PROGRESS_INTERVAL_S and state.global_step < state.max_steps:
+        if not (force or first) and now - self.last_progress < self.progress_interval(now) \
+                and state.global_step < state.max_steps:
             return
         self.last_progress = now
         done = state.global_step - self.start_step

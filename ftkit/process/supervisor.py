@@ -42,7 +42,7 @@ def supervise(run_dir: Path, resume: bool, main_address: str | None = None) -> i
     except RunBusy as exc:
         print(f"ftkit: {exc}", file=sys.stderr, flush=True)
         return 1
-    _, start_offset = store.read_events(run_id)  # what this attempt's worker reports comes after here
+    start_offset = store.read_state(run_id)[1]  # what this attempt's worker reports comes after here
     config = load_config(run_dir / CONFIG_FILE)
     if main_address:
         config = config.replace({"resources.main_address": main_address})

@@ -31,12 +31,16 @@ An export of a checkpoint reports under its own id and never changes the run's s
 from __future__ import annotations
 
 import json
+import logging
 import math
-from dataclasses import dataclass, field
+import threading
+import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .layout import SELECTION_SPLIT, checkpoint_of_event, is_better
+from .files import write_bytes_atomic
+from .layout import EVENTS_FILE, SELECTION_SPLIT, SUMMARY_FILE, checkpoint_of_event, is_better
 
 STATUSES = ("queued", "running", "completed", "failed", "stopped")
 FINAL_STATUSES = ("completed", "failed", "stopped")
@@ -61,6 +65,10 @@ CURVES = ("loss", "learning_rate", "grad_norm")
 # evaluation generated, and in how long), not about the model: never a curve.
 BOOKKEEPING = ("epoch", "runtime", "samples_per_second", "steps_per_second", "samples", "generation_seconds")
 _decode = json.JSONDecoder().decode  # json.loads less its per-call checks: most of a big stream's time goes here
+SUMMARY_VERSION = 1  # of summary.json's layout: another version is ignored (and written anew), never misread
+SUMMARY_INTERVAL_S = 30.0  # a live run's summary is at most this old: a reader folds at most this much of its stream
+SUMMARY_TAIL_BYTES = 64  # the stream's bytes before a summary's offset, kept to tell it still folds this events.jsonl
+_logger = logging.getLogger(__name__)
 
 
 def decode_events(data: bytes | str, types: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -90,6 +98,16 @@ def read_events(path: Path, types: Iterable[str] | None = None) -> list[dict[str
         return decode_events(Path(path).read_bytes(), None if types is None else tuple(types))
     except FileNotFoundError:
         return []
+
+
+def read_events_from(path: Path, offset: int = 0, types: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Complete event lines from byte ``offset`` on (of ``types`` alone if given), and the offset to
+    continue from: a line still being written waits for the next read. No file: FileNotFoundError."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        chunk = f.read()
+    end = chunk.rfind(b"\n") + 1
+    return decode_events(chunk[:end], None if types is None else tuple(types)), offset + end
 
 
 def _finite(value: Any) -> bool:
@@ -149,11 +167,8 @@ class Curves:
 
     @classmethod
     def of_run(cls, events_path: Path) -> "Curves":
-        """A run's curves read from its events.jsonl, parsing only its log and eval lines."""
-        curves = cls()
-        for event in read_events(events_path, ("log", "eval")):
-            curves.apply(event)
-        return curves
+        """A run's curves, read from its summary and the events after it (`read_state`)."""
+        return read_state(Path(events_path).parent, ("log", "eval"))[0].logged
 
 
 def phase_text(phase: Mapping[str, Any] | None) -> str:
@@ -204,7 +219,6 @@ class RunState:
     phase_detail: str | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # the latest value per split and name
-    metric_history: list[dict[str, Any]] = field(default_factory=list)
     evaluations: list[dict[str, Any]] = field(default_factory=list)  # each eval event less its answers
     # The latest SELECTION_SPLIT evaluation that generated answers, with them ({"prompt", "reference",
     # "generation", "match"} each): only the latest, so a long run's answers do not pile up in memory.
@@ -226,6 +240,26 @@ class RunState:
         for event in events:
             state.apply(event)
         return state
+
+    def to_json(self) -> dict[str, Any]:
+        """The fold as JSON (what a summary keeps): checkpoints listed, each curve as its steps and values
+        (a week-long run's curves parse in a third of the time they take as pairs)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "logged"}
+        data["checkpoints"] = list(self.checkpoints.values())
+        curves = {name: [[step for step, _ in points], [value for _, value in points]]
+                  for name, points in self.logged.points.items()}
+        return {**data, "curves": curves, "metric_names": self.logged.metric_names}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "RunState":
+        """The fold :meth:`to_json` wrote, equal to folding the same events again."""
+        logged = Curves()
+        logged.points = {name: list(zip(steps, values)) for name, (steps, values) in data["curves"].items()}
+        logged.metric_names = list(data["metric_names"])
+        known = {f.name for f in fields(cls)} - {"logged", "checkpoints"}
+        checkpoints = {int(record["step"]): record for record in data["checkpoints"]}
+        return cls(**{key: value for key, value in data.items() if key in known}, checkpoints=checkpoints,
+                   logged=logged)
 
     @property
     def finished(self) -> bool:
@@ -316,7 +350,6 @@ class RunState:
                 row = {"split": split, "step": event.get("step"), "epoch": event.get("epoch"), "name": name,
                        "value": value, "t": t}
                 self.metrics.setdefault(split, {})[name] = value
-                self.metric_history.append(row)
                 update.metrics.append(row)
         best_name = event.get("best_metric_name")
         value = metrics.get(best_name) if best_name and split == SELECTION_SPLIT else None
@@ -361,9 +394,91 @@ class RunState:
         update.summary["updated"] = t
 
 
+def read_state(folder: Path, types: Iterable[str] | None = None) -> tuple[RunState, int]:
+    """A run's events folded, and the offset to read on from: its summary, when that still folds the
+    start of this events.jsonl, then only the lines after it, so a week-long run opens as fast as a
+    short one. No events file: nothing yet. ``types``: the events the caller reads the fold for; the
+    lines of other types after the summary are not parsed (so the rest of the fold may lag)."""
+    folder = Path(folder)
+    state, offset = _load_summary(folder) or (RunState(), 0)
+    try:
+        events, offset = read_events_from(folder / EVENTS_FILE, offset, types)
+    except FileNotFoundError:
+        return RunState(), 0
+    for event in events:
+        state.apply(event)
+    return state, offset
+
+
+def _load_summary(folder: Path) -> tuple[RunState, int] | None:
+    """The summary's fold and offset, or None when there is none, it is damaged or of another version,
+    or the bytes before its offset are not the ones it folded (the stream was replaced or cut)."""
+    try:
+        data = json.loads((folder / SUMMARY_FILE).read_bytes())
+        offset, tail = int(data["offset"]), bytes.fromhex(data["tail"])
+        if data.get("version") != SUMMARY_VERSION or len(tail) != min(offset, SUMMARY_TAIL_BYTES):
+            return None
+        with open(folder / EVENTS_FILE, "rb") as f:
+            f.seek(offset - len(tail))
+            if f.read(len(tail)) != tail:
+                return None
+        return RunState.from_json(data["state"]), offset
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def write_summary(folder: Path, state: RunState, offset: int) -> None:
+    """Write ``state``, the fold of events.jsonl's first ``offset`` bytes, as the run's summary."""
+    with open(folder / EVENTS_FILE, "rb") as f:
+        f.seek(max(0, offset - SUMMARY_TAIL_BYTES))
+        tail = f.read(min(offset, SUMMARY_TAIL_BYTES))
+    summary = {"version": SUMMARY_VERSION, "offset": offset, "tail": tail.hex(), "state": state.to_json()}
+    write_bytes_atomic(folder / SUMMARY_FILE, json.dumps(summary, separators=(",", ":"), default=str).encode())
+
+
+@dataclass
+class _Fold:
+    state: RunState
+    offset: int
+    written: float
+
+
+class SummaryWriter:
+    """Keeps the summaries of the runs this process appends events to.
+
+    The store calls :meth:`appended` after each line it appends, under its index lock, so every
+    writer's lines (worker, supervisor, export job) are folded in order and one summary is written at
+    a time. Each run's fold is kept in memory and written out at most every `SUMMARY_INTERVAL_S`, and
+    at a final status; a summary that cannot be written costs readers time, never an event.
+    """
+
+    def __init__(self) -> None:
+        self._folds: dict[Path, _Fold] = {}
+        self._lock = threading.Lock()  # stores with other roots (other index locks) share this writer
+
+    def appended(self, folder: Path, final: bool = False) -> None:
+        with self._lock:
+            fold = self._folds.get(folder)
+            try:
+                if fold is None:
+                    fold = self._folds[folder] = _Fold(*read_state(folder), written=time.monotonic())
+                else:
+                    events, fold.offset = read_events_from(folder / EVENTS_FILE, fold.offset)
+                    for event in events:
+                        fold.state.apply(event)
+                if final or time.monotonic() - fold.written >= SUMMARY_INTERVAL_S:
+                    fold.written = time.monotonic()
+                    write_summary(folder, fold.state, fold.offset)
+            except OSError as exc:
+                _logger.debug("no summary for %s: %s", folder, exc)
+            if final:
+                self._folds.pop(folder, None)  # a resume folds again from the summary
+
+
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 __all__ = ["ACTIVE_STATUSES", "BOOKKEEPING", "CURVES", "EVENT_TYPES", "EXPORT_STATES", "FINAL_EXPORT_STATES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS", "STALLED_PHASE",
-           "STATUSES", "Curves", "RunState", "Update", "decode_events", "phase_text", "read_events"]
+           "STATUSES", "Curves", "RunState", "SummaryWriter", "Update", "decode_events", "phase_text", "read_events",
+           "read_events_from", "read_state", "write_summary"]

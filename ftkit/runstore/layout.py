@@ -30,6 +30,7 @@ MLFLOW_DIR = "mlruns"  # MLflow's local file store for training.report_to: [mlfl
 CONFIG_FILE = "config.yaml"  # exactly what ran, every path absolute
 RUN_FILE = "run.json"  # id, name, status, host, boot id, pids with start times, error
 EVENTS_FILE = "events.jsonl"  # one JSON event per line, written by the run's one writer
+SUMMARY_FILE = "summary.json"  # a cache: the events folded up to a byte offset, so readers of a long run read only what is new
 LOG_FILE = "train.log"  # the worker's stdout and stderr
 STOP_FILE = "STOP"  # a stop request; the worker looks for it after every step
 LOCK_FILE = ".lock"  # flock'ed for a moment: each change of run.json, and resume's compare-and-set
@@ -217,7 +218,7 @@ def choose_checkpoint(run_dir: str | Path, checkpoints: Iterable[Mapping[str, An
 __all__ = [
     "BEST_FOLDERS", "CACHE_DIR", "CHECKPOINT_PREFIX", "CONFIG_FILE", "DATA_DIR", "DELETING_PREFIX", "EVAL_DIR",
     "CHECKPOINT_RECORD_FILE", "EVENTS_FILE", "EXPORTS_DIR", "EXPORT_FORMATS", "EXPORT_LOG_FILE", "EXPORT_RECORD_FILE", "GGUF_QUANTS", "HEARTBEAT_FILE", "INDEX_FILE", "INDEX_LOCK_FILE", "LIFE_LOCK_FILE", "LOCK_FILE", "RESERVE_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
-    "RUN_FILE", "SELECTION_SPLIT", "STOP_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
+    "RUN_FILE", "SELECTION_SPLIT", "STOP_FILE", "SUMMARY_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
     "choose_checkpoint", "export_folder_name", "higher_is_better", "is_better", "keeps_resume_state", "metric_value", "partial_name", "predictions_file",
     "rank_error_name", "rank_of_error_file", "saved_checkpoints", "VERIFICATION_THRESHOLDS",
 ]

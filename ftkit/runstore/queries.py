@@ -8,10 +8,10 @@ import sqlite3
 from typing import Any
 
 from ..errors import RunError
-from .events import FINAL_EXPORT_STATES, FINAL_STATUSES, STATUSES, RunState, read_events
+from .events import FINAL_EXPORT_STATES, FINAL_STATUSES, STATUSES, read_state
 from .files import DiskFull
 from .index import SEARCH, SORT_KEYS, IndexAccess, apply_event, checkpoint_of_row, events_in, heals_index, reindex_run, summary_of, update_row
-from .layout import CONFIG_FILE, EVENTS_FILE
+from .layout import CONFIG_FILE
 from .liveness import dead_run_error, process_alive
 
 
@@ -125,7 +125,7 @@ class RunQueries(IndexAccess):
     def exports(self, run_id: str) -> list[dict[str, Any]]:
         """The run's exports, oldest first, as their events say (`RunState.exports`); one whose job is gone
         without a final state is reported failed (nothing is written)."""
-        state = RunState.from_events(read_events(self.run_dir(run_id) / EVENTS_FILE, ("export",)))
+        state = read_state(self.run_dir(run_id), ("export",))[0]
         exports = []
         for record in state.exports.values():
             if record.get("state") not in FINAL_EXPORT_STATES and not process_alive(record.get("pid"),

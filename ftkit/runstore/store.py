@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import RunError
-from .events import ACTIVE_STATUSES, FINAL_EXPORT_STATES, FINAL_STATUSES, STATUSES, RunState, decode_events
+from .events import (ACTIVE_STATUSES, FINAL_EXPORT_STATES, FINAL_STATUSES, STATUSES, RunState, SummaryWriter,
+                     read_events_from, read_state)
 from .files import (HELD_LOCKS, DiskFull, append_line, folder_mode, hold_reserve, is_disk_full, is_locked, lock,
                     make_private, no_space, remove_set_aside, set_aside, write_json_atomic)
-from .index import RUN_TABLES, IndexDamaged, apply_event, create_tables, events_in, heals_index, insert_run
+from .index import RUN_TABLES, IndexDamaged, apply_event, create_tables, heals_index, insert_run
 from .layout import (CONFIG_FILE, EVENTS_FILE, HEARTBEAT_FILE, INDEX_FILE, LIFE_LOCK_FILE, LOCK_FILE,
                      LOG_FILE, RESERVE_FILE, RUN_FILE, STOP_FILE, checkpoint_of_event, resolve_runs_dir)
 from .liveness import beat, dead_run_error, heartbeat_interval, host_identity, now, with_start_times
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 _PROCESS_FIELDS = ("host", "boot_id", "pid", "pid_started", "supervisor_pid", "supervisor_pid_started", "exit_reason")
 
 
+SUMMARIES = SummaryWriter()  # the summaries of the runs this process writes events to (events.jsonl's readers start there)
 _SUPERVISED: list[Any] = []  # life-lock files of the runs this process supervises: open, so locked, until it exits
 
 
@@ -153,17 +155,17 @@ class RunStore(RunQueries):
         """The run's checkpoint folders as its events record them, oldest first, read from its folder alone
         (never the index): what every process of a resumed distributed run agrees to resume from."""
         folder = self.run_dir(run_id)
-        state = RunState.from_events(events_in(folder))
+        state = read_state(folder)[0]
         return [folder / state.checkpoints[step]["name"] for step in sorted(state.checkpoints)]
 
     def read_events(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """Complete event lines from byte ``offset`` on, and the offset to continue from."""
-        path = self.run_dir(run_id) / EVENTS_FILE
-        with open(path, "rb") as f:
-            f.seek(offset)
-            chunk = f.read()
-        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next read
-        return decode_events(chunk[:end]), offset + end
+        return read_events_from(self.run_dir(run_id) / EVENTS_FILE, offset)
+
+    def read_state(self, run_id: str) -> tuple[RunState, int]:
+        """The run's events folded (from its summary on: `ftkit.runstore.events.read_state`), and the
+        offset its later events start at."""
+        return read_state(self.run_dir(run_id))
 
     def log_tail(self, run_id: str, lines: int = 40) -> str:
         path = self.run_dir(run_id) / LOG_FILE
@@ -192,6 +194,7 @@ class RunStore(RunQueries):
             elif status == "queued":
                 hold_reserve(folder)
             append_line(folder / EVENTS_FILE, event)
+            SUMMARIES.appended(folder, final=status in FINAL_STATUSES)
             if status:
                 record = self.read_record(run_id)
                 record.update(with_start_times({k: v for k, v in event.items() if k in ("status", "pid", "error")}))

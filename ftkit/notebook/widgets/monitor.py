@@ -1,8 +1,9 @@
 """RunMonitor: a live view of one run, fed by the run's event stream.
 
-The monitor replays ``events.jsonl`` from the start, then follows it from a daemon thread, so
-other cells keep running while the worker trains and a monitor made after a kernel restart shows
-the whole history. The events are folded by `ftkit.runstore.events.RunState`, the same fold the store's
+The monitor starts from the run's events folded so far (its summary and the lines after it,
+`ftkit.runstore.events.read_state`), then follows ``events.jsonl`` from a daemon thread, so other
+cells keep running while the worker trains and a monitor made after a kernel restart shows the
+whole history at once, however long the run. The events are folded by `ftkit.runstore.events.RunState`, the same fold the store's
 index and the CLI use; the curves are the values log events carry at their steps, whatever their
 names. All widget and plot changes go through :meth:`RunMonitor.apply_events` under a lock: the
 follower thread is the only writer of the plot data, comm messages leave through ipykernel's
@@ -21,7 +22,7 @@ import math
 import os
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import ipywidgets as widgets
 from bokeh.core.json_encoder import serialize_json
@@ -31,9 +32,10 @@ from bokeh.plotting import figure
 from jupyter_bokeh import BokehModel
 
 from ...config import Config
-from ...runstore.events import CURVES, FINAL_STATUSES, RunState, phase_text
+from ...runstore.events import CURVES, FINAL_STATUSES, phase_text
 from ...runstore.layout import LOG_FILE, SELECTION_SPLIT, higher_is_better
-from ...rendering import ensure_bokehjs, escape, html_table
+from ...rendering import ensure_bokehjs, escape
+from .answers import answers_html
 from ..display import (eval_table_html, outcome_text, progress_text, run_summary_html, run_summary_text,
                        status_badge_html)
 from ...runs import Run, get
@@ -47,7 +49,6 @@ SIZE = {"sizing_mode": "stretch_width", "min_width": 420}
 GROUP_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#64748b")
 # Validation scores of generated answers (shares of the examples): the "answers" figure, on a 0-1 scale.
 ANSWER_SCORES = ("exact_match", "label_accuracy", "rouge_l")
-ANSWER_COLUMNS = {"prompt": 60, "reference": 40, "generation": 40}  # how many characters a cell shows
 
 
 class RunMonitor(widgets.VBox):
@@ -69,8 +70,7 @@ class RunMonitor(widgets.VBox):
         self.poll_interval = poll_interval
         self._lock = threading.RLock()
         self._closed = threading.Event()
-        self._offset = 0
-        self._state = RunState()
+        self._state, self._offset = self.run.store.read_state(self.run.id)  # a long run's summary, then what is new
         self._last_liveness_check = 0.0
         self._display_handle: Any = None
         config = _config_of(self.run)
@@ -105,6 +105,7 @@ class RunMonitor(widgets.VBox):
             **kwargs,
         )
         self.add_class("ftkit-monitor")
+        self._draw_fold()
         self.poll()
         if follow and not self.finished:
             self._thread = threading.Thread(target=self._follow, name=f"ftkit-monitor-{self.run.id}", daemon=True)
@@ -280,6 +281,19 @@ class RunMonitor(widgets.VBox):
                     new_eval["step"].append(evaluation["step"])
                     new_eval["metric"].append(_number(evaluation["metrics"].get(self._metric_name)))
                     new_eval["eval_loss"].append(_number(evaluation["metrics"].get("loss")))
+        self._draw(new_points, new_eval, evaluated, rewound)
+
+    def _draw_fold(self) -> None:
+        """Draw what the fold already holds (read from the run's summary): every curve whole."""
+        if self._state.evaluations:
+            self._metric_name = self._state.evaluations[-1].get("best_metric_name") or self._metric_name
+        curves = [name for name, points in self._state.curves.items() if points]
+        self._draw(dict.fromkeys(curves, {}), {"step": []}, bool(self._state.evaluations),
+                   {*curves, *self._eval_curves()})
+
+    def _draw(self, new_points: dict[str, dict[str, list]], new_eval: dict[str, list], evaluated: bool,
+              rewound: set[str]) -> None:
+        """Show new points: streamed, or drawn whole for a new line and for the ``rewound`` curves."""
         added = self._new_lines(new_points)
         for name in added:
             self._add_line(name)  # drawn whole: no points to stream
@@ -430,27 +444,6 @@ def _legend(items: list[tuple[str, list[Any]]]) -> Any:
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) else math.nan
-
-
-def answers_html(evaluation: Mapping[str, Any] | None) -> str:
-    """The latest generated answers (`RunState.answered`) under their step and cost; "" for none."""
-    if evaluation is None:
-        return ""
-    seconds, samples = (_number(evaluation["metrics"].get(name)) for name in ("generation_seconds", "samples"))
-    cost = f"answers generated for {samples:.0f} {SELECTION_SPLIT} examples in {seconds:.1f} s per evaluation"
-    rows = [[_text_cell(answer.get(key), width) for key, width in ANSWER_COLUMNS.items()]
-            + ["✓" if answer.get("match") else "✗"] for answer in evaluation["answers"]]
-    return (f'<div class="ftkit-answers" style="max-width:100%;overflow-x:auto;margin-top:6px;font-size:12px">'
-            f'<div style="font-weight:600">{SELECTION_SPLIT} answers at step {escape(evaluation.get("step"))}</div>'
-            f'<div style="color:#6b7280">{"" if math.isnan(seconds + samples) else cost}</div>'
-            f'{html_table([*ANSWER_COLUMNS, "match"], rows, raw_columns=(0, 1, 2))}</div>')
-
-
-def _text_cell(value: Any, width: int) -> str:
-    """A text on one line, cut to ``width`` characters (the whole of it on hover), left-aligned."""
-    text = " ".join(str("" if value is None else value).split())
-    short = text if len(text) <= width else text[:width - 1] + "…"
-    return f'<div style="text-align:left" title="{escape(value)}">{escape(short)}</div>'
 
 
 # ----- choosing a view --------------------------------------------------------------------------------
