@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import FtkitError
 from .process.jobs import run_job
+from .runstore.events import phase_text, shown_status
 from .runstore.layout import EXPORT_FORMATS, GGUF_QUANTS
 from .terminal import FOLLOWED_METRICS, follow_in_terminal, print_json, print_table
 
@@ -215,12 +216,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         p = r["progress"]
         progress = f"{p['step']}/{p['total_steps']}" if p["total_steps"] else "-"
         if r.get("phase"):  # before the first step: what it is doing instead of a step count
-            from .runstore.events import phase_text
-
             progress = phase_text(r["phase"])
         best = f"{r['best_metric']['name']} {r['best_metric']['value']:.4f}" if r["best_metric"] else "-"
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"])) if r["started"] else "-"
-        rows.append((r["id"], r["name"], r["status"], progress, best, started))
+        rows.append((r["id"], r["name"], shown_status(r["status"], r.get("phase")), progress, best, started))
     print_table(rows)
     return 0
 

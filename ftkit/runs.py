@@ -95,9 +95,10 @@ class Run:
         """Events from byte ``offset`` on, and the offset to continue from."""
         return self.store.read_events(self.id, offset)
 
-    def follow(self, poll: float = 0.25, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """Yield events as they are written until the run ends (or ``timeout`` seconds pass)."""
-        offset, deadline = 0, None if timeout is None else time.monotonic() + timeout
+    def follow(self, poll: float = 0.25, timeout: float | None = None, offset: int = 0) -> Iterator[dict[str, Any]]:
+        """Yield events as they are written, from byte ``offset`` on, until the run ends (or ``timeout``
+        seconds pass)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             events, offset = self.events(offset)
             yield from events

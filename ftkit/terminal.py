@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .runstore.events import RunState, phase_text
+from .runstore.events import phase_text
 
 FOLLOWED_METRICS = ("f1", "precision", "recall", "accuracy", "loss", "perplexity", "exact_match", "label_accuracy")
 
@@ -26,10 +26,10 @@ def follow_in_terminal(run: Any, quiet: bool) -> int:
     exit 1 if the run does not complete."""
     from tqdm.auto import tqdm
 
-    state = RunState()
+    state, offset = run.store.read_state(run.id)  # a long run's summary: its past is not printed again
     bar = None if quiet else tqdm(total=None, unit="step", dynamic_ncols=True, desc=run.name)
     shown_phase: tuple[Any, ...] | None = None
-    for event in run.follow():
+    for event in run.follow(offset=offset):
         update = state.apply(event)
         if bar is None:
             continue

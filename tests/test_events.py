@@ -114,10 +114,16 @@ def test_the_store_index_says_what_the_fold_says(tmp_path):
     assert store.get(run_id)["best_metric"] == state.best_metric
 
 
+def followed_run(run_id: str, name: str, status: str, stream: list) -> SimpleNamespace:
+    """A run as `follow_in_terminal` reads it: no summary yet, then ``stream`` as it is written."""
+    return SimpleNamespace(id=run_id, name=name, status=status, error=None, follow=lambda offset: iter(stream),
+                           store=SimpleNamespace(read_state=lambda _: (RunState(), 0)))
+
+
 def test_the_cli_follow_prints_from_the_fold(capsys):
     from ftkit.terminal import follow_in_terminal
 
-    run = SimpleNamespace(id="r1", name="folded", status="stopped", error=None, follow=lambda: iter(STREAM))
+    run = followed_run("r1", "folded", "stopped", STREAM)
     assert follow_in_terminal(run, quiet=False) == 0
     err = capsys.readouterr()
     shown = err.err + err.out
@@ -181,7 +187,7 @@ def test_the_cli_follow_shows_each_phase(capsys):
 
     stream = [*PHASE_STREAM, {"t": 3.0, "type": "progress", "step": 10, "total_steps": 10},
               {"t": 4.0, "type": "status", "status": "completed"}]
-    run = SimpleNamespace(id="r2", name="phased", status="completed", error=None, follow=lambda: iter(stream))
+    run = followed_run("r2", "phased", "completed", stream)
     assert follow_in_terminal(run, quiet=False) == 0
     captured = capsys.readouterr()
     shown = captured.err + captured.out
@@ -284,3 +290,27 @@ def test_the_fold_keeps_the_answers_of_the_latest_validation_evaluation_alone():
     assert [evaluation["step"] for evaluation in state.evaluations] == [20, 40, 50, 60]
     assert not any("answers" in evaluation for evaluation in (first.evaluation, *state.evaluations))
     assert RunState.from_events([generation_eval(20, 0.5, answers=False)]).answered is None
+
+
+def test_a_queued_run_whose_processes_have_begun_reads_starting():
+    from ftkit.runstore.events import shown_status
+
+    assert shown_status("queued", None) == "queued"
+    assert shown_status("queued", {"name": "waiting for device", "detail": "2 runs ahead"}) == "queued"
+    assert shown_status("queued", {"name": "starting"}) == "starting"
+    assert shown_status("queued", {"name": "reading data", "done": 1, "total": 2}) == "starting"
+    assert shown_status("running", {"name": "tokenising"}) == "running"
+
+
+def test_the_monitor_and_the_runs_table_show_a_starting_run_as_starting(tmp_path):
+    from ftkit.notebook.display import runs_table_html
+    from ftkit.notebook.widgets.monitor import RunMonitor
+    from ftkit.runs import Run
+
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create_run(load_config({"name": "importing"}))
+    store.append_event(run_id, {"type": "phase", "phase": "starting"})
+    monitor = RunMonitor(Run(run_id, store), follow=False)
+    assert ">starting</span>" in monitor.status_badge.value
+    monitor.close()
+    assert ">starting</span>" in runs_table_html(store.list_runs()[0])

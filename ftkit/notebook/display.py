@@ -10,10 +10,10 @@ import datetime
 import re
 from typing import Any, Mapping
 
-from ..runstore.events import FINAL_STATUSES, phase_text
+from ..runstore.events import FINAL_STATUSES, phase_text, shown_status
 from ..rendering import escape, format_number, html_table
 
-STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a34a",
+STATUS_COLOURS = {"queued": "#6b7280", "starting": "#60a5fa", "running": "#2563eb", "completed": "#16a34a",
                   "failed": "#dc2626", "stopped": "#d97706"}
 ENTITY_SCORES = ("precision", "recall", "f1", "support")
 ENTITY_METRIC = re.compile(rf"^(?P<kind>.+)_(?P<name>{'|'.join(ENTITY_SCORES)})$")
@@ -85,7 +85,8 @@ def _run_row(run: Mapping[str, Any], html: bool) -> list[Any]:
     best = run.get("best_metric")
     best_text = f"{best['name']} {format_number(best['value'])}" if best and best.get("value") is not None else ""
     model = run.get("model") or ""
-    return [run["id"], run["name"], status_badge_html(run["status"]) if html else run["status"], run.get("task"),
+    status = shown_status(run["status"], run.get("phase"))
+    return [run["id"], run["name"], status_badge_html(status) if html else status, run.get("task"),
             model if len(model) < 40 else "…" + model[-38:], run.get("adapter"), step, best_text,
             format_time(run.get("created")), format_duration(run.get("duration"))]
 
@@ -159,7 +160,7 @@ def run_summary_html(detail: Mapping[str, Any], log_tail: str = "") -> str:
            f'<div style="background:#2563eb;height:8px;border-radius:3px;width:{percent:.1f}%"></div></div>')
     parts = [
         f'<div class="ftkit-run-summary"><b>{escape(detail["name"])}</b> <code>{escape(detail["id"])}</code> '
-        f'{status_badge_html(detail["status"])}',
+        f'{status_badge_html(shown_status(detail["status"], detail.get("phase")))}',
         f'{bar}<div style="font-size:12px">{escape(progress_text(progress, detail.get("phase")))}</div>',
     ]
     if detail["status"] in FINAL_STATUSES:

@@ -184,6 +184,12 @@ def phase_text(phase: Mapping[str, Any] | None) -> str:
     return " ".join(parts)
 
 
+def shown_status(status: str, phase: Mapping[str, Any] | None) -> str:
+    """The status people see: a queued run whose processes have begun (any phase but waiting for a
+    device) reads "starting", so no one sees "queued" beside "importing libraries"."""
+    return "starting" if status == "queued" and phase and phase.get("name") not in (None, PHASES[0]) else status
+
+
 @dataclass
 class Update:
     """What one event changed: the run-summary fields it set, and the records it added or removed."""
@@ -481,4 +487,4 @@ def _count(value: Any) -> int | None:
 
 __all__ = ["ACTIVE_STATUSES", "BOOKKEEPING", "CURVES", "EVENT_TYPES", "EXPORT_STATES", "FINAL_EXPORT_STATES", "FINAL_STATUSES", "PHASES", "PROGRESS_KEYS", "STALLED_PHASE",
            "STATUSES", "Curves", "RunState", "SummaryWriter", "Update", "decode_events", "phase_text", "read_events",
-           "read_events_from", "read_state", "write_summary"]
+           "read_events_from", "read_state", "shown_status", "write_summary"]

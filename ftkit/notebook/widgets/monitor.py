@@ -32,7 +32,7 @@ from bokeh.plotting import figure
 from jupyter_bokeh import BokehModel
 
 from ...config import Config
-from ...runstore.events import CURVES, FINAL_STATUSES, phase_text
+from ...runstore.events import CURVES, FINAL_STATUSES, phase_text, shown_status
 from ...runstore.layout import LOG_FILE, SELECTION_SPLIT, higher_is_better
 from ...rendering import ensure_bokehjs, escape
 from .answers import answers_html
@@ -330,7 +330,7 @@ class RunMonitor(widgets.VBox):
     def _render_status(self) -> None:
         state = self._state
         status, progress, phase = state.status, state.progress, state.phase_info
-        self.status_badge.value = status_badge_html(status)
+        self.status_badge.value = status_badge_html(shown_status(status, phase))
         total, done = progress.get("total_steps") or 0, progress.get("step") or 0
         if phase is not None and phase.get("total"):  # before the first step: the phase's own count (tokenising n/N)
             total, done = phase["total"], phase.get("done") or 0
