@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import filelock
+import psutil
 
 from ..errors import RunError
 from .layout import DELETING_PREFIX, RESERVE_FILE
@@ -98,12 +99,30 @@ def lock(handle: IO, wait: bool = True) -> bool:
     return filelock.lock_descriptor(handle.fileno(), blocking=wait, poll_interval=0.005)
 
 
-SHARED_STORE_VARIABLE = "FTKIT_SHARED_STORE"  # 1: run folders and the index readable by the group (a team's store)
+SHARED_STORE_VARIABLE = "FTKIT_SHARED_STORE"  # 1: a team's store: group-readable, used from several machines
+# File systems several machines mount: SQLite's WAL (shared memory beside the database) is unsafe there.
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph",
+                                 "glusterfs", "fuse.glusterfs", "fuse.sshfs", "fuse.ceph", "9p", "afs", "panfs"})
+
+
+def shared_by_environment() -> bool:
+    return os.environ.get(SHARED_STORE_VARIABLE, "").strip().lower() in ("1", "true", "yes")
 
 
 def folder_mode() -> int:
     """How run folders are made: the owner's alone (0700), unless FTKIT_SHARED_STORE says the store is shared (0750)."""
-    return 0o750 if os.environ.get(SHARED_STORE_VARIABLE, "").strip().lower() in ("1", "true", "yes") else 0o700
+    return 0o750 if shared_by_environment() else 0o700
+
+
+def filesystem_of(path: Path) -> str:
+    """The type of the file system ``path`` is on (``ext4``, ``nfs4``...), "" when unknown."""
+    where, found = str(Path(path).resolve()), ("", "")
+    for partition in psutil.disk_partitions(all=True):
+        mount = partition.mountpoint.rstrip("/") or "/"
+        inside = where == mount or where.startswith(mount if mount == "/" else mount + "/")
+        if inside and len(mount) > len(found[0]):
+            found = (mount, partition.fstype)
+    return found[1]
 
 
 def make_private(path: Path) -> None:

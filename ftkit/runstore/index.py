@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import RunError
 from .events import RunState, read_events
-from .files import HELD_LOCKS, fsync_folder, is_disk_full, lock, make_private, no_space, write_json_atomic
-from .layout import (CONFIG_FILE, EVENTS_FILE, INDEX_FILE, INDEX_LOCK_FILE, RUN_FILE, SELECTION_SPLIT, best_checkpoint, checkpoint_of_event,
+from .files import (HELD_LOCKS, NETWORK_FILESYSTEMS, filesystem_of, fsync_folder, is_disk_full, lock, make_private,
+                    no_space, shared_by_environment, write_json_atomic)
+from .layout import (CONFIG_FILE, EVENTS_FILE, INDEX_FILE, INDEX_LOCK_FILE, RUN_FILE, SELECTION_SPLIT, SHARED_STORE_FILE, best_checkpoint, checkpoint_of_event,
                      run_summary)
 from .liveness import now
 
@@ -98,6 +99,7 @@ class IndexAccess:
     root: Path
     index_path: Path
     uses_index: bool
+    _journal: str | None = None  # `journal_mode`, decided once per store object
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -107,9 +109,10 @@ class IndexAccess:
             db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout=30000")
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            journal = self.journal_mode()
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != journal:
+                db.execute(f"PRAGMA journal_mode={journal}")
+            db.execute("PRAGMA synchronous=NORMAL" if journal == "wal" else "PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as exc:
             if self._out_of_space(exc):
                 raise no_space(INDEX_FILE, self.root, exc) from None
@@ -126,6 +129,19 @@ class IndexAccess:
             raise self._damaged(exc) from None  # a page torn or truncated past the schema
         finally:
             db.close()
+
+    def journal_mode(self) -> str:
+        """``wal`` for a store on one machine's disk; ``delete`` (a rollback journal, which SQLite supports
+        on network file systems) for a store machines share: FTKIT_SHARED_STORE says so, or the store
+        is on a network file system, or either left the store's marker, so that the processes of every
+        machine agree whatever their environment (a WAL index opened from two machines is corrupted)."""
+        if self._journal is None:
+            marker = self.root / SHARED_STORE_FILE
+            shared = marker.exists() or shared_by_environment() or filesystem_of(self.root) in NETWORK_FILESYSTEMS
+            if shared and not marker.exists():
+                marker.touch()
+            self._journal = "delete" if shared else "wal"
+        return self._journal
 
     def _out_of_space(self, exc: sqlite3.DatabaseError) -> bool:
         """SQLite's "database or disk is full", or its "disk I/O error" on a disk with no room left (it

@@ -20,6 +20,9 @@ from ..errors import FtkitError, RunError
 # ----- the store folder ---------------------------------------------------------------------------
 DEFAULT_RUNS_DIR = "./ftkit-runs"
 INDEX_FILE = "index.sqlite"  # the SQLite index of every run (a cache; rebuilt from the folders)
+# A store used from several machines (FTKIT_SHARED_STORE, or a network file system) says so for them all:
+# its index keeps a rollback journal, not SQLite's WAL, whose shared memory works on one machine only.
+SHARED_STORE_FILE = ".shared-store"
 INDEX_LOCK_FILE = ".index.lock"  # shared by each index write with its event line, exclusive for a rebuild
 CACHE_DIR = ".cache"  # shared caches (tokenized data sets) of the runs in a store
 DEVICES_DIR = ".devices"  # the run queue: device slot locks, and queue/ with one ticket per waiting run
@@ -218,7 +221,7 @@ def choose_checkpoint(run_dir: str | Path, checkpoints: Iterable[Mapping[str, An
 __all__ = [
     "BEST_FOLDERS", "CACHE_DIR", "CHECKPOINT_PREFIX", "CONFIG_FILE", "DATA_DIR", "DELETING_PREFIX", "EVAL_DIR",
     "CHECKPOINT_RECORD_FILE", "EVENTS_FILE", "EXPORTS_DIR", "EXPORT_FORMATS", "EXPORT_LOG_FILE", "EXPORT_RECORD_FILE", "GGUF_QUANTS", "HEARTBEAT_FILE", "INDEX_FILE", "INDEX_LOCK_FILE", "LIFE_LOCK_FILE", "LOCK_FILE", "RESERVE_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
-    "RUN_FILE", "SELECTION_SPLIT", "STOP_FILE", "SUMMARY_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
+    "RUN_FILE", "SELECTION_SPLIT", "SHARED_STORE_FILE", "STOP_FILE", "SUMMARY_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
     "choose_checkpoint", "export_folder_name", "higher_is_better", "is_better", "keeps_resume_state", "metric_value", "partial_name", "predictions_file",
     "rank_error_name", "rank_of_error_file", "saved_checkpoints", "VERIFICATION_THRESHOLDS",
 ]
