@@ -140,10 +140,13 @@ _show_runs_as_monitors_in_a_kernel()
 
 
 def __getattr__(name: str) -> Any:
-    # `ftkit.runs`, `ftkit.data`, ... resolve on first use without importing them all up front.
+    # `ftkit.runs`, `ftkit.data`, ... and the notebook's entry-point widgets (`ftkit.ConfigForm`, `ftkit.ChatWidget`:
+    # ipywidgets) resolve on first use without importing them all up front.
     import importlib
 
     if name in {"config", "data", "runs", "store", "layout", "events", "tasks", "engine", "embeddings", "notebook",
                 "errors", "comparison", "sweeps"}:
         return importlib.import_module(f".{name}", __name__)
+    if name in {"ChatWidget", "ConfigForm"}:
+        return getattr(importlib.import_module(".notebook.widgets", __name__), name)
     raise AttributeError(f"module 'ftkit' has no attribute {name!r}")

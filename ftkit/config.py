@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .config_parsing import (absolute_paths, deep_copy, parse_overrides, parse_value,  # noqa: F401 (API)
-                             read_config_file, set_dotted)
+from .config_parsing import (absolute_paths, deep_copy, missing_paths,  # noqa: F401 (API)
+                             parse_overrides, parse_value, read_config_file, set_dotted)
 from .data.registry import DATA_FORMATS
 from .data.tags import TAG_SCHEMES
 from .errors import ConfigError
@@ -27,6 +27,8 @@ from .tasks.base import DEFAULT_MAX_SEQ_LENGTH
 from .trainer_args import check_owned, check_tracker_names
 
 ADAPTERS = ("full", "head", "lora")
+# The models a config names by a word (the engine finds them: ftkit.engine.models), and what each is, as forms show it.
+BUILTIN_MODELS = {"default": "MiniLM-L6 (encoder)", "default-causal": "SmolLM2-135M-Instruct (causal LM)"}
 TRAIN_ON = ("assistant", "completion", "all")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 STRATEGIES = ("ddp", "fsdp", "deepspeed")
@@ -465,6 +467,13 @@ def check_trainable(config: Config) -> None:
     if not config.data.train:
         raise ConfigError("'data.train' is needed to train: a data file, a saved dataset folder, a hub id "
                           "or the name of a notebook variable holding the data")
+
+
+def check_paths(config: Config) -> None:
+    """Refuse a config whose data files or model folder do not exist (`missing_paths`), before a run is made."""
+    missing = missing_paths(config)
+    if missing:
+        raise ConfigError("; ".join(missing.values()))
 
 
 # ----- helpers ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .data.registry import FILE_SUFFIXES
 from .errors import ConfigError
@@ -65,8 +65,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 # Config keys that may hold a local path. Data keys may also hold a hub id, model a hub id or a
-# built-in name ("default"), so a value becomes a path only when it looks like one.
-PATH_KEYS = ("data.train", "data.validation", "data.test", "model", "output.dir")
+# built-in name ("default"), so a value becomes a path only when it looks like one. The inputs must exist
+# at launch; output.dir is made.
+INPUT_PATH_KEYS = ("data.train", "data.validation", "data.test", "model")
+PATH_KEYS = (*INPUT_PATH_KEYS, "output.dir")
 
 
 def absolute_paths(data: Mapping[str, Any], base_dir: str | os.PathLike) -> dict[str, Any]:
@@ -77,11 +79,35 @@ def absolute_paths(data: Mapping[str, Any], base_dir: str | os.PathLike) -> dict
     path when it exists under ``base_dir``, starts with ``.``, ``/`` or ``~``, or (for data) has a
     data file's suffix or a file format is set; hub ids and built-in model names stay as given.
     """
-    base = Path(base_dir)
     data = deep_copy(data)
+    for key, holder, name, path in _local_paths(data, base_dir, PATH_KEYS):
+        holder[name] = str(path)
+    return data
+
+
+def missing_paths(config: Any, base_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """The data files and model folder a config (a `Config` or its dict) names that do not exist: dotted key
+    -> a message naming the key. Relative paths are read against ``base_dir`` (default: the working folder),
+    as at launch; hub ids, built-in model names and notebook variables are not paths and always pass."""
+    data = config.to_dict() if hasattr(config, "to_dict") else config
+    base = Path(base_dir or os.getcwd())
+    missing = {}
+    for key, holder, name, path in _local_paths(data, base, INPUT_PATH_KEYS):
+        if not path.exists():
+            written = holder[name]
+            where = str(path) if Path(written).expanduser().is_absolute() else f"{written} in {base}"
+            missing[key] = f"'{key}': no file or folder {where}"
+    return missing
+
+
+def _local_paths(data: Mapping[str, Any], base_dir: str | os.PathLike,
+                 keys: Iterable[str]) -> Iterator[tuple[str, dict[str, Any], str, Path]]:
+    """(dotted key, the dict holding it, its name there, the absolute path) for each of ``keys`` whose value in
+    config ``data`` is a local path by `absolute_paths`' rule."""
+    base = Path(base_dir)
     sections = {"data": data.get("data") or {}, "output": data.get("output") or {}}
     file_format = (sections["data"].get("format") if isinstance(sections["data"], Mapping) else None)
-    for key in PATH_KEYS:
+    for key in keys:
         section, _, name = key.rpartition(".")
         holder = sections[section] if section else data
         if not isinstance(holder, dict) or not isinstance(holder.get(name), str) or not holder[name].strip():
@@ -94,8 +120,7 @@ def absolute_paths(data: Mapping[str, Any], base_dir: str | os.PathLike) -> dict
         looks_local = (value.startswith((".", "/", "~")) or candidate.exists() or section == "output"
                        or (section == "data" and (file_format is not None or path.suffix.lower() in FILE_SUFFIXES)))
         if looks_local:
-            holder[name] = str(candidate.resolve())
-    return data
+            yield key, holder, name, candidate.resolve()
 
 
 def deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:

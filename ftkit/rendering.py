@@ -30,6 +30,27 @@ def escape(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def shortened(text: Any, limit: int = 60) -> str:
+    """``text`` on one line, cut to ``limit`` characters with "…" marking the cut."""
+    line = " ".join(("" if text is None else str(text)).split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def clipped(text: Any, limit: int = 60) -> str:
+    """Escaped HTML of `shortened` text with the whole text in its tooltip: long free text in a table cell."""
+    return f'<span title="{escape(text)}">{escape(shortened(text, limit))}</span>'
+
+
+def words(name: str) -> str:
+    """A stored name as people read it: ``wrong_type`` -> ``wrong type``."""
+    return name.replace("_", " ")
+
+
+def cut_mark(max_new_tokens: int) -> str:
+    """What follows an answer that stopped at its token limit rather than at its end."""
+    return f"… (cut at {max_new_tokens} tokens)"
+
+
 def format_number(value: Any, digits: int = 4) -> str:
     if value is None:
         return ""

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .config import Config, is_in_memory_data, load_config
+from .config import Config, check_paths, is_in_memory_data, load_config
 from .data.splits import SPLITS
 from .runstore.queue import DeviceQueue
 from .errors import ConfigError, FtkitError, RunError
@@ -266,6 +266,7 @@ def start(config: Config | Mapping[str, Any] | str | os.PathLike, **overrides: A
     config, overrides, in_memory = _take_in_memory_data(config, overrides)
     config = load_config(config, **overrides).with_absolute_paths()
     check_launch(config)  # trainer_args' names and report_to's packages, before a run exists
+    check_paths(config)  # data files and a model folder that do not exist: refused before a run is made
     store = RunStore(config.runs_dir)
     config, parent = pin_parent_run(store, config)
     prepare = (lambda folder: _snapshot_data(config, in_memory, folder)) if in_memory else None

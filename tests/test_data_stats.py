@@ -5,7 +5,7 @@ from __future__ import annotations
 from .conftest import CONLL_DIR, SST2_DIR
 from ftkit.tasks.loading import load
 from ftkit.tasks.preview import preview_html
-from ftkit.tasks.stats import stats
+from ftkit.tasks.stats import DataStats, SplitStats, stats
 
 
 def test_stats_of_the_conll_sample(conll_sample):
@@ -60,7 +60,7 @@ def test_stats_render_as_text_html_and_dict(conll_sample):
     result = stats(conll_sample)
     assert "sentences" in str(result) and "PER" in str(result)
     html = result._repr_html_()
-    assert html.startswith('<div class="ftkit-stats">') and "<table>" in html and "<th>PER</th>" in html
+    assert html.startswith('<div class="ftkit-stats"') and "<table>" in html and "<th>PER</th>" in html
     assert result.to_dict()["splits"]["train"]["label_counts"]["PER"] == 3
 
 
@@ -87,3 +87,18 @@ def test_preview_accepts_raw_sources_such_as_classlabel_ids():
                                   "ner_tags": datasets.List(datasets.ClassLabel(names=["O", "B-PER"]))})
     raw = datasets.Dataset.from_dict({"tokens": [["Ann", "ran"]], "ner_tags": [[1, 0]]}, features=features)
     assert ">PER</span>" in preview_html(raw)
+
+
+def test_sft_answers_are_counted_in_their_own_table_never_as_column_headers():
+    long_answer = "A gripping, beautifully shot film whose story stays with you for days after the credits roll."
+    train = SplitStats.of(3, [9, 12, 20], {long_answer: 2, "negative": 1}, 2)
+    result = DataStats("sft", {"train": train, "validation": SplitStats.of(1, [7], {"negative": 1}, 1)})
+    html = result._repr_html_()
+    headers = html.split("</thead>")[0]
+    assert "<th>negative</th>" not in headers and "gripping" not in headers  # the split table's real headers
+    answers = html.split("<b>examples per answer</b>")[1]
+    assert "<th>answer</th><th>train</th><th>validation</th>" in answers
+    assert f'title="{long_answer}"' in answers and f">{long_answer}<" not in answers  # cut, whole in the tooltip
+    assert answers.index("gripping") < answers.index(">negative<")  # most frequent first
+    text = str(result)
+    assert long_answer not in text and long_answer[:40] in text and "…" in text

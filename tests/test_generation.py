@@ -49,6 +49,16 @@ def test_streamed_pieces_join_to_exactly_the_generated_text(generator):
         assert "".join(pieces) == generator.generate(prompt, max_new_tokens=24)
 
 
+def test_a_finished_stream_says_whether_its_answer_ended_or_was_cut_at_the_token_limit(generator):
+    for prompt in PROMPTS:
+        stream = generator.stream(prompt, max_new_tokens=6)
+        assert stream.generation is None  # not known before the answer is over
+        text = "".join(stream)
+        assert stream.generation == generator.generations([prompt], max_new_tokens=6)[0]
+        assert stream.generation.text == text
+    assert not stream.generation.stopped  # six tokens of a random model: cut, not ended
+
+
 def test_streaming_with_sampling_is_reproducible_under_a_seed(generator):
     import torch
 

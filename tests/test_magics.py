@@ -248,16 +248,25 @@ def test_ftkit_predict_shows_the_label_for_classification(shell, monkeypatch):
     assert "a great movie" in captured.outputs[0].data["text/html"]
 
 
+class FakeGenerator:
+    """Streams a fixed answer that ends on its end-of-turn token, or (``stopped=False``) is cut by the limit."""
+
+    def __init__(self, asked: list, stopped: bool = True):
+        self.asked, self.stopped = asked, stopped
+
+    def stream(self, prompt, max_new_tokens, temperature):
+        from ftkit.engine.generation import AnswerStream, Generation
+
+        self.asked.append((prompt, max_new_tokens, temperature))
+        answer = AnswerStream(iter(["Posi", "tive", " <b>!</b>"]))
+        answer.generation = Generation("Positive <b>!</b>", [], self.stopped)
+        return answer
+
+
 def test_ftkit_chat_streams_an_sft_runs_answer_into_the_output_as_it_comes(shell, monkeypatch):
     make_run(RunStore(), "chatty", task="sft")
     asked = []
-
-    class FakeGenerator:
-        def stream(self, prompt, max_new_tokens, temperature):
-            asked.append((prompt, max_new_tokens, temperature))
-            yield from ["Posi", "tive", " <b>!</b>"]
-
-    monkeypatch.setattr(Run, "generator", lambda self, checkpoint=None: FakeGenerator())
+    monkeypatch.setattr(Run, "generator", lambda self, checkpoint=None: FakeGenerator(asked))
     result, captured = run_cell(shell, '%ftkit chat chatty "Is this good?" --max-new-tokens 8 -o answer')
     assert result.success and shell.user_ns.pop("answer") == "Positive <b>!</b>"
     assert asked == [("Is this good?", 8, 0.0)]
@@ -266,6 +275,15 @@ def test_ftkit_chat_streams_an_sft_runs_answer_into_the_output_as_it_comes(shell
     assert "Posi▌" in pages[1] and pages[-1].endswith("Positive &lt;b&gt;!&lt;/b&gt;</div></div>")
     assert captured.outputs[-1].data["text/plain"] == "chatty: Positive <b>!</b>"
     assert not run_cell(shell, "%ftkit chat chatty")[0].success  # a run and a message are needed
+
+
+def test_ftkit_chat_marks_an_answer_the_token_limit_cut(shell, monkeypatch):
+    make_run(RunStore(), "chatty", task="sft")
+    monkeypatch.setattr(Run, "generator", lambda self, checkpoint=None: FakeGenerator([], stopped=False))
+    result, captured = run_cell(shell, '%ftkit chat chatty "Is this good?" --max-new-tokens 8 -o answer')
+    assert result.success and shell.user_ns.pop("answer") == "Positive <b>!</b>"  # the answer itself, unmarked
+    assert captured.outputs[-1].data["text/plain"] == "chatty: Positive <b>!</b> … (cut at 8 tokens)"
+    assert captured.outputs[-1].data["text/html"].endswith("!&lt;/b&gt; … (cut at 8 tokens)</div></div>")
 
 
 def test_ftkit_predict_shows_the_answer_of_an_sft_run(shell, monkeypatch):

@@ -85,6 +85,16 @@ def test_each_side_keeps_its_own_conversation_across_turns(lora_checkpoint, expe
         assert column.transcript.value.count("And then?") == 1
 
 
+def test_an_answer_the_token_limit_cut_is_marked_so_in_the_transcript(lora_checkpoint, expected):
+    chat = ChatWidget(lora_checkpoint, max_new_tokens=TOKENS)
+    ask(chat, "Hi")
+    cut = {side: not expected[side].generations(["Hi"], max_new_tokens=TOKENS)[0].stopped for side in expected}
+    assert any(cut.values())  # a random model rarely ends within the limit: what makes this test mean something
+    for side, column in (("base", chat.base), ("finetuned", chat.finetuned)):
+        assert (f"… (cut at {TOKENS} tokens)" in column.transcript.value) == cut[side]
+        assert "cut at" not in column.history[-1]["content"]  # the conversation goes on with the answer itself
+
+
 def test_controls_set_the_length_and_clear_forgets_both_conversations(lora_checkpoint, expected):
     chat = ChatWidget(lora_checkpoint)
     chat.max_new_tokens.value = 3

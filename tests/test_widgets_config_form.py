@@ -16,6 +16,13 @@ from ftkit.runstore import RunStore
 from ftkit.tasks import get_task
 
 
+@pytest.fixture
+def train_file(tmp_path) -> str:
+    path = tmp_path / "train.txt"
+    path.write_text("EU B-ORG\n")
+    return str(path)
+
+
 def choose(form: ConfigForm, **values: str) -> None:
     for key, value in values.items():
         form.fields[key.replace("__", ".")].value = value
@@ -40,11 +47,11 @@ def test_lora_fields_are_visible_only_for_lora():
     assert form._rows["adapter.alpha"].layout.display == "none"
 
 
-def test_a_bad_value_is_flagged_at_its_field_as_you_type():
-    form = ConfigForm({"data": {"train": "/data/train.txt"}})
+def test_a_bad_value_is_flagged_at_its_field_as_you_type(train_file):
+    form = ConfigForm({"data": {"train": train_file}})
     form.fields["training.learning_rate"].value = "2"
     error = form.field_errors["training.learning_rate"]
-    assert error.layout.display is None and "between 0 and 1" in error.value
+    assert error.layout.display is None and "learning rate must be between 0 and 1" in error.value  # named by its label
     assert form.launch_button.disabled
     form.fields["training.learning_rate"].value = "5e-5"
     assert error.layout.display == "none" and not form.launch_button.disabled
@@ -96,11 +103,11 @@ def test_form_starts_from_a_given_config():
     assert form.config.adapter.r == 4
 
 
-def test_launch_starts_the_run_the_form_describes(runs_dir, monkeypatch):
+def test_launch_starts_the_run_the_form_describes(runs_dir, monkeypatch, train_file):
     started = []
     monkeypatch.setattr(ftkit.runs, "start", lambda config: started.append(config) or "a run handle")
     form = ConfigForm()
-    choose(form, data__train="/data/train.txt", training__epochs="1")
+    choose(form, data__train=train_file, training__epochs="1")
     launched = []
     form.on_launch(launched.append)
     form.launch_button.click()
@@ -111,9 +118,12 @@ def test_launch_starts_the_run_the_form_describes(runs_dir, monkeypatch):
 def test_without_training_data_the_form_is_not_ready_and_launch_creates_no_run(runs_dir):
     form = ConfigForm()
     error = form.field_errors["data.train"]
-    assert error.layout.display is None and "data.train&#x27; is needed to train" in error.value
+    # Nothing typed yet: no red error, only what launching needs, named as the field is labelled.
+    assert error.layout.display == "none" and "#dc2626" not in form.status.value
+    assert "to launch: train data is needed to train" in form.status.value and "data.train" not in form.status.value
     assert form.launch_button.disabled and "ready" not in form.status.value
     assert form.launch() is None and form.run is None
+    assert error.layout.display is None and "train data is needed to train" in error.value  # launch pressed: said
     assert RunStore(runs_dir).list_runs()[1] == 0
     assert not runs_dir.exists() or [p for p in runs_dir.iterdir() if p.is_dir()] == []
     form.fields["data.train"].value = "reviews"  # a file, a hub id or a notebook variable: any name will do here

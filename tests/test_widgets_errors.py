@@ -39,30 +39,43 @@ def shown_sentences(browser):
     return [e["id"] for e in browser.matching[:browser.shown]]
 
 
-def test_the_browser_lists_every_sentence_worst_first_with_gold_and_predicted_entities_highlighted(ner_run):
+def test_the_browser_opens_on_the_sentences_with_errors_worst_first_and_counts_them_as_the_panel_does(ner_run):
     browser = ErrorBrowser.for_run(ner_run)
-    assert shown_sentences(browser) == [1, 2, 0, 3]
+    assert shown_sentences(browser) == [1, 2]  # sentence 0 is all correct, sentence 3 has no entity
     html = browser.examples.value
-    assert html.count('class="ftkit-entity"') == 6 + 6  # every gold and predicted entity, as in the data preview
+    assert html.count('class="ftkit-entity"') == (3 + 2) + (1 + 2)  # every gold and predicted entity, as in the data preview
     assert "&lt;EU&gt;" in html and "<EU>" not in html
     assert "wrong type: “Anna” PER → “Anna” LOC" in html
-    assert "showing 4 of 4 sentences" in browser.count.value
+    assert browser.count.value == "showing 2 of 2 sentences with errors"
+
+
+def test_every_sentence_is_one_choice_away(ner_run):
+    browser = ErrorBrowser.for_run(ner_run)
+    browser.kind.value = "all"
+    assert shown_sentences(browser) == [1, 2, 0, 3]
+    assert browser.count.value == "showing 4 of 4 sentences"
 
 
 def test_the_kind_filter_keeps_the_sentences_with_a_decision_of_that_kind(ner_run):
     browser = ErrorBrowser.for_run(ner_run)
-    assert list(browser.kind.options) == ["all", "correct", "missed", "spurious", "wrong_boundary", "wrong_type"]
+    assert list(browser.kind.options) == [("every error", "errors"), ("all sentences", "all"), ("correct", "correct"),
+                                          ("missed", "missed"), ("spurious", "spurious"),
+                                          ("wrong boundary", "wrong_boundary"), ("wrong type", "wrong_type")]
     browser.kind.value = "spurious"
     assert shown_sentences(browser) == [2]
+    assert browser.count.value == "showing 1 of 2 sentences with errors"  # as the panel counts: of all with errors
     assert "Mary" not in browser.examples.value and "said" in browser.examples.value
     browser.kind.value = "correct"
     assert shown_sentences(browser) == [1, 0]
+    assert browser.count.value == "showing 2 of 4 sentences"
 
 
 def test_kind_and_type_filters_must_hold_for_the_same_decision(ner_run):
     browser = ErrorBrowser.for_run(ner_run)
     assert list(browser.type.options) == ["all", "LOC", "MISC", "ORG", "PER"]
     browser.type.value = "LOC"
+    assert shown_sentences(browser) == [1]  # errors only: sentence 0's New York is correct
+    browser.kind.value = "all"
     assert shown_sentences(browser) == [1, 0]
     browser.kind.value = "missed"
     assert shown_sentences(browser) == [1]
@@ -73,6 +86,7 @@ def test_kind_and_type_filters_must_hold_for_the_same_decision(ner_run):
 
 def test_show_more_pages_through_the_matching_examples(ner_run):
     browser = ErrorBrowser.for_run(ner_run, page_size=3)
+    browser.kind.value = "all"
     assert shown_sentences(browser) == [1, 2, 0] and browser.more.layout.display is None
     browser.more.click()
     assert shown_sentences(browser) == [1, 2, 0, 3] and browser.more.layout.display == "none"
@@ -99,7 +113,7 @@ def test_classification_mistakes_are_found_under_their_gold_and_their_predicted_
     assert "awful &lt;b&gt;" in browser.examples.value and "0.800" in browser.examples.value
     browser.type.value = "neg"
     assert shown_sentences(browser) == [2, 1]
-    assert list(browser.kind.options) == ["all", "mistake"]
+    assert [kind for _, kind in browser.kind.options] == ["errors", "all", "mistake"]
 
 
 def test_sft_filters_by_match_and_hides_the_type_filter(runs_dir):

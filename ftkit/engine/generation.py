@@ -53,6 +53,21 @@ class Generation:
     stopped: bool  # True: ended with an end-of-turn/eos token; False: cut at max_new_tokens
 
 
+class AnswerStream:
+    """One answer's text pieces while it is generated (iterate it). Once every piece is read, ``generation``
+    is the whole `Generation`, whose ``stopped`` says why it ended: False when max_new_tokens cut it."""
+
+    def __init__(self, pieces: Iterator[str]):
+        self._pieces = pieces
+        self.generation: Generation | None = None
+
+    def __iter__(self) -> "AnswerStream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+
 class Generator:
     """A causal LM with its tokenizer and chat template, ready to answer prompts.
 
@@ -89,31 +104,37 @@ class Generator:
         return self.generations([prompt_or_messages], max_new_tokens, temperature, top_p)[0].text
 
     def stream(self, prompt_or_messages: "Prompt", max_new_tokens: int = 64, temperature: float = 0.0,
-               top_p: float = 1.0) -> Iterator[str]:
-        """The answer as text pieces while it is generated; the pieces join to what `generate` returns.
+               top_p: float = 1.0) -> AnswerStream:
+        """The answer as text pieces while it is generated; the pieces join to what `generate` returns,
+        and the stream's ``generation`` then says whether the answer ended or was cut at max_new_tokens.
 
         ``generate`` runs in a background thread; an error there is raised here, after the pieces
         already produced. Stop iterating early and the thread still finishes its answer.
         """
-        input_ids, attention_mask = self._left_padded([self.prompt_ids(prompt_or_messages)])
-        streamer = _WholeCharacterStreamer(self.tokenizer, skip_prompt=True, **_DECODE)
-        failure: list[BaseException] = []
+        def pieces() -> Iterator[str]:
+            input_ids, attention_mask = self._left_padded([self.prompt_ids(prompt_or_messages)])
+            streamer = _WholeCharacterStreamer(self.tokenizer, skip_prompt=True, **_DECODE)
+            failure: list[BaseException] = []
 
-        def produce() -> None:
-            try:
-                self._generate_ids(input_ids, attention_mask, max_new_tokens, temperature, top_p, streamer)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, who raises it
-                failure.append(exc)
-                streamer.end()
+            def produce() -> None:
+                try:
+                    output = self._generate_ids(input_ids, attention_mask, max_new_tokens, temperature, top_p, streamer)
+                    answer.generation = self._finished(output[0, input_ids.shape[1]:].tolist())
+                except BaseException as exc:  # noqa: BLE001 - handed to the consumer, who raises it
+                    failure.append(exc)
+                    streamer.end()
 
-        thread = threading.Thread(target=produce, name="ftkit-generate", daemon=True)
-        thread.start()
-        for piece in streamer:
-            if piece:
-                yield piece
-        thread.join()
-        if failure:
-            raise failure[0]
+            thread = threading.Thread(target=produce, name="ftkit-generate", daemon=True)
+            thread.start()
+            for piece in streamer:
+                if piece:
+                    yield piece
+            thread.join()
+            if failure:
+                raise failure[0]
+
+        answer = AnswerStream(pieces())
+        return answer
 
     def generate_batch(self, prompts: Sequence["Prompt"], max_new_tokens: int = 64, temperature: float = 0.0,
                        top_p: float = 1.0, batch_size: int = 8) -> list[str]:
@@ -471,4 +492,4 @@ def _WholeCharacterStreamer(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - b
 
 _STREAMER_CLASS: type | None = None
 
-__all__ = ["Generation", "Generator", "as_messages", "is_causal_lm_folder", "load_causal_lm"]
+__all__ = ["AnswerStream", "Generation", "Generator", "as_messages", "is_causal_lm_folder", "load_causal_lm"]

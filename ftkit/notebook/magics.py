@@ -342,8 +342,9 @@ class FtkitMagics(Magics):
         return prediction
 
     def _ftkit_chat(self, args: argparse.Namespace) -> str:
-        """The answer of the run's best checkpoint, streamed into this cell's output as it is generated."""
-        from ..rendering import escape
+        """The answer of the run's best checkpoint, streamed into this cell's output as it is generated (marked
+        when the token limit cut it)."""
+        from ..rendering import cut_mark, escape
 
         if len(args.target) < 2:
             raise UsageError('%ftkit chat: give a run and a message, e.g. %ftkit chat RUN "Is this review positive?"')
@@ -351,17 +352,17 @@ class FtkitMagics(Magics):
         generator = run.generator()  # loads the checkpoint with its own tokenizer and chat template
         answer = ""
 
-        def bundle(done: bool) -> dict[str, str]:
-            cursor = "" if done else "▌"
+        def bundle(end: str) -> dict[str, str]:
             page = (f"<div><div style='color:#6b7280'><b>you</b>: {escape(text)}</div>"
-                    f"<div><b>{escape(run.name)}</b>: {escape(answer)}{cursor}</div></div>")
-            return {"text/plain": f"{run.name}: {answer}", "text/html": page}
+                    f"<div><b>{escape(run.name)}</b>: {escape(answer)}{escape(end)}</div></div>")
+            return {"text/plain": f"{run.name}: {answer}{end}", "text/html": page}
 
-        handle = display(bundle(False), raw=True, display_id=True)
-        for piece in generator.stream(text, max_new_tokens=args.max_new_tokens, temperature=args.temperature):
+        handle = display(bundle("▌"), raw=True, display_id=True)
+        stream = generator.stream(text, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+        for piece in stream:
             answer += piece
-            handle.update(bundle(False), raw=True)
-        handle.update(bundle(True), raw=True)
+            handle.update(bundle("▌"), raw=True)
+        handle.update(bundle("" if stream.generation.stopped else f" {cut_mark(args.max_new_tokens)}"), raw=True)
         return answer
 
     def _ftkit_errors(self, args: argparse.Namespace) -> Any:

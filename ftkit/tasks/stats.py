@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
 from ..errors import FtkitError
+from ..rendering import clipped, shortened
 from . import DEFAULT_TASK, get_task
 from .base import DEFAULT_MAX_SEQ_LENGTH, Task
 
 _SHOWN_VIOLATIONS = 10
+_ANSWER_CHARACTERS = 60  # a free-text answer's width in the answers table (the whole answer in the tooltip)
 
 
 @dataclass
@@ -85,7 +87,7 @@ class DataStats:
 
     def _rows(self) -> tuple[list[str], list[list[str]]]:
         task = get_task(self.task)
-        labels = self._labels()
+        labels = self._labels() if task.label_column else []  # a label set's names head columns; answers do not
         extras = list(dict.fromkeys(key for split in self.splits.values() for key in split.extra))
         header = ["split", task.example_noun, "words" if extras else "tokens", task.labelled_noun, *labels,
                   "length p50/p90/p99/max", "unique labels" if task.label_column else f"unique {task.label_noun}s", *extras,
@@ -99,11 +101,21 @@ class DataStats:
                          str(len(split.violations))])
         return header, rows
 
+    def _answer_rows(self) -> tuple[list[str], list[tuple[str, list[str]]]]:
+        """A task without a label set counts its answers (when they form a small set) in a table of their own:
+        a row per answer, most frequent first, a column per split. Empty for a label set (columns of `_rows`)."""
+        task = get_task(self.task)
+        if task.label_column:
+            return [], []
+        total = {label: sum(split.label_counts.get(label, 0) for split in self.splits.values()) for label in self._labels()}
+        rows = [(label, [f"{split.label_counts.get(label, 0):,}" for split in self.splits.values()])
+                for label in sorted(total, key=lambda label: -total[label])]
+        return [task.label_noun, *self.splits], rows
+
     def __str__(self) -> str:
-        header, rows = self._rows()
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-                 for row in [header, *rows]]
+        header, answers = self._answer_rows()
+        tables = [self._rows(), (header, [[shortened(answer, _ANSWER_CHARACTERS), *counts] for answer, counts in answers])]
+        lines = [line for head, rows in tables if rows for line in _aligned([head, *rows])]
         title = f"{self.task} data" + (f" (tag scheme {self.scheme.upper()})" if self.scheme else "")
         return "\n".join([title, *lines, *self._notes()])
 
@@ -113,8 +125,20 @@ class DataStats:
         body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
         notes = "".join(f"<li>{html.escape(note.strip())}</li>" for note in self._notes())
         title = html.escape(f"{self.task} data" + (f" (tag scheme {self.scheme.upper()})" if self.scheme else ""))
-        return (f'<div class="ftkit-stats"><b>{title}</b><table><thead><tr>{head}</tr></thead>'
-                f"<tbody>{body}</tbody></table>{f'<ul>{notes}</ul>' if notes else ''}</div>")
+        return (f'<div class="ftkit-stats" style="max-width:100%;overflow-x:auto"><b>{title}</b><table><thead><tr>'
+                f"{head}</tr></thead><tbody>{body}</tbody></table>{self._answers_html()}"
+                f"{f'<ul>{notes}</ul>' if notes else ''}</div>")
+
+    def _answers_html(self) -> str:
+        header, answers = self._answer_rows()
+        if not answers:
+            return ""
+        head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+        body = "".join(f'<tr><td style="text-align:left;white-space:normal;max-width:32em">'
+                       f"{clipped(answer, _ANSWER_CHARACTERS)}</td>" + "".join(f"<td>{count}</td>" for count in counts)
+                       + "</tr>" for answer, counts in answers)
+        return (f"<b>{html.escape(get_task(self.task).distribution_title)}</b>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def stats(source: Any, task: str | Task = DEFAULT_TASK, *, tokenizer: Any = None, max_length: int | None = None,
@@ -158,6 +182,13 @@ def needs_tokenizer(task: Task, tokenizer: Any) -> Any:
         raise FtkitError(f"{task.name} statistics and previews count tokens: pass tokenizer= "
                          "(ftkit.data_stats and ftkit.data_preview load that of model=)")
     return tokenizer
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """Rows of cells as text lines in columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            for row in rows]
 
 
 def _cell(value: Any) -> str:

@@ -5,7 +5,8 @@ follow-up questions see that model's earlier answers) and streams its answer tok
 from a background thread, so the kernel stays free, e.g. to keep training in the background.
 Models load lazily, on the first Send and in those threads ("loading…" shows meanwhile); a run's
 checkpoint is looked up again on every Send, so a newer best checkpoint is picked up as training
-goes on. Errors show inline in their column as one line, never as a traceback.
+goes on. Errors show inline in their column as one line, never as a traceback. An answer that
+reached the token limit before its end is marked "… (cut at N tokens)".
 
 Widget values are set from the answering threads: ipywidgets sends each change as a comm
 message, which ipykernel's IOPub channel accepts from any thread. Each column's widgets are
@@ -25,13 +26,14 @@ from typing import Any, Callable
 import ipywidgets as widgets
 
 from ...errors import FtkitError
-from ...rendering import escape
+from ...rendering import cut_mark, escape
 
 ModelSource = Any  # a folder, a hub id, "default-causal", a Run, or a loaded ftkit.engine.generation.Generator
 _BUBBLE = "margin:4px 0;padding:4px 8px;border-radius:6px;white-space:pre-wrap;font-size:13px"
 _USER_STYLE = f"{_BUBBLE};background:var(--jp-layout-color2,#f3f4f6)"
 _ANSWER_STYLE = f"{_BUBBLE};background:var(--jp-layout-color1,#fff);border:1px solid #e5e7eb"
 _ERROR_STYLE = "color:#b91c1c;font-size:12px;white-space:pre-wrap"
+_CUT_STYLE = "color:#6b7280;font-style:italic"
 _STREAM_UPDATE_SECONDS = 0.05  # at most ~20 comm messages a second per column while streaming
 
 
@@ -65,7 +67,8 @@ class ChatColumn(widgets.VBox):
             generator = self._ensure_loaded()
             self._set_status("answering…")
             last_update = 0.0
-            for piece in generator.stream(list(self.history), max_new_tokens=max_new_tokens, temperature=temperature):
+            stream = generator.stream(list(self.history), max_new_tokens=max_new_tokens, temperature=temperature)
+            for piece in stream:
                 with self._lock:
                     self.streamed_text += piece
                     now = time.monotonic()
@@ -74,7 +77,8 @@ class ChatColumn(widgets.VBox):
                         last_update = now
             with self._lock:
                 self.history.append({"role": "assistant", "content": self.streamed_text})
-                self.transcript.value += _turn_html(question, self.streamed_text)
+                cut_at = None if stream.generation.stopped else max_new_tokens
+                self.transcript.value += _turn_html(question, self.streamed_text, cut_at=cut_at)
                 self.answer.value = ""
                 self._set_status("")
         except Exception as exc:  # noqa: BLE001 - shown inline; a traceback in a widget helps no one
@@ -234,10 +238,11 @@ def _describe(source: ModelSource) -> str:
     return type(source).__name__
 
 
-def _turn_html(question: str, answer: str, streaming: bool = False) -> str:
-    cursor = "▍" if streaming else ""
+def _turn_html(question: str, answer: str, streaming: bool = False, cut_at: int | None = None) -> str:
+    """A question and its answer; ``cut_at``: the token limit that cut the answer short."""
+    end = "▍" if streaming else f"<span style='{_CUT_STYLE}'>{escape(cut_mark(cut_at))}</span>" if cut_at else ""
     return (f"<div style='{_USER_STYLE}'>{escape(question)}</div>"
-            f"<div style='{_ANSWER_STYLE}'>{escape(answer)}{cursor}</div>")
+            f"<div style='{_ANSWER_STYLE}'>{escape(answer)}{end}</div>")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -4,7 +4,10 @@ Controls, labels and tooltips come from `ftkit.config.schema_fields()` metadata,
 read the way a YAML file or a ``%finetune`` flag would be read (`ftkit.config.parse_value`), so
 the Config the form launches is the one the YAML or magic path builds for the same choices.
 A field left at its default follows the task: choosing another task shows that task's defaults
-(its adapter, say), and only the fields that differ from the chosen task's defaults are "changes".
+(its adapter, say), and only the fields that differ from the chosen task's defaults are "changes";
+fields the chosen task does not use are hidden. Problems show at their field, named by its label,
+once the user has typed there or pressed Launch; data files and model folders must exist
+(`ftkit.config.missing_paths`, the check `ftkit.runs.start` makes too).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 import ipywidgets as widgets
 
-from ...config import Config, check_trainable, load_config, parse_value, schema_fields
+from ...config import BUILTIN_MODELS, Config, check_trainable, load_config, missing_paths, parse_value, schema_fields
 from ...rendering import escape
 from ...errors import ConfigError
 from ...tasks import TASK_NAMES, get_task
@@ -32,7 +35,13 @@ LORA_FIELDS = ("adapter.r", "adapter.alpha", "adapter.dropout", "adapter.target_
 LABELS = {"data.train": "train data", "data.validation": "validation data", "data.test": "test data",
           "adapter.kind": "adapter", "adapter.r": "LoRA rank (r)", "adapter.alpha": "LoRA alpha",
           "adapter.dropout": "LoRA dropout", "adapter.target_modules": "LoRA target modules"}
+# What an empty choice means, in words: a dropdown never offers a blank or a bare "(guess)".
+AUTO_CHOICES = {"data.format": "auto (from the file name)", "adapter.kind": "auto (the task's default)",
+                "training.train_on": "auto (from the data's layout)"}
+LABEL_SET_FIELDS = ("data.labels",)  # shown for tasks with a label set (`Task.label_column`)
 _QUOTED_KEY = re.compile(r"'([a-z_]+(?:\.[a-z_]+)?)'")
+_EMPTY_MEANS = re.compile(r"\(default: ([^)]*)\)|[Ww]hen empty, ([^;.]*)")  # what a field's help says empty means
+_NOTE_STYLE = "color:#6b7280;font-size:12px"
 
 
 class ConfigForm(widgets.VBox):
@@ -45,6 +54,7 @@ class ConfigForm(widgets.VBox):
         # Fields the user set (typed, or named in a given mapping): a task switch leaves them as they are.
         self._touched = set(_flatten(config)) if isinstance(config, Mapping) else set()
         self._following_task = False
+        self._launch_tried = False
         self.fields: dict[str, widgets.ValueWidget] = {}
         self.field_errors: dict[str, widgets.HTML] = {}
         self._rows: dict[str, widgets.Box] = {}
@@ -53,6 +63,8 @@ class ConfigForm(widgets.VBox):
             self.field_errors[key] = widgets.HTML(layout=widgets.Layout(display="none", margin="0 0 0 190px"))
             self._rows[key] = widgets.VBox([self.fields[key], self.field_errors[key]])
             self.fields[key].observe(functools.partial(self._edited, key), names="value")
+        self.model_note = widgets.HTML(layout=widgets.Layout(margin="0 0 0 190px"))  # what a built-in model is
+        self._rows["model"].children = (self.fields["model"], self.model_note, self.field_errors["model"])
         self.run: Any = None
         self._launch_callbacks: list[Callable[[Any], None]] = []
 
@@ -153,35 +165,61 @@ class ConfigForm(widgets.VBox):
             self._following_task = False
 
     def _changed(self) -> None:
-        task, adapter = self.fields["task"].value, self.fields["adapter.kind"].value
+        task, adapter = get_task(self.fields["task"].value), self.fields["adapter.kind"].value
         for key in LORA_FIELDS:
-            self._rows[key].layout.display = None if adapter == "lora" else "none"
-        # Data options that mean something only for some tasks (each task declares its own) show for those.
-        shown = set(get_task(task).form_fields)
+            self._show_row(key, adapter == "lora")
+        # Options that mean something only for some tasks (each task declares its own) show for those.
+        shown = set(task.form_fields)
         for key in {key for name in TASK_NAMES for key in get_task(name).form_fields}:
-            self._rows[key].layout.display = None if key in shown else "none"
+            self._show_row(key, key in shown)
+        for key in LABEL_SET_FIELDS:
+            self._show_row(key, task.label_column is not None)
+        self.fields["training.learning_rate"].placeholder = f"default: {_default_learning_rate(task.name, adapter)}"
+        self.model_note.value = _model_note(self.fields["model"].value.strip(), task.default_model)
         self.validate()
 
+    def _show_row(self, key: str, shown: bool) -> None:
+        self._rows[key].layout.display = None if shown else "none"
+
     def validate(self) -> str | None:
-        """Show the first problem next to its field; None when the config is valid."""
+        """The first problem (None when the config is valid and its paths exist). Each shows next to its field,
+        in the words of the field's label, once the user has typed there or pressed Launch; before that the
+        status line says, in grey, what launching still needs."""
         for box in self.field_errors.values():
             box.layout.display = "none"
+        config, problems = self._problems()
+        if config is not None and not problems:
+            self.status.value = f'<span style="color:#16a34a">ready: {escape(config.run_name)}</span>'
+            self.launch_button.disabled = False
+            return None
+        said = {key: message for key, message in problems.items()
+                if key is None or key in self._touched or self._launch_tried}
+        for key, message in said.items():
+            if key is not None:
+                box = self.field_errors[key]
+                box.value = f'<span style="color:#dc2626;font-size:12px">{escape(self._worded(message))}</span>'
+                box.layout.display = None
+        if said:
+            self.status.value = f'<span style="color:#dc2626">{escape(self._worded(next(iter(said.values()))))}</span>'
+        else:
+            needed = self._worded(next(iter(problems.values())))
+            self.status.value = f'<span style="{_NOTE_STYLE}">to launch: {escape(needed)}</span>'
+        self.launch_button.disabled = True
+        return next(iter(problems.values()))
+
+    def _problems(self) -> tuple[Config | None, dict[str | None, str]]:
+        """The config (None while it is invalid) and its problems: the field each names (None: no field) -> message."""
         try:
             config = self.config
             check_trainable(config)  # valid without training data, but a run would fail at once
         except ConfigError as exc:
-            message = str(exc)
-            match = _QUOTED_KEY.search(message)
-            if match and match.group(1) in self.field_errors:
-                box = self.field_errors[match.group(1)]
-                box.value = f'<span style="color:#dc2626;font-size:12px">{escape(message)}</span>'
-                box.layout.display = None
-            self.status.value = f'<span style="color:#dc2626">{escape(message)}</span>'
-            self.launch_button.disabled = True
-            return message
-        self.status.value = f'<span style="color:#16a34a">ready: {escape(config.run_name)}</span>'
-        self.launch_button.disabled = False
-        return None
+            match = _QUOTED_KEY.search(str(exc))
+            return None, {match.group(1) if match and match.group(1) in self.fields else None: str(exc)}
+        return config, missing_paths(config)
+
+    def _worded(self, message: str) -> str:
+        """A config message with the fields it quotes by key (``'data.train'``) named by their labels."""
+        return _QUOTED_KEY.sub(lambda m: _label(m.group(1)) if m.group(1) in self.fields else m.group(0), message)
 
     # ----- actions ----------------------------------------------------------------------------------
     def on_launch(self, callback: Callable[[Any], None]) -> None:
@@ -195,6 +233,7 @@ class ConfigForm(widgets.VBox):
         from ... import runs
         from ..namespace import with_namespace_data
 
+        self._launch_tried = True  # from now on every problem shows at its field
         if self.validate() is not None:
             return None
         self.run = runs.start(with_namespace_data(self.config))
@@ -217,6 +256,18 @@ def _task_defaults(task: str) -> dict[str, Any]:
     return _flatten(Config(task=task).to_dict())
 
 
+@functools.cache
+def _default_learning_rate(task: str, adapter: str | None) -> float:
+    """The learning rate a run of ``task`` with ``adapter`` trains at when the field is left empty (the schema's)."""
+    return Config.from_dict({"task": task, "adapter": {"kind": adapter}}).learning_rate
+
+
+def _model_note(model: str, task_default: str) -> str:
+    """What a built-in model name stands for ("default — MiniLM-L6 (encoder)"); nothing for a folder or hub id."""
+    meant = BUILTIN_MODELS.get(task_default if model == "default" else model)
+    return f'<span style="{_NOTE_STYLE}">{escape(model)} — {escape(meant)}</span>' if meant else ""
+
+
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
@@ -235,18 +286,26 @@ def _kinds(hint: Any) -> list[Any]:
 
 def _control(key: str, hint: Any, field: Any, value: Any) -> widgets.ValueWidget:
     """The control for one field: a dropdown for choices, a checkbox for flags, else a text box."""
-    label = LABELS.get(key) or key.rsplit(".", 1)[-1].replace("_", " ")
-    common = {"description": label, "tooltip": field.metadata.get("help", ""),
+    common = {"description": _label(key), "tooltip": field.metadata.get("help", ""),
               "style": {"description_width": "180px"}, "layout": widgets.Layout(width="520px")}
     choices = field.metadata.get("choices")
     optional = type(None) in typing.get_args(hint)
     if choices:
-        options = [("(guess)", None)] + [(c, c) for c in choices] if optional else list(choices)
+        options = [(AUTO_CHOICES.get(key, "auto"), None)] + [(c, c) for c in choices] if optional else list(choices)
         return widgets.Dropdown(options=options, value=value, **common)
     if _kinds(hint) == [bool]:
         return widgets.Checkbox(value=bool(value), indent=True, **common)
-    placeholder = "(default)" if optional else ""
+    if key == "model":  # the built-in names listed, any folder or hub id typed
+        return widgets.Combobox(value=_text(value), options=list(BUILTIN_MODELS), ensure_option=False,
+                                continuous_update=True, **common)
+    said = _EMPTY_MEANS.search(common["tooltip"])
+    placeholder = f"default: {said.group(1) or said.group(2)}" if said else "optional" if optional else ""
     return widgets.Text(value=_text(value), placeholder=placeholder, continuous_update=True, **common)
+
+
+def _label(key: str) -> str:
+    """A field's label, as the form shows it and names it in messages."""
+    return LABELS.get(key) or key.rsplit(".", 1)[-1].replace("_", " ")
 
 
 def _show(control: widgets.ValueWidget, value: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import ipywidgets as widgets
 
 from ...tasks import DEFAULT_TASK, TASK_NAMES, get_task
-from ...rendering import escape, format_number
+from ...rendering import clipped, escape, format_number
 from ...errors import DataError, FtkitError
 
 _BAR_COLOUR = "#60a5fa"
@@ -96,7 +96,8 @@ class DataPicker(widgets.VBox):
 
 
 def label_distribution_html(stats: dict[str, Any], task: str) -> str:
-    """Horizontal bars of label counts (entities per type for NER) in the first split, titled in the task's words."""
+    """Horizontal bars of label counts (entities per type for NER) in the first split, titled in the task's words;
+    a long label (an sft answer) is cut, whole in its tooltip."""
     splits = stats.get("splits") or {}
     if not splits:
         return ""
@@ -107,7 +108,7 @@ def label_distribution_html(stats: dict[str, Any], task: str) -> str:
     largest = max(counts.values()) or 1
     total = sum(counts.values())
     rows = "".join(
-        f'<tr><td style="padding-right:8px">{escape(label)}</td>'
+        f'<tr><td style="padding-right:8px">{clipped(label)}</td>'
         f'<td><div style="background:{_BAR_COLOUR};height:12px;width:{240 * count / largest:.0f}px"></div></td>'
         f'<td style="padding-left:8px;font-size:12px">{count:,} ({format_number(100 * count / total, 1)}%)</td></tr>'
         for label, count in sorted(counts.items(), key=lambda item: -item[1])
