@@ -482,3 +482,17 @@ def test_a_run_ranked_by_its_loss_draws_no_second_validation_loss_on_a_zero_to_o
     monitor = RunMonitor(run, follow=False)
     assert "metric" not in monitor.figure.extra_y_ranges
     assert legend_labels(monitor.figure) == ["train loss", "validation loss"]
+
+
+def test_an_answer_cut_at_the_token_limit_says_so_in_the_monitor_and_the_errors_view():
+    from ftkit.notebook.widgets.answers import answers_html
+    from ftkit.tasks import get_task
+
+    answers = [{"prompt": "Name a colour", "reference": "red", "generation": "red", "match": True, "stopped": True},
+               {"prompt": "Count to 100", "reference": "1 2 3", "generation": "1 2 3 4 5 6", "match": False,
+                "stopped": False}]
+    shown = answers_html({"step": 10, "metrics": {}, "answers": answers})
+    assert shown.count("cut at the token limit") == 1 and "✗ cut at the token limit" in shown
+    task = get_task("sft")
+    assert "cut at the token limit" in task.error_example_html(answers[1], [])
+    assert "cut at the token limit" not in task.error_example_html(answers[0], [])

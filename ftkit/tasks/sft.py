@@ -309,7 +309,7 @@ class SftTask(Task):
         return (f'<div class="ftkit-error-example"><div style="color:#6b7280;white-space:pre-wrap">'
                 f'<b>prompt</b>: {html.escape(example["prompt"])}</div>'
                 f'<div><b>reference</b>: {html.escape(example["reference"])}</div>'
-                f'<div><b>generation</b> ({verdict}): {html.escape(example["generation"])}</div></div>')
+                f'<div><b>generation</b> ({verdict}): {html.escape(example["generation"])}{_cut_mark(example)}</div></div>')
 
     def load_snippet(self, path: str, adapter_only: bool) -> str:
         """A chat turn through the checkpoint's own chat template: ftkit's Generator for LoRA adapter
@@ -321,6 +321,11 @@ class SftTask(Task):
         return ("from transformers import pipeline\n"
                 f"chat = pipeline('text-generation', model={path!r})\n"
                 f"print(chat([{{'role': 'user', 'content': {self.example_input!r}}}], max_new_tokens=64))")
+
+
+def _cut_mark(answer: Mapping[str, Any]) -> str:
+    """After an answer that max_new_tokens cut (``stopped`` False; older predictions do not say): a mark."""
+    return ' <span style="color:#b45309">… (cut at the token limit)</span>' if answer.get("stopped") is False else ""
 
 
 class _SftEncoder:

@@ -22,7 +22,8 @@ def answers_html(evaluation: Mapping[str, Any] | None) -> str:
     seconds, samples = (_number(evaluation["metrics"].get(name)) for name in ("generation_seconds", "samples"))
     cost = f"answers generated for {samples:.0f} {SELECTION_SPLIT} examples in {seconds:.1f} s per evaluation"
     rows = [[_text_cell(answer.get(key), width) for key, width in ANSWER_COLUMNS.items()]
-            + ["✓" if answer.get("match") else "✗"] for answer in evaluation["answers"]]
+            + [("✓" if answer.get("match") else "✗") + (" cut at the token limit" if answer.get("stopped") is False else "")]
+            for answer in evaluation["answers"]]
     return (f'<div class="ftkit-answers" style="max-width:100%;overflow-x:auto;margin-top:6px;font-size:12px">'
             f'<div style="font-weight:600">{SELECTION_SPLIT} answers at step {escape(evaluation.get("step"))}</div>'
             f'<div style="color:#6b7280">{"" if math.isnan(seconds + samples) else cost}</div>'
