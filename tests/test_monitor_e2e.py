@@ -6,6 +6,7 @@ measured: what the curves hold, where the legends stand, what fits, what a finis
 from __future__ import annotations
 
 import os
+import time
 
 import nbformat
 import pytest
@@ -23,10 +24,11 @@ ENTITY_TYPES = ["PERSON", "LOCATION", "ORGANIZATION", "MISCELLANEOUS", "DATE", "
 
 # The monitor's Bokeh root (found by the element it renders into), its figures and the curves they draw.
 PLOTS_OF = """monitor => {
-  const root = Object.values(window.Bokeh.index).find(view => monitor.contains(view.el));
+  const root = window.Bokeh.index.roots.find(view => monitor.contains(view.el));
   if (!root) return null;
   const figures = root.child_views.map(view => ({
     name: view.model.name,
+    x_end: view.model.x_range.end,
     frame: (({x0, y0, x1, y1}) => ({x0, y0, x1, y1}))(view.frame.bbox),
     legends: [...view.renderer_views.values()].filter(r => r.model.type === "Legend")
       .map(r => (({x0, y0, x1, y1}) => ({x0, y0, x1, y1}))(r.bbox)),
@@ -37,7 +39,13 @@ PLOTS_OF = """monitor => {
     const steps = column("step"), values = column("value");
     return steps.map((step, i) => [step, values[i]]);
   };
-  return {figures, loss: curve("loss"), learning_rate: curve("learning_rate"), grad_norm: curve("grad_norm")};
+  const evaluated = (() => {
+    const source = root.model.document.all_models ? [...root.model.document.all_models] : [];
+    const data = source.find(model => model.data && (model.data instanceof Map ? model.data.has("eval_loss")
+                                                                                : "eval_loss" in model.data))?.data;
+    return data ? [...(data instanceof Map ? data.get("step") : data.step)] : [];
+  })();
+  return {figures, evaluated, loss: curve("loss"), learning_rate: curve("learning_rate"), grad_norm: curve("grad_norm")};
 }"""
 FITS = "el => el.scrollWidth <= el.clientWidth + 1"
 
@@ -131,7 +139,7 @@ def test_the_monitor_draws_what_was_logged_and_fits_the_output(notebook):
 
         # a run that has just started: a line saying why there are no curves, not a large empty plot
         note = started.locator(".ftkit-plot-note")
-        assert "No curves yet: the run is loading model default" in note.inner_text()
+        assert "No curves yet (loading model default)" in note.inner_text()
         assert started.locator(".bk-Figure:visible").count() == 0
         stop = started.locator("button.jupyter-button", has_text="Stop")
         assert stop.is_visible() and stop.evaluate(FITS)
@@ -147,6 +155,30 @@ def test_the_monitor_draws_what_was_logged_and_fits_the_output(notebook):
         assert plots["loss"] == [[10, 2.5]]
         assert all(figure["frame"]["x1"] - figure["frame"]["x0"] > 200 for figure in plots["figures"]), plots
         assert note.inner_text() == ""
+
+        # points logged while the page shows the run, here twice (the output shown again, as `%finetune`'s refresh
+        # does), arrive once each in each view, and the axis reaches the last one
+        page.keyboard.press("Escape")
+        page.keyboard.press("b")  # a cell below that shows the same monitor again
+        page.keyboard.press("Enter")
+        page.keyboard.type("display(started)")
+        page.keyboard.press("Shift+Enter")
+        page.wait_for_function("() => document.querySelectorAll('.ftkit-monitor').length === 3", timeout=15_000)
+        for step in range(11, 17):
+            write_training(store, started_id, logged=[(step, 2.5 - step / 20, 5e-5, 9.0)])
+            if step % 3 == 0:
+                store.append_event(started_id, {"type": "eval", "split": "validation", "step": step,
+                                                "best_metric_name": "f1", "metrics": {"loss": 2.0, "f1": step / 30}})
+            time.sleep(0.15)  # the monitor polls every 0.2 s: some points come one by one, some together
+        page.wait_for_function(
+            f"() => ({PLOTS_OF})(document.querySelectorAll('.ftkit-monitor')[1])?.loss.length >= 7", timeout=5_000)
+        time.sleep(1)  # whatever else the kernel would send
+        for view in (started.first, started.nth(1)):
+            plots = view.evaluate(PLOTS_OF)
+            assert [step for step, _ in plots["loss"]] == list(range(10, 17))
+            assert plots["evaluated"] == [12, 15]
+            assert all(figure["x_end"] >= 16 for figure in plots["figures"]), plots["figures"]
+        started = started.first
 
         # a trainer's own values (TRL's rewards/*) bring a figure of their group, live, with its legend whole
         store.append_event(started_id, {"type": "eval", "split": "validation", "step": 10, "best_metric_name": "f1",
@@ -167,6 +199,6 @@ def test_the_monitor_draws_what_was_logged_and_fits_the_output(notebook):
         store.request_stop(started_id)
         started.locator("button.jupyter-button", has_text="Stopping…").wait_for(timeout=5_000)
         store.set_status(started_id, "stopped")
-        started.locator(".ftkit-outcome", has_text="stopped: 10/30 steps").wait_for(timeout=5_000)
+        started.locator(".ftkit-outcome", has_text="stopped: 16/30 steps").wait_for(timeout=5_000)
         assert started.locator("button.jupyter-button:visible").count() == 0
         page.screenshot(path=str(OUTPUT_DIR / "ftkit-monitor-after-stop.png"), full_page=True)

@@ -128,7 +128,7 @@ def test_an_empty_plot_gives_way_to_a_line_saying_why(store, run):
     store.append_event(run.id, {"type": "phase", "phase": "loading model", "detail": "default"})
     monitor = RunMonitor(run, follow=False)
     assert monitor.plot.layout.display == "none"
-    assert "No curves yet: the run is loading model default; the first training loss is logged at step 10" \
+    assert "No curves yet (loading model default); the first training loss is logged at step 10" \
         in monitor.plot_note.value  # Config's logging_steps
     progress(store, run, 3, loss=None)
     monitor.poll()
@@ -146,7 +146,9 @@ def test_a_run_that_failed_before_logging_says_so_in_place_of_the_plot(store, ru
     assert "No curves: the run failed before it logged a training loss (logged every 10 steps)." in monitor.plot_note.value
 
 
-def test_monitor_streams_only_the_new_points(store, run):
+def test_the_monitor_sends_each_changed_curve_whole_once_per_poll(store, run):
+    """Whole columns, not streamed increments: a view that hears a message twice (a plot shown twice
+    on the page) still draws each point once."""
     train(store, run, logged=LOGGED[:1])
     monitor = RunMonitor(run, follow=False)
     changes = []
@@ -154,11 +156,10 @@ def test_monitor_streams_only_the_new_points(store, run):
     train(store, run, logged=LOGGED[1:3])
     monitor.poll()
     monitor.poll()  # nothing new: nothing sent
-    assert [type(change).__name__ for change in changes] == ["ColumnsStreamedEvent"] * 3
-    streamed = {change.model.name: change.data for change in changes}
-    assert streamed["ftkit-loss"] == {"step": [10, 15], "value": [1.02, 0.87]}
-    assert streamed["ftkit-learning_rate"] == {"step": [10, 15], "value": [4.2e-5, 3.3e-5]}
-    assert streamed["ftkit-grad_norm"] == {"step": [10, 15], "value": [3.3, 2.9]}
+    assert [type(change).__name__ for change in changes] == ["ColumnDataChangedEvent"] * 3
+    assert {change.model.name for change in changes} == {"ftkit-loss", "ftkit-learning_rate", "ftkit-grad_norm"}
+    assert monitor.curve_sources["loss"].data == {"step": [5, 10, 15], "value": [1.31, 1.02, 0.87]}
+    assert monitor.curve_sources["grad_norm"].data == {"step": [5, 10, 15], "value": [4.2, 3.3, 2.9]}
 
 
 def test_a_resumed_attempt_redraws_the_curves_from_its_checkpoints_step_on(store, run):
@@ -213,7 +214,20 @@ def test_a_finished_run_shows_its_result_in_place_of_the_stop_button(store, run,
     assert monitor.outcome.layout.display is None
     text = monitor.outcome.value
     assert f"{status}: 30/30 steps in " in text
-    assert "final train loss 0.4435 · best validation_f1 0.6100 · checkpoint at step 30" in text
+    assert "final train loss 0.4435 · best validation_f1 0.6100 · best and last checkpoint at step 30" in text
+
+
+def test_the_monitor_says_which_checkpoint_is_the_best_and_which_the_last(store, run):
+    train(store, run)
+    for step, f1 in ((10, 0.7), (20, 0.6)):
+        evaluation(store, run, step, f1=f1)
+        store.append_event(run.id, {"type": "checkpoint", "step": step, "checkpoint": f"checkpoint-{step}",
+                                    "metrics": {"f1": f1}, "kept": [10, step]})
+    monitor = RunMonitor(run, follow=False)
+    assert "best checkpoint at step 10 · last at step 20" in monitor.progress_label.value
+    store.set_status(run.id, "completed")
+    monitor.poll()
+    assert "best checkpoint at step 10 · last at step 20" in monitor.outcome.value
 
 
 def test_a_stop_recorded_elsewhere_reaches_the_monitor_within_a_poll(store, run):
@@ -326,10 +340,10 @@ def preference_log(store: RunStore, run: Run, step: int, chosen: float, rejected
 def legend_labels(figure) -> list[str]:
     from bokeh.models import Legend
 
-    return [item.label.value for item in figure.select_one(Legend).items]
+    return [item.label.value for item in figure.select_one(Legend).items if item.visible]
 
 
-def test_a_group_of_other_curves_gets_its_figure_at_its_first_point_and_then_streams(store, run):
+def test_a_group_of_other_curves_gets_its_figure_at_its_first_point_and_then_its_points(store, run):
     train(store, run, logged=LOGGED[:1])
     monitor = RunMonitor(run, follow=False)
     assert monitor.group_figures == {} and len(monitor.plot._model.children) == 2  # loss and optimizer only
@@ -345,7 +359,7 @@ def test_a_group_of_other_curves_gets_its_figure_at_its_first_point_and_then_str
     assert curve(monitor, "rewards/margins") == [(10, 0.2)]
     # the new figure, its lines and their points cross as one patch of the plot's children
     patches = [json.loads(payload) for payload in sent if payload.startswith('{"events"')]
-    # (then the loss, learning rate and gradient norm streamed)
+    # (then the loss, learning rate and gradient norm, whole)
     assert [[event["attr"] for event in patch["events"]] for patch in patches] == [["children"], *[["data"]] * 3]
     assert '"ftkit-rewards/margins"' in json.dumps(patches[0]) and "0.2" in json.dumps(patches[0])
 
@@ -356,8 +370,8 @@ def test_a_group_of_other_curves_gets_its_figure_at_its_first_point_and_then_str
     monitor.poll()
     assert legend_labels(rewards) == ["chosen", "rejected", "margins", "accuracies", "validation accuracies"]
     assert curve(monitor, "validation_rewards/accuracies") == [(10, 0.75)]
-    streamed = {change.model.name: change.data for change in changes if type(change).__name__ == "ColumnsStreamedEvent"}
-    assert streamed["ftkit-rewards/chosen"] == {"step": [15], "value": [0.2]}  # only the new point
+    sent = {change.model.name: change.model.data for change in changes if type(change).__name__ == "ColumnDataChangedEvent"}
+    assert sent["ftkit-rewards/chosen"] == {"step": [10, 15], "value": [0.1, 0.2]}
     # the training curve and its validation curve share a colour; the validation one is dashed
     lines = {r.data_source.name: r.glyph for r in rewards.renderers if type(r.glyph).__name__ == "Line"}
     assert lines["ftkit-rewards/accuracies"].line_color == lines["ftkit-validation_rewards/accuracies"].line_color
@@ -480,8 +494,19 @@ def test_the_latest_validation_answers_show_under_the_figures_with_what_generati
 def test_a_run_ranked_by_its_loss_draws_no_second_validation_loss_on_a_zero_to_one_axis(store, runs_dir):
     run = Run(store.create_run(load_config(name="by-loss", task="sft")), store)  # sft ranks by the loss
     monitor = RunMonitor(run, follow=False)
-    assert "metric" not in monitor.figure.extra_y_ranges
-    assert legend_labels(monitor.figure) == ["train loss", "validation loss"]
+    assert not monitor.metric_axis.visible and legend_labels(monitor.figure) == ["train loss", "validation loss"]
+
+
+def test_the_metric_axis_follows_what_the_evaluations_rank_by_not_a_guess_made_before_them(store, runs_dir):
+    run = Run(store.create_run(load_config(name="guessed", task="ner")), store)  # the config says f1...
+    monitor = RunMonitor(run, follow=False)
+    assert monitor.metric_axis.visible and "validation f1" in legend_labels(monitor.figure)
+    store.append_event(run.id, {"type": "eval", "split": "validation", "step": 5, "best_metric_name": "loss",
+                                "metrics": {"loss": 1.5}})  # ...the run ranks by its loss
+    monitor.poll()
+    assert not monitor.metric_axis.visible and legend_labels(monitor.figure) == ["train loss", "validation loss"]
+    assert not any(renderer.visible for renderer in monitor.metric_item.renderers)
+    assert monitor.eval_source.data["eval_loss"] == [1.5]
 
 
 def test_an_answer_cut_at_the_token_limit_says_so_in_the_monitor_and_the_errors_view():
@@ -496,3 +521,24 @@ def test_an_answer_cut_at_the_token_limit_says_so_in_the_monitor_and_the_errors_
     task = get_task("sft")
     assert "cut at the token limit" in task.error_example_html(answers[1], [])
     assert "cut at the token limit" not in task.error_example_html(answers[0], [])
+
+
+def test_a_new_view_computes_its_own_step_range_not_the_bounds_an_earlier_view_sent_back(store, run):
+    train(store, run, logged=LOGGED[:2])
+    monitor = RunMonitor(run, follow=False)
+    monitor.figure.x_range.update(start=4.5, end=10.5)  # what the first view computed and wrote back
+    bundle = json.loads(monitor.plot.get_state("render_bundle")["render_bundle"])
+
+    def data_ranges(node):
+        if isinstance(node, dict):
+            if node.get("name") == "DataRange1d":
+                yield node.get("attributes", {})
+            for child in node.values():
+                yield from data_ranges(child)
+        elif isinstance(node, list):
+            for child in node:
+                yield from data_ranges(child)
+
+    ranges = list(data_ranges(bundle))
+    assert ranges and not any("start" in attributes or "end" in attributes for attributes in ranges)
+    monitor.close()

@@ -137,9 +137,11 @@ def eval_table_html(evaluations: list[Mapping[str, Any]]) -> str:
 
 
 def outcome_text(status: str, progress: Mapping[str, Any], duration: float | None = None,
-                 best_metric: Mapping[str, Any] | None = None, last_checkpoint: int | None = None) -> str:
+                 best_metric: Mapping[str, Any] | None = None, last_checkpoint: int | None = None,
+                 best_checkpoint: int | None = None) -> str:
     """What a finished run came to, in one line (it stands where the Stop button stood): ``completed:
-    30/30 steps in 1:05 · final train loss 0.4435 · best validation_f1 0.9100 · checkpoint at step 30``."""
+    30/30 steps in 1:05 · final train loss 0.4435 · best validation_f1 0.9100 · best checkpoint at step 20
+    · last at step 30``: the best is what loads by default, the last what a resume continues from."""
     step, total = progress.get("step") or 0, progress.get("total_steps")
     head = f"{status}: {step}/{total} steps" if total else f"{status}: {step} steps"
     parts = [head + (f" in {format_duration(duration)}" if duration else "")]
@@ -147,8 +149,18 @@ def outcome_text(status: str, progress: Mapping[str, Any], duration: float | Non
         parts.append(f"final train loss {format_number(progress['loss'])}")
     if best_metric and best_metric.get("value") is not None:
         parts.append(f"best {best_metric['name']} {format_number(best_metric['value'])}")
-    parts.append(f"checkpoint at step {last_checkpoint}" if last_checkpoint is not None else "no checkpoint saved")
+    parts.append(checkpoints_text(last_checkpoint, best_checkpoint))
     return " · ".join(parts)
+
+
+def checkpoints_text(last: int | None, best: int | None) -> str:
+    """Which checkpoint is the best and which the last: ``best checkpoint at step 8 · last at step 16``."""
+    if last is None:
+        return "no checkpoint saved"
+    if best is None:
+        return f"last checkpoint at step {last}"
+    return f"best and last checkpoint at step {last}" if best == last else \
+        f"best checkpoint at step {best} · last at step {last}"
 
 
 def run_summary_html(detail: Mapping[str, Any], log_tail: str = "") -> str:
@@ -166,7 +178,7 @@ def run_summary_html(detail: Mapping[str, Any], log_tail: str = "") -> str:
     if detail["status"] in FINAL_STATUSES:
         checkpoints = detail.get("checkpoints") or []
         outcome = outcome_text(detail["status"], progress, detail.get("duration"), detail.get("best_metric"),
-                               checkpoints[-1]["step"] if checkpoints else None)
+                               checkpoints[-1]["step"] if checkpoints else None, detail.get("best_checkpoint"))
         parts.append(f'<div class="ftkit-outcome" style="font-size:12px">{escape(outcome)}</div>')
     metrics = detail.get("metrics") or {}
     rows = [{"split": split, "metrics": values} for split, values in metrics.items()]

@@ -7,8 +7,9 @@ whole history at once, however long the run. The events are folded by `ftkit.run
 index and the CLI use; the curves are the values log events carry at their steps, whatever their
 names. All widget and plot changes go through :meth:`RunMonitor.apply_events` under a lock: the
 follower thread is the only writer of the plot data, comm messages leave through ipykernel's
-thread-safe IOPub channel, and the curves grow by ``ColumnDataSource.stream`` (only the new points
-cross the wire; the figure is never re-rendered). A curve beyond the loss and optimizer plots gets
+thread-safe IOPub channel, and a curve with new points gets its columns whole (thinned past 2,000
+points), which every view of the plot applies the same however often it hears it; the figure is
+never re-rendered. A curve beyond the loss and optimizer plots gets
 its line, and its group its figure, when its first point comes: the added models cross as one
 document patch.
 
@@ -25,19 +26,20 @@ import time
 from typing import Any, Iterable
 
 import ipywidgets as widgets
-from bokeh.core.json_encoder import serialize_json
+from bokeh.core.properties import value
 from bokeh.layouts import column
 from bokeh.models import BasicTickFormatter, ColumnDataSource, DataRange1d, Legend, LegendItem, LinearAxis, Range1d
 from bokeh.plotting import figure
-from jupyter_bokeh import BokehModel
 
+from ...comparison import thinned
 from ...config import Config
 from ...runstore.events import CURVES, FINAL_STATUSES, phase_text, shown_status
 from ...runstore.layout import LOG_FILE, SELECTION_SPLIT, higher_is_better
 from ...rendering import ensure_bokehjs, escape
 from .answers import answers_html
-from ..display import (eval_table_html, outcome_text, progress_text, run_summary_html, run_summary_text,
-                       status_badge_html)
+from .bokeh_plot import BokehPlot
+from ..display import (checkpoints_text, eval_table_html, outcome_text, progress_text, run_summary_html,
+                       run_summary_text, status_badge_html)
 from ...runs import Run, get
 
 BAR_STYLES = {"queued": "", "running": "info", "completed": "success", "failed": "danger", "stopped": "warning"}
@@ -91,7 +93,7 @@ class RunMonitor(widgets.VBox):
         self.group_figures: dict[str, Any] = {}  # "rewards" -> its figure, made at the group's first point
         self._group_members: dict[str, list[str]] = {}  # the curves of each group (split left off): their colours
         self._figures = column(self.figure, self.optimizer_figure, sizing_mode="stretch_width")
-        self.plot = _BokehPlot(self._figures, layout=widgets.Layout(display="none"))
+        self.plot = BokehPlot(self._figures, layout=widgets.Layout(display="none"))
         self.plot_note = widgets.HTML()
         self.plot_note.add_class("ftkit-plot-note")
         self.eval_table = widgets.HTML(layout=widgets.Layout(max_width="100%"))
@@ -122,15 +124,19 @@ class RunMonitor(widgets.VBox):
         valid = losses.line("step", "eval_loss", source=eval_source, color="#9333ea", line_dash="dashed", line_width=2)
         valid_points = losses.scatter("step", "eval_loss", source=eval_source, color="#9333ea", size=5)
         losses.y_range.renderers = [train, valid]  # the loss axis scales to losses only
-        items = [("train loss", [train, train_points]), ("validation loss", [valid, valid_points])]
-        if higher_is_better(self._metric_name):  # a score on a 0-1 axis; a loss-like one is the loss line already
-            losses.extra_y_ranges = {"metric": Range1d(0, 1.02)}
-            losses.add_layout(LinearAxis(y_range_name="metric", axis_label=f"validation {self._metric_name}"), "right")
-            items.append((f"validation {self._metric_name}", [
-                losses.line("step", "metric", source=eval_source, color="#16a34a", line_width=2, y_range_name="metric"),
-                losses.scatter("step", "metric", source=eval_source, color="#16a34a", size=6, y_range_name="metric")]))
+        # The ranked metric when it is a score, on a 0-1 axis of its own; shown once the run's evaluations
+        # name it (`_show_metric`): a loss-like one (an SFT run's loss) is the validation loss line already.
+        losses.extra_y_ranges = {"metric": Range1d(0, 1.02)}
+        self.metric_axis = LinearAxis(y_range_name="metric", visible=False)
+        losses.add_layout(self.metric_axis, "right")
+        self.metric_item = LegendItem(visible=False, renderers=[
+            losses.line("step", "metric", source=eval_source, color="#16a34a", line_width=2, y_range_name="metric"),
+            losses.scatter("step", "metric", source=eval_source, color="#16a34a", size=6, y_range_name="metric")])
         # Beside the frame, never over the data (added after the metric axis, so it stands right of it).
-        losses.add_layout(_legend(items), "right")
+        legend = _legend([("train loss", [train, train_points]), ("validation loss", [valid, valid_points])])
+        legend.items.append(self.metric_item)
+        losses.add_layout(legend, "right")
+        self._show_metric()
 
         optimizer = figure(height=150, x_range=losses.x_range, x_axis_label="step", y_axis_label="learning rate",
                            tools=TOOLS, toolbar_location=None, name="ftkit-optimizer", **SIZE)
@@ -143,6 +149,14 @@ class RunMonitor(widgets.VBox):
         optimizer.add_layout(LinearAxis(y_range_name="grad_norm", axis_label="gradient norm"), "right")
         optimizer.add_layout(_legend([("learning rate", [rate]), ("gradient norm", [norm])]), "right")
         return losses, optimizer, curve_sources, eval_source
+
+    def _show_metric(self) -> None:
+        """The metric line and axis for a score the run ranks by, labelled with its name; none for a loss."""
+        score, label = higher_is_better(self._metric_name), f"validation {self._metric_name}"
+        self.metric_axis.update(visible=score, axis_label=label)
+        self.metric_item.update(visible=score, label=value(label))
+        for renderer in self.metric_item.renderers:
+            renderer.visible = score
 
     def _new_lines(self, names: Iterable[str]) -> list[str]:
         """The curves among ``names`` (and their validation partners) that want a line of their own and
@@ -199,8 +213,8 @@ class RunMonitor(widgets.VBox):
         return validation, name.removeprefix(f"{SELECTION_SPLIT}_") if validation else name
 
     def _columns(self, name: str) -> dict[str, list]:
-        """A curve's columns drawn whole from the fold."""
-        points = self._state.curves.get(name) or []
+        """A curve's columns drawn whole from the fold (a week-long run's thinned to its shape, `thinned`)."""
+        points = thinned(self._state.curves.get(name) or [])
         return {"step": [step for step, _ in points], "value": [value for _, value in points]}
 
     def _plot_note_text(self) -> str:
@@ -212,7 +226,7 @@ class RunMonitor(widgets.VBox):
                     + (f" (logged every {every} steps)." if every else "."))
         doing = phase_text(state.phase_info)
         if doing:
-            return f"No curves yet: the run is {doing}; {first}."
+            return f"No curves yet ({doing}); {first}."
         if state.status == "queued":
             return f"No curves yet: the run has not started; {first}."
         return f"No curves yet: training has started; {first}."
@@ -262,56 +276,39 @@ class RunMonitor(widgets.VBox):
             self._apply_events(events)
 
     def _apply_events(self, events: Iterable[dict[str, Any]]) -> None:
-        new_points: dict[str, dict[str, list]] = {}
-        new_eval: dict[str, list] = {"step": [], "metric": [], "eval_loss": []}
+        changed: dict[str, None] = {}  # the curves with new points (or rewound by a resumed attempt), in order
         evaluated = False
-        rewound: set[str] = set()  # curves drawn again whole: a resumed attempt replaced their last points
         for event in events:
             update = self._state.apply(event)
-            rewound |= update.rewound_curves
-            for name, (step, value) in update.curve_points.items():
-                points = new_points.setdefault(name, {"step": [], "value": []})
-                points["step"].append(step)
-                points["value"].append(value)
-            evaluation = update.evaluation
-            if evaluation is not None:
+            changed.update(dict.fromkeys([*update.curve_points, *update.rewound_curves]))
+            if update.evaluation is not None:
                 evaluated = True
-                self._metric_name = evaluation.get("best_metric_name") or self._metric_name
-                if evaluation.get("split") == SELECTION_SPLIT and evaluation.get("step") is not None:
-                    new_eval["step"].append(evaluation["step"])
-                    new_eval["metric"].append(_number(evaluation["metrics"].get(self._metric_name)))
-                    new_eval["eval_loss"].append(_number(evaluation["metrics"].get("loss")))
-        self._draw(new_points, new_eval, evaluated, rewound)
+                self._metric_name = update.evaluation.get("best_metric_name") or self._metric_name
+        self._draw(list(changed), evaluated)
 
     def _draw_fold(self) -> None:
-        """Draw what the fold already holds (read from the run's summary): every curve whole."""
+        """Draw what the fold already holds (read from the run's summary): every curve."""
         if self._state.evaluations:
             self._metric_name = self._state.evaluations[-1].get("best_metric_name") or self._metric_name
-        curves = [name for name, points in self._state.curves.items() if points]
-        self._draw(dict.fromkeys(curves, {}), {"step": []}, bool(self._state.evaluations),
-                   {*curves, *self._eval_curves()})
+        self._draw([name for name, points in self._state.curves.items() if points], bool(self._state.evaluations))
 
-    def _draw(self, new_points: dict[str, dict[str, list]], new_eval: dict[str, list], evaluated: bool,
-              rewound: set[str]) -> None:
-        """Show new points: streamed, or drawn whole for a new line and for the ``rewound`` curves."""
-        added = self._new_lines(new_points)
+    def _draw(self, changed: list[str], evaluated: bool) -> None:
+        """Draw the ``changed`` curves whole from the fold (a new line, and its group's figure, when it
+        has none). Whole columns, never streamed increments: a plot shown twice (the output refreshed,
+        a page reloaded) hears each message once per view, and a stream would add its points twice."""
+        added = self._new_lines(changed)
         for name in added:
-            self._add_line(name)  # drawn whole: no points to stream
+            self._add_line(name)
         shown = [plot for plot in self.group_figures.values() if plot not in self._figures.children]
         if shown:
             self._figures.children.extend(shown)
-        for name, points in new_points.items():
-            if name in added or name not in self.curve_sources:
-                continue
-            if name in rewound:
+        for name in changed:
+            if name not in added and name in self.curve_sources:
                 self.curve_sources[name].data = self._columns(name)
-            else:
-                self.curve_sources[name].stream(points)
-        if rewound & set(self._eval_curves()):
+        if set(changed) & set(self._eval_curves()):
             self.eval_source.data = self._eval_columns()
-        elif new_eval["step"]:
-            self.eval_source.stream(new_eval)
         if evaluated:
+            self._show_metric()
             self.eval_table.value = eval_table_html(self._state.evaluations)
             self.answers.value = answers_html(self._state.answered)
         self._render_status()
@@ -321,7 +318,7 @@ class RunMonitor(widgets.VBox):
         return f"{SELECTION_SPLIT}_{self._metric_name}", f"{SELECTION_SPLIT}_loss"
 
     def _eval_columns(self) -> dict[str, list]:
-        """The validation plot's columns drawn whole from the fold (after a resume rewound them)."""
+        """The validation plot's columns drawn whole from the fold."""
         metric, loss = (dict(self._state.curves.get(name, [])) for name in self._eval_curves())
         steps = sorted(set(metric) | set(loss))
         return {"step": steps, "metric": [metric.get(step, math.nan) for step in steps],
@@ -339,7 +336,7 @@ class RunMonitor(widgets.VBox):
             self.progress_bar.value = done
             self.progress_bar.bar_style = BAR_STYLES.get(status, "")
         last_checkpoint = state.last_checkpoint
-        suffix = f" · checkpoint {last_checkpoint}" if last_checkpoint is not None else ""
+        suffix = f" · {checkpoints_text(last_checkpoint, state.best_checkpoint)}" if last_checkpoint is not None else ""
         self.progress_label.value = escape(progress_text(progress, phase) + suffix)
         plotted = bool(self.curve_sources["loss"].data["step"] or self.eval_source.data["step"] or self.group_figures)
         # a trainer that logs no learning rate nor gradient norm gets no empty optimizer plot
@@ -359,7 +356,8 @@ class RunMonitor(widgets.VBox):
         losses = state.curves["loss"]
         progress = {**state.progress, "loss": losses[-1][1]} if losses else state.progress  # the last logged loss
         duration = state.ended - state.started if state.ended and state.started else None
-        text = outcome_text(state.status, progress, duration, state.best_metric, state.last_checkpoint)
+        text = outcome_text(state.status, progress, duration, state.best_metric, state.last_checkpoint,
+                            state.best_checkpoint)
         self.outcome.value = f'<span style="font-size:12px">{escape(text)}</span>'
         self.outcome.layout.display = None
         self.stop_button.layout.display = "none"
@@ -414,22 +412,6 @@ class RunMonitor(widgets.VBox):
         return bundle
 
 
-class _BokehPlot(BokehModel):
-    """A BokehModel whose new views start from the points streamed so far, and that closes twice safely."""
-
-    def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
-        # The render bundle is a snapshot taken when the widget was made; a view made later (a
-        # reloaded page, a second display, the refreshed output) would otherwise start empty.
-        state = super().get_state(key, drop_defaults)
-        if "render_bundle" in state:
-            state["render_bundle"] = serialize_json(self._model_to_traits(self._model))
-        return state
-
-    def close(self) -> None:
-        if self.comm is not None:  # BokehModel.close fails the second time
-            super().close()
-
-
 def _config_of(run: Run) -> Config | None:
     try:
         return run.config
@@ -440,10 +422,6 @@ def _config_of(run: Run) -> Config | None:
 def _legend(items: list[tuple[str, list[Any]]]) -> Any:
     return Legend(items=items, location="top_left", click_policy="hide", label_text_font_size="11px",
                   border_line_alpha=0, padding=4, spacing=2)
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 # ----- choosing a view --------------------------------------------------------------------------------

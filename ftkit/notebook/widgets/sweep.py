@@ -23,7 +23,8 @@ from ...rendering import ensure_bokehjs, escape, format_number, html_table
 from ...runstore.events import ACTIVE_STATUSES
 from ...sweeps import ACTIVE_STATES, Sweep, get, summary_table
 from ..display import status_badge_html
-from .monitor import _BokehPlot, monitor_mode
+from .bokeh_plot import BokehPlot
+from .monitor import monitor_mode
 
 PLOTS_PER_ROW = 3
 POINT_STYLES = {  # status -> (colour, marker, size)
@@ -77,7 +78,7 @@ class SweepView(widgets.VBox):
         self.plot_note = widgets.HTML()
         self.compare_output = widgets.Output()
         self._render(self.summary)
-        self.plot = _BokehPlot(self._layout)
+        self.plot = BokehPlot(self._layout)
         super().__init__([widgets.HBox([self.header, self.stop_button],
                                        layout=widgets.Layout(align_items="center", gap="8px", flex_flow="row wrap")),
                           self.table, widgets.HBox([self.compare_button, self.message],
