@@ -23,7 +23,7 @@ from tests.test_cli_light import cli_without_torch
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-CONTRACT = {"runs", "differing", "metrics", "curves"}
+CONTRACT = {"runs", "differing", "metrics", "curves", "primary"}
 
 
 def add_run(store: RunStore, name: str, *, status: str = "completed", logs=(), evals=(), sweep: str | None = None,
@@ -74,9 +74,10 @@ def test_differing_lists_only_the_config_keys_whose_values_differ(pair):
         (pair[0].id, "slow-lr", "completed", "ner", None), (pair[1].id, "fast-lr", "completed", "ner", None)]
 
 
-def test_metrics_are_the_last_evaluation_per_split_validation_first_and_null_where_absent(pair):
+def test_metrics_are_the_last_evaluation_per_split_the_main_ones_first_and_null_where_absent(pair):
     metrics = {m["name"]: m["values"] for m in comparison(pair)["metrics"]}
-    assert list(metrics) == ["validation_f1", "validation_loss", "test_f1"]  # the Trainer's runtime is left out
+    # the main metric on validation and test first, then validation's others; the Trainer's runtime is left out
+    assert list(metrics) == ["validation_f1", "test_f1", "validation_loss"]
     assert metrics["validation_f1"] == [0.7, 0.8]
     assert metrics["test_f1"] == [0.66, None]
 
@@ -87,7 +88,31 @@ def test_curves_are_the_logged_values_at_their_steps_not_the_loss_progress_carri
     assert curves["loss"] == {first.id: [[10, 1.0], [20, 0.8]], second.id: [[10, 0.9], [20, 0.5], [30, 0.4]]}
     assert curves["learning_rate"][first.id] == [[10, 1e-4], [20, 5e-5]]
     assert curves["validation_f1"] == {first.id: [[10, 0.5], [20, 0.7]], second.id: [[30, 0.8]]}
-    assert curves["test_f1"] == {first.id: [[20, 0.66]]}
+
+
+def test_a_value_evaluated_once_is_a_metric_not_a_chart_and_a_curve_without_points_is_none(pair):
+    data = comparison(pair)
+    assert "test_f1" not in data["curves"]  # one point per run: the table holds it
+    assert {m["name"]: m["values"] for m in data["metrics"]}["test_f1"] == [0.66, None]
+    assert all(any(points for points in by_run.values()) for by_run in data["curves"].values())
+
+
+@pytest.mark.parametrize(("task", "chosen", "expected"), [
+    ("ner", None, ["loss", "validation_f1", "test_f1"]),
+    ("classification", None, ["loss", "validation_accuracy", "test_accuracy"]),
+    ("sft", None, ["loss", "validation_loss", "test_loss"]),
+    ("ner", "eval_precision", ["loss", "validation_precision", "test_precision"]),
+])
+def test_the_training_loss_and_the_metric_that_picks_the_best_checkpoint_come_first(store, task, chosen, expected):
+    """What both the panel's compare view and the notebook's curves show first, decided here once."""
+    runs = [add_run(store, f"{task}-{i}", task=task, **{"training.metric_for_best_model": chosen}) for i in (1, 2)]
+    assert comparison(runs)["primary"] == expected
+
+
+def test_runs_of_two_tasks_put_each_main_metric_first(store, pair):
+    classifier = add_run(store, "sst2", task="classification")
+    assert comparison([pair[0], classifier])["primary"] == [
+        "loss", "validation_f1", "validation_accuracy", "test_f1", "test_accuracy"]
 
 
 def test_a_resumed_run_curve_is_its_latest_attempt_from_the_checkpoint_on(store, pair):
@@ -143,8 +168,8 @@ def test_twenty_runs_of_500_logged_points_compare_well_within_the_panel_budget(s
 def test_ftkit_compare_returns_one_row_per_run_from_runs_names_or_a_sweep(store, pair):
     frame = ftkit.compare(pair[0], "fast-lr")
     assert list(frame.index) == [pair[0].id, pair[1].id]
-    assert list(frame.columns) == ["name", "status", "training.learning_rate", "validation_f1", "validation_loss",
-                                   "test_f1"]
+    assert list(frame.columns) == ["name", "status", "training.learning_rate", "validation_f1", "test_f1",
+                                   "validation_loss"]
     assert frame.loc[pair[1].id, "validation_f1"] == 0.8
     assert math.isnan(frame.loc[pair[1].id, "test_f1"])  # pandas writes a missing value as NaN
 
@@ -168,10 +193,10 @@ def test_cli_compare_json_prints_the_comparison_and_never_imports_torch(store, p
     as_json, as_text = (r["stdout"] for r in report["results"])
     assert json.loads(as_json) == json.loads(json.dumps(comparison(pair)))
     header, first, second = as_text.splitlines()
-    assert header.split() == ["id", "name", "status", "training.learning_rate", "validation_f1", "validation_loss",
-                              "test_f1"]
-    assert first.split()[1:] == ["slow-lr", "completed", "1.000e-04", "0.7000", "0.6000", "0.6600"]
-    assert second.split()[-1] == "-"
+    assert header.split() == ["id", "name", "status", "training.learning_rate", "validation_f1", "test_f1",
+                              "validation_loss"]
+    assert first.split()[1:] == ["slow-lr", "completed", "1.000e-04", "0.7000", "0.6600", "0.6000"]
+    assert second.split()[-2:] == ["-", "0.5000"]  # no test_f1
 
 
 def test_cli_compare_of_a_single_run_is_a_one_line_error(store, pair, capsys):
@@ -197,7 +222,7 @@ def test_overlaid_curves_put_the_legend_beside_the_plots_and_stream_new_points(s
                       evals=[("validation", 10, {"f1": 0.4})])
     curves = CompareCurves([pair[0], running], follow=False)
     try:
-        assert curves.metric == "validation_f1" and curves.active
+        assert curves.metric == "validation_f1" and curves.active  # comparison's primary: loss, validation_f1
         assert curves.loss_sources[pair[0].id].data == {"step": [10, 20], "value": [1.0, 0.8]}
         for figure in (curves.loss_figure, curves.metric_figure):
             legend = next(item for item in figure.right if isinstance(item, Legend))
@@ -214,13 +239,14 @@ def test_overlaid_curves_put_the_legend_beside_the_plots_and_stream_new_points(s
         curves.close()
 
 
-def test_overlaid_curves_offer_every_reported_curve_and_draw_the_rewards_of_two_runs(store):
-    """A DPO run's own values are offered beside the main metric (still the default), picking one
-    redraws the second figure, and a curve first logged after the widget was made joins the choices."""
+def test_overlaid_curves_show_the_main_metric_and_the_rest_behind_the_more_curves_toggle(store):
+    """A DPO run's main metric is its validation loss (shown first); its own values are behind "more curves":
+    picking one redraws the second figure, a curve first logged after the widget was made joins the
+    choices, and turning the toggle off shows the main metric again."""
     from ftkit.notebook.widgets.compare import CompareCurves
 
     def preference(name: str, margins: list[float], status: str) -> Run:
-        run = add_run(store, name, status=status, logs=[(10, 0.7)],
+        run = add_run(store, name, status=status, logs=[(10, 0.7)], task="dpo",
                       evals=[("validation", 10, {"loss": 0.6, "rewards/accuracies": 0.75})])
         for step, margin in zip((10, 20), margins):
             store.append_event(run.id, {"type": "log", "step": step, "loss": 0.7,
@@ -230,10 +256,12 @@ def test_overlaid_curves_offer_every_reported_curve_and_draw_the_rewards_of_two_
     first, second = preference("beta-0.1", [0.1, 0.3], "completed"), preference("beta-0.5", [0.2], "running")
     curves = CompareCurves([first, second], follow=False)
     try:
-        assert curves.metric == curves.curve_picker.value == "validation_rewards/accuracies"
-        assert list(curves.curve_picker.options) == [
-            "validation_loss", "validation_rewards/accuracies", "rewards/accuracies", "rewards/margins",
-            "grad_norm", "learning_rate"]
+        assert curves.metric == curves.curve_picker.value == "validation_loss"
+        assert curves.curve_picker.layout.display == "none" and not curves.more.value
+        # logged once per run, the validation rewards and the learning rate are the table's, not charts
+        assert list(curves.curve_picker.options) == ["validation_loss", "rewards/accuracies", "rewards/margins"]
+        curves.more.value = True
+        assert curves.curve_picker.layout.display is None
         curves.curve_picker.value = "rewards/margins"
         assert curves.metric == "rewards/margins" and curves.metric_figure.title.text == "rewards/margins"
         assert curves.metric_sources[first.id].data == {"step": [10, 20], "value": [0.1, 0.3]}
@@ -242,11 +270,14 @@ def test_overlaid_curves_offer_every_reported_curve_and_draw_the_rewards_of_two_
 
         store.append_event(second.id, {"type": "log", "step": 20, "loss": 0.6,
                                        "values": {"rewards/margins": 0.4, "logps/chosen": -90.0}})
+        store.append_event(second.id, {"type": "log", "step": 30, "loss": 0.5, "values": {"logps/chosen": -80.0}})
         assert curves.refresh()
         assert curves.metric_sources[second.id].data == {"step": [10, 20], "value": [0.2, 0.4]}
         assert "logps/chosen" in curves.curve_picker.options
         assert curves.curve_picker.value == curves.metric == "rewards/margins"  # new choices keep the pick
         assert curves.metric_sources[first.id].data == {"step": [10, 20], "value": [0.1, 0.3]}
+        curves.more.value = False
+        assert curves.metric == "validation_loss" and curves.curve_picker.layout.display == "none"
     finally:
         curves.close()
 
@@ -311,7 +342,7 @@ def test_every_curve_the_runs_report_is_compared_and_only_evaluations_are_metric
     curves = data["curves"]
     assert curves["rewards/margins"] == {first.id: [[10, 0.1], [20, 0.3]], second.id: [[10, 0.2]]}
     assert curves["logps/chosen"][first.id] == [[10, -110.0], [20, -120.0]]
-    assert curves["validation_rewards/accuracies"] == {first.id: [[20, 0.8]], second.id: [[20, 0.8]]}
+    assert "validation_rewards/accuracies" not in curves  # evaluated once per run: a metric
     metrics = {m["name"]: m["values"] for m in data["metrics"]}
     assert metrics["validation_rewards/accuracies"] == [0.8, 0.8, None]
     assert not any(name.startswith(("rewards/", "logps/")) for name in metrics)

@@ -149,10 +149,18 @@ def test_compare_shows_differing_keys_and_live_curves_and_the_error_view_shows_m
     assert view.locator("th.ftkit-Compare-key").evaluate_all("ths => ths.map(th => th.dataset.key)") == ["training.learning_rate"]
     # in the order they were ticked: the sweep's newest run first
     assert view.locator("td.ftkit-Compare-key").all_inner_texts() == ["0.0003", "0.0001"]
-    assert view.locator("th.ftkit-Compare-metric", has_text="validation_f1").count() == 1
+    # first the training loss and the main validation metric, as the notebook shows them; the rest behind a toggle
+    charts = view.locator(".ftkit-Chart")
+    assert charts.evaluate_all("fs => fs.map(f => f.dataset.curve)") == ["loss", "validation_f1"]
+    assert view.locator("th.ftkit-Compare-metric").all_inner_texts() == ["validation_f1", "test_f1"]
     loss = view.locator('.ftkit-Chart[data-curve="loss"] path')
     assert loss.evaluate_all("ps => ps.map(p => p.dataset.runId)") == [ids["training"], ids["done"]]
+    more = view.locator(".ftkit-Compare-more")
+    assert more.inner_text() == "more curves and metrics (0 metrics, 1 curves)"
+    more.click()
+    assert charts.evaluate_all("fs => fs.map(f => f.dataset.curve)") == ["loss", "validation_f1", "learning_rate"]
     assert view.locator('.ftkit-Chart[data-curve="learning_rate"] path').count() == 2
+    assert more.get_attribute("aria-pressed") == "true" and more.inner_text() == "fewer curves and metrics"
 
     # the training run's curve grows as it logs, without touching the view
     def points(run_id: str) -> int:
@@ -190,12 +198,14 @@ def test_compare_shows_differing_keys_and_live_curves_and_the_error_view_shows_m
     assert errors.locator(".ftkit-ErrorTable tbody tr").count() == 4
     sentences = errors.locator(".ftkit-Sentence")
     assert sentences.count() == 2  # the sentence without a mistake is not listed
-    assert errors.locator(".ftkit-Examples-count").inner_text() == "2 of 3 sentences"
+    assert errors.locator(".ftkit-Examples-count").inner_text() == "showing 2 of 2 sentences with errors"
     assert errors.locator('.ftkit-ErrorKind[data-kind="missed"]').inner_text() == "missed MISC"
     assert errors.locator('.ftkit-Entity.ftkit-mod-wrong[data-type="MISC"]').inner_text().startswith(HOSTILE)
     errors.locator(".ftkit-KindFilter").select_option("wrong_type")
     page.wait_for_function("() => document.querySelectorAll('.ftkit-Sentence').length === 1")
     assert sentences.first.locator(".ftkit-ErrorKind").inner_text() == "wrong type LOC"
+    assert errors.locator(".ftkit-Examples-count").inner_text() == "showing 1 of 2 sentences with errors"
+    assert "wrong_type" not in errors.inner_text()  # "wrong type" in the summary, the table and the filter alike
     errors.locator(".ftkit-KindFilter").select_option("")
     errors.locator(".ftkit-TypeFilter").select_option("MISC")
     page.wait_for_function("() => document.querySelectorAll('.ftkit-Sentence').length === 1")

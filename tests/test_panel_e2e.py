@@ -75,13 +75,13 @@ def test_panel_lists_runs_follows_progress_stops_a_run_and_deletes_a_checkpoint(
     assert latency < 1.5, f"the panel took {latency:.2f}s to show new progress"
     assert running.locator(".ftkit-Progress-label").inner_text() == "37/100"
 
-    # checkpoints: step, metric, size, kind
+    # checkpoints: step, metric, size, and under them what each holds
     completed.locator(".ftkit-Run-toggle").click()
     checkpoints = completed.locator(".ftkit-Checkpoint")
     checkpoints.first.wait_for(timeout=5_000)
     assert checkpoints.count() == 3
-    assert checkpoints.nth(0).inner_text().split("\t")[:4] == ["10", "f1 0.5100", "100 B", "adapter"]
-    assert "full" in checkpoints.nth(1).inner_text()
+    assert checkpoints.nth(0).inner_text().split("\t")[:3] == ["10", "f1 0.5100", "100 B"]
+    assert completed.locator(".ftkit-Checkpoint-holds").all_inner_texts()[:2] == ["adapter weights only", "weights only"]
 
     OUTPUT_DIR.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT_DIR / "ftkit-panel.png"))
@@ -109,6 +109,78 @@ def test_panel_lists_runs_follows_progress_stops_a_run_and_deletes_a_checkpoint(
     assert not (store.run_dir(ids["completed"]) / "checkpoint-20").exists()
     assert (store.run_dir(ids["completed"]) / "checkpoint-10").exists()
     page.screenshot(path=str(OUTPUT_DIR / "ftkit-panel-after-actions.png"))
+
+
+def palette_item(page, label: str):
+    """The command palette's item for ``label``, the palette opened and filtered as a person does."""
+    page.keyboard.press("Control+Shift+C")
+    search = page.locator(".lm-CommandPalette-input")
+    search.fill(label)
+    return page.locator(".lm-CommandPalette-item", has_text=label).first
+
+
+@pytest.mark.slow
+def test_panel_shows_whole_names_what_checkpoints_hold_and_offers_only_what_a_run_allows(lab, browser):
+    """What a new user met (issue 30): names cut to "ner…", "queued" for a run already reading its data,
+    checkpoints that said nothing of what they hold, an errors button on a run without saved predictions
+    and a Delete command enabled for a running run."""
+    store, ids = lab["store"], lab["ids"]
+    folder = store.run_dir(ids["completed"])
+    for step in (10, 20):  # the last checkpoint of a completed run is the weights alone
+        (folder / f"checkpoint-{step}" / "optimizer.pt").write_bytes(b"\0" * 50)
+    (folder / "predictions").mkdir()
+    (folder / "predictions" / "test.jsonl").write_text(json.dumps(
+        {"id": 0, "tokens": ["Paris"], "tags": ["B-LOC"], "predicted": ["O"]}) + "\n")
+    names = ["ner-conll2003-lora-r16-lr1e-4", "ner-conll2003-lora-r16-lr3e-4", "sft-chat-lora-without-test-split"]
+    alike = {name: add_run(store, name, "completed", task=name.split("-")[0]) for name in names}
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(lab["url"])
+    page.locator('.jp-SideBar [data-id="ftkit-runs"]').click(timeout=60_000)
+    panel = page.locator("#ftkit-runs")
+    panel.locator(".ftkit-Run").first.wait_for(timeout=15_000)
+
+    # at the panel's default width every name is whole: runs that differ at their ends can be told apart
+    for name, run_id in alike.items():
+        shown = panel.locator(f'[data-run-id="{run_id}"] .ftkit-Run-name')
+        assert shown.inner_text() == name and shown.get_attribute("title") == f"{name} ({run_id})"
+        assert shown.evaluate("e => e.scrollWidth <= e.clientWidth && e.getBoundingClientRect().right"
+                              " <= e.closest('.ftkit-Run').getBoundingClientRect().right")
+
+    # queued in the store, but its worker reads its data: "starting"; one waiting for a device stays queued
+    starting, waiting = add_run(store, "ner-starting", "queued"), add_run(store, "ner-waiting", "queued")
+    store.append_event(starting, {"type": "phase", "phase": "reading data", "done": 0, "total": 2, "detail": "train"})
+    store.append_event(waiting, {"type": "phase", "phase": "waiting for device", "detail": "1 run ahead"})
+    panel.locator(f'[data-run-id="{starting}"] .ftkit-Run-header .ftkit-Badge', has_text="starting").wait_for(timeout=5_000)
+    assert panel.locator(f'[data-run-id="{starting}"] .ftkit-Phase').get_attribute("data-phase") == "reading data"
+    assert panel.locator(f'[data-run-id="{waiting}"] .ftkit-Run-header .ftkit-Badge').inner_text() == "queued"
+    assert panel.locator('.ftkit-StatusChip[data-status="queued"]').inner_text().startswith("queued/starting")
+
+    # the errors button only where there are saved predictions to read
+    assert panel.locator(f'[data-run-id="{ids["completed"]}"] .ftkit-Run-errors').count() == 1
+    assert panel.locator(f'[data-run-id="{alike[names[2]]}"] .ftkit-Run-errors').count() == 0
+
+    # Delete in the command palette is enabled exactly where the row shows its button
+    running = panel.locator(f'[data-run-id="{ids["running"]}"]')
+    assert running.locator(".ftkit-Run-delete").count() == 0
+    running.locator(".ftkit-Run-name").click()
+    assert "lm-mod-disabled" in palette_item(page, "Delete Fine-tuning Run").get_attribute("class")
+    page.keyboard.press("Escape")
+    completed = panel.locator(f'[data-run-id="{ids["completed"]}"]')
+    assert completed.locator(".ftkit-Run-delete").count() == 1
+    completed.locator(".ftkit-Run-name").click()
+    assert "lm-mod-disabled" not in palette_item(page, "Delete Fine-tuning Run").get_attribute("class")
+    page.keyboard.press("Escape")
+
+    # each checkpoint says whether it is the best or the last, and what it holds (from what is on disk)
+    completed.locator(".ftkit-Run-toggle").click()
+    checkpoints = completed.locator(".ftkit-Checkpoint")
+    checkpoints.first.wait_for(timeout=5_000)
+    assert completed.locator(".ftkit-Checkpoint-holds").all_inner_texts() == [
+        "adapter weights + optimizer state: can resume", "weights + optimizer state: can resume", "adapter weights only"]
+    assert completed.locator('.ftkit-Checkpoint[data-step="30"] .ftkit-Checkpoint-roles').inner_text().strip() == "best · last"
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT_DIR / "ftkit-panel-names.png"))
+    completed.screenshot(path=str(OUTPUT_DIR / "ftkit-panel-checkpoints.png"))
 
 
 @pytest.mark.slow

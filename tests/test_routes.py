@@ -144,6 +144,22 @@ async def test_detail_has_config_metrics_checkpoints_and_log_tail(api, store_wit
     assert run["stop_requested"] is False
 
 
+async def test_detail_says_which_checkpoints_can_resume_and_the_lists_say_which_splits_have_predictions(
+        api, store_with_runs):
+    store, ids = store_with_runs
+    folder = store.run_dir(ids["completed"])
+    for step in (10, 20):  # the last checkpoint is the weights alone, as the trainer leaves a completed run
+        (folder / f"checkpoint-{step}" / "optimizer.pt").write_bytes(b"\0")
+    (folder / "predictions").mkdir()
+    (folder / "predictions" / "test.jsonl").write_text("")
+    _, run = await api("runs", ids["completed"])
+    assert [(c["step"], c["resumable"]) for c in run["checkpoints"]] == [(10, True), (20, True), (30, False)]
+    assert run["predictions"] == ["test"]
+    _, page = await api("runs")
+    assert {r["name"]: r["predictions"] for r in page["runs"]} == {
+        "queued-ner": [], "running-ner": [], "completed-lora": ["test"], "failed-<script>": [], "stopped-head": []}
+
+
 async def test_config_route_returns_the_yaml_and_a_server_path_only_inside_the_root(api, store_with_runs, jp_root_dir):
     _, ids = store_with_runs
     code, config = await api("runs", ids["completed"], "config")

@@ -50,6 +50,8 @@ export interface IRunSummary {
   best_checkpoint?: number | null;
   /** The sweep the run belongs to; runs of one sweep are listed together. */
   sweep?: string | null;
+  /** The splits it saved predictions for (what its errors view reads), e.g. ["test"]. */
+  predictions?: string[];
 }
 
 /** An export's state (ftkit.runstore.events.EXPORT_STATES): started and progress while its job works. */
@@ -105,6 +107,9 @@ export interface ICheckpoint {
   abs_path: string;
   size: number | null;
   adapter_only: boolean;
+  /** Whether it holds the optimizer's state beside the weights (optimizer.pt on disk), so a run can
+   * resume from it; the last checkpoint of a completed run is the weights alone. */
+  resumable?: boolean;
   /** Python that loads this checkpoint and runs it once (the run's task writes it); null for an unknown task. */
   snippet: string | null;
   metrics: Record<string, number>;
@@ -187,8 +192,12 @@ export interface IComparison {
   /** One entry per differing config key; `values` in the order of `runs`. */
   differing: { key: string; values: unknown[] }[];
   metrics: { name: string; values: (number | null)[] }[];
-  /** Curve name (loss, learning_rate, validation_f1, ...) → run id → points. */
+  /** Curve name (loss, learning_rate, validation_f1, ...) → run id → points; a curve no run logged at
+   * two steps is left out (a value evaluated once is a metric). */
   curves: Record<string, Record<string, CurvePoint[]>>;
+  /** The curves and metrics shown first, in this order (ftkit.comparison.primary): the training loss,
+   * then the metric that picks each run's best checkpoint, on validation then on test. */
+  primary: string[];
 }
 
 /** An entity of a sentence: words [start, end) and its type. */

@@ -3,7 +3,10 @@
  * legend of every chart), what it trains, the config keys whose values differ between the runs,
  * and its final metrics; then each curve the runs logged, whatever its name (loss, the evaluation
  * metrics, a trainer's own values such as `rewards/margins`, the learning rate), with the runs
- * overlaid. Plain React over an `IComparison`; run-provided text only in text nodes.
+ * overlaid. What the server names `primary` (the training loss and the main validation metric, as
+ * the notebook's curves show them) comes first; the other metrics and curves (per-entity scores,
+ * the optimizer's) are behind the "more curves and metrics" toggle. Plain React over an
+ * `IComparison`; run-provided text only in text nodes.
  */
 
 import * as React from 'react';
@@ -43,13 +46,28 @@ export function curveOrder(names: readonly string[], evaluations: readonly strin
   });
 }
 
+/**
+ * `items` cut into those `primary` names, in its order (shown at once), and the rest in their own
+ * order (behind the toggle).
+ */
+export function byPrimary<T>(items: readonly T[], nameOf: (item: T) => string, primary: readonly string[]): [T[], T[]] {
+  const first = primary.flatMap(name => items.filter(item => nameOf(item) === name));
+  return [first, items.filter(item => !primary.includes(nameOf(item)))];
+}
+
 /** The short name of a config key in a column header: its last part (the full key is the tooltip). */
 function shortKey(key: string): string {
   return key.split('.').pop() || key;
 }
 
 export function CompareView({ data }: { data: IComparison }): JSX.Element {
-  const { runs, differing, metrics, curves } = data;
+  const { runs, differing, curves, primary } = data;
+  const [more, setMore] = React.useState(false);
+  const [firstMetrics, moreMetrics] = byPrimary(data.metrics, metric => metric.name, primary);
+  const ordered = curveOrder(Object.keys(curves), data.metrics.map(metric => metric.name));
+  const [firstCurves, moreCurves] = byPrimary(ordered, name => name, primary);
+  const metrics = more ? [...firstMetrics, ...moreMetrics] : firstMetrics;
+  const hidden = moreMetrics.length + moreCurves.length;
   return (
     <div className="ftkit-Compare">
       <h2 className="ftkit-Compare-title">Comparing {runs.length} runs</h2>
@@ -105,8 +123,18 @@ export function CompareView({ data }: { data: IComparison }): JSX.Element {
         </table>
       </div>
       {differing.length === 0 && <p className="ftkit-Muted">These runs have the same config.</p>}
+      {hidden > 0 && (
+        <button
+          className="ftkit-LinkButton ftkit-Compare-more"
+          aria-pressed={more}
+          title="Every other metric and curve the runs report: per-label scores, the optimizer's, a trainer's own"
+          onClick={() => setMore(!more)}
+        >
+          {more ? 'fewer curves and metrics' : `more curves and metrics (${moreMetrics.length} metrics, ${moreCurves.length} curves)`}
+        </button>
+      )}
       <div className="ftkit-Charts">
-        {curveOrder(Object.keys(curves), metrics.map(metric => metric.name)).map(name => {
+        {(more ? [...firstCurves, ...moreCurves] : firstCurves).map(name => {
           const series: IChartSeries[] = runs.map((run, index) => ({
             runId: run.id,
             index,

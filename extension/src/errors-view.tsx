@@ -104,6 +104,9 @@ function Sentence({ sentence, shown }: { sentence: ISentence; shown: IEntityDeci
   );
 }
 
+/** What the list shows of what: "showing 1 of 2 sentences with errors" (the notebook's ErrorBrowser says the same). */
+export const examplesCount = (shown: number, withErrors: number) => `showing ${shown} of ${withErrors} sentences with errors`;
+
 /** The mistakes as the task gives them: NER sentences, filterable by kind of error and type; else each record's fields. */
 function Examples({ examples }: { examples: Record<string, unknown>[] }): JSX.Element {
   const [kind, setKind] = React.useState('');
@@ -125,6 +128,7 @@ function Examples({ examples }: { examples: Record<string, unknown>[] }): JSX.El
     );
   }
   const mistakes = sentences.flatMap(s => s.errors).filter(d => d.kind !== 'correct');
+  const withErrors = sentences.filter(s => s.errors.some(d => d.kind !== 'correct')).length;
   const kinds = [...new Set(mistakes.map(d => d.kind))].sort();
   const types = [...new Set(mistakes.map(d => d.type))].sort();
   const shown = sentences
@@ -152,9 +156,7 @@ function Examples({ examples }: { examples: Record<string, unknown>[] }): JSX.El
             </option>
           ))}
         </select>
-        <span className="ftkit-Examples-count">
-          {shown.length} of {sentences.length} sentences
-        </span>
+        <span className="ftkit-Examples-count">{examplesCount(shown.length, withErrors)}</span>
       </div>
       <ul className="ftkit-Examples">
         {shown.map(s => (
@@ -174,7 +176,7 @@ export function ErrorView({ report }: { report: IErrorReport }): JSX.Element {
       <dl className="ftkit-ErrorSummary">
         {Object.entries(report.summary).map(([key, value]) => (
           <React.Fragment key={key}>
-            <dt>{key}</dt>
+            <dt>{kindLabel(key)}</dt>
             <dd>{cell(value)}</dd>
           </React.Fragment>
         ))}
@@ -186,7 +188,7 @@ export function ErrorView({ report }: { report: IErrorReport }): JSX.Element {
             <thead>
               <tr>
                 {report.table.columns.map(column => (
-                  <th key={column}>{column}</th>
+                  <th key={column}>{kindLabel(column)}</th>
                 ))}
               </tr>
             </thead>

@@ -36,8 +36,10 @@ import { epochKey, LabelIssues } from './label-issues';
 import { LabelIssuesView } from './label-issues-view';
 import { LogView } from './log';
 import { RunsModel } from './model';
-import { CommandIDs, RunsPanel } from './panel';
+import { CommandIDs } from './commands';
+import { RunsPanel } from './panel';
 import { Remote } from './remote';
+import { canDelete, ERRORS_SPLIT, hasErrors } from './run-state';
 import { SweepModel } from './sweep';
 import { SweepView } from './sweep-view';
 import { RemoteWidget } from './widgets';
@@ -185,7 +187,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     commands.addCommand(CommandIDs.deleteRun, {
       label: 'Delete Fine-tuning Run…',
-      isEnabled: args => !!target(args as IRunArgs),
+      caption: 'Delete a finished run with its checkpoints and logs (stop a running one first)',
+      isEnabled: args => canDelete(target(args as IRunArgs)?.run), // as the row shows its button
       execute: async args => {
         const t = target(args as IRunArgs);
         if (t && (await confirm('Delete run?', `Delete the run "${t.name}" with its checkpoints and logs? This cannot be undone.`, 'Delete'))) {
@@ -331,14 +334,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
     /** A command that opens a view of one run (its log, its errors) in the main area. */
     const addRunView = <T>(
       id: string,
-      options: { label: string; caption: string; view: string },
+      options: { label: string; caption: string; view: string; enabled?: (run: IRunSummary | undefined) => boolean },
       load: (runId: string) => Promise<T>,
       render: (data: T) => JSX.Element
     ) =>
       commands.addCommand(id, {
         label: options.label,
         caption: options.caption,
-        isEnabled: args => !!target(args as IRunArgs),
+        isEnabled: args => {
+          const t = target(args as IRunArgs);
+          return !!t && (options.enabled?.(t.run) ?? true);
+        },
         execute: args => {
           const t = target(args as IRunArgs);
           if (t) {
@@ -362,9 +368,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       {
         label: 'Show Fine-tuning Run Errors',
         caption: 'What a finished run got wrong on its test split, from its saved predictions',
-        view: 'errors'
+        view: 'errors',
+        enabled: hasErrors // as the row shows its button: a run with saved test predictions
       },
-      runId => api.errors(runId, 'test'),
+      runId => api.errors(runId, ERRORS_SPLIT),
       report => React.createElement(ErrorView, { report })
     );
     commands.addCommand(CommandIDs.openLabelIssues, {

@@ -5,7 +5,8 @@ import { renderToStaticMarkup } from 'react-dom/server';
 import { describe, expect, it } from 'vitest';
 
 import { CurvePoint, IComparison, IErrorReport } from '../src/api';
-import { CompareView, curveOrder } from '../src/compare';
+import { LineChart } from '../src/chart';
+import { byPrimary, CompareView, curveOrder } from '../src/compare';
 import { ErrorView } from '../src/errors-view';
 import { LogView } from '../src/log';
 
@@ -29,12 +30,17 @@ function comparison(runs: number, points: number): IComparison {
   return {
     runs: ids.map((id, i) => ({ id, name: i ? `run ${i}` : HOSTILE, status: i ? 'completed' : 'running', task: 'ner', model: 'default', adapter: 'lora', sweep: 'lr' })),
     differing: [{ key: 'training.learning_rate', values: ids.map((_, i) => [0.001, 0.0001, 0.00001][i % 3]) }],
-    metrics: [{ name: 'validation_f1', values: ids.map((_, i) => (i ? 0.8 + i / 100 : null)) }],
+    metrics: [
+      { name: 'validation_f1', values: ids.map((_, i) => (i ? 0.8 + i / 100 : null)) },
+      { name: 'validation_PER_f1', values: ids.map(() => 0.9) },
+      { name: 'test_f1', values: ids.map(() => 0.75) }
+    ],
     curves: {
-      learning_rate: Object.fromEntries(ids.map((id, i) => [id, [[1, 10 ** -(i + 3)]]])),
+      learning_rate: Object.fromEntries(ids.map((id, i) => [id, [[1, 10 ** -(i + 3)], [2, 10 ** -(i + 4)]]])),
       loss: Object.fromEntries(ids.map((id, i) => [id, curve(i)])),
       validation_f1: Object.fromEntries(ids.slice(1).map(id => [id, [[50, 0.8]]]))
-    }
+    },
+    primary: ['loss', 'validation_f1', 'test_f1']
   };
 }
 
@@ -43,8 +49,13 @@ describe('CompareView', () => {
     const out = html(<CompareView data={comparison(3, 500)} />);
     expect(all(out, /<th class="ftkit-Compare-key" data-key="([^"]+)"/g)).toEqual(['training.learning_rate']);
     expect(all(out, /<td class="ftkit-Compare-key">([^<]*)</g)).toEqual(['0.001', '0.0001', '0.00001']);
-    expect(all(out, /<td class="ftkit-Compare-metric">([^<]*)</g)).toEqual(['—', '0.8100', '0.8200']);
-    expect(all(out, /data-curve="([^"]+)"/g)).toEqual(['loss', 'validation_f1', 'learning_rate']);
+    expect(all(out, /<th class="ftkit-Compare-metric" data-metric="([^"]+)"/g)).toEqual(['validation_f1', 'test_f1']);
+    expect(all(out, /<td class="ftkit-Compare-metric">([^<]*)</g)).toEqual(['—', '0.7500', '0.8100', '0.7500', '0.8200', '0.7500']);
+    // the primary ones only: the per-entity score and the learning rate are behind the toggle
+    expect(all(out, /data-curve="([^"]+)"/g)).toEqual(['loss', 'validation_f1']);
+    expect(all(out, /<button class="ftkit-LinkButton ftkit-Compare-more" aria-pressed="false"[^>]*>([^<]+)</g)).toEqual([
+      'more curves and metrics (1 metrics, 1 curves)'
+    ]);
     const loss = between(out, 'data-curve="loss"', '</figure>');
     expect(all(loss, /<path data-run-id="([^"]+)"/g)).toEqual(['r0', 'r1', 'r2']);
     expect(all(loss, / d="([^"]+)"/g)[0].split('L')).toHaveLength(500);
@@ -84,28 +95,27 @@ describe('curveOrder', () => {
   });
 });
 
-describe('CompareView of curves no list names', () => {
-  it('draws a chart per curve the runs report, a line per run that logged it, names with "/" intact', () => {
-    const data = comparison(2, 3);
-    data.metrics.push({ name: 'validation_rewards/accuracies', values: [0.6, 0.7] });
-    data.curves['rewards/margins'] = { r0: [[1, 0.1], [2, 0.3]], r1: [[1, 0.2], [2, 0.5]] };
-    data.curves['logps/chosen'] = { r1: [[1, -120], [2, -110]] };
-    data.curves['validation_rewards/accuracies'] = { r0: [[2, 0.6]], r1: [[2, 0.7]] };
-    const out = html(<CompareView data={data} />);
-    expect(all(out, /data-curve="([^"]+)"/g)).toEqual([
-      'loss',
-      'validation_f1',
-      'validation_rewards/accuracies',
-      'logps/chosen',
-      'rewards/margins',
-      'learning_rate'
+describe('byPrimary', () => {
+  it('shows what the server names primary first, in its order, and keeps the rest in theirs for the toggle', () => {
+    const names = curveOrder(['learning_rate', 'validation_PER_f1', 'validation_f1', 'loss', 'rewards/margins'], ['validation_PER_f1', 'validation_f1']);
+    expect(byPrimary(names, name => name, ['loss', 'validation_f1', 'test_f1'])).toEqual([
+      ['loss', 'validation_f1'],
+      ['validation_PER_f1', 'rewards/margins', 'learning_rate']
     ]);
-    const margins = between(out, 'data-curve="rewards/margins"', '</figure>');
-    expect(margins).toContain('<figcaption class="ftkit-Chart-title">rewards/margins</figcaption>');
-    expect(all(margins, /<path data-run-id="([^"]+)"/g)).toEqual(['r0', 'r1']);
-    expect(all(margins, / d="([^"]+)"/g).every(d => d.split('L').length === 2)).toBe(true);
-    // a run that never logged a curve draws no line in it
-    expect(all(between(out, 'data-curve="logps/chosen"', '</figure>'), / d="([^"]*)"/g)).toEqual(['', expect.stringMatching(/^M/)]);
+  });
+});
+
+describe('LineChart of a curve no list names', () => {
+  it('draws a line per run that logged it, its name with "/" intact', () => {
+    const series = [
+      { runId: 'r0', index: 0, points: [] },
+      { runId: 'r1', index: 1, points: [[1, 0.2], [2, 0.5]] as CurvePoint[] }
+    ];
+    const out = html(<LineChart name="rewards/margins" series={series} />);
+    expect(out).toContain('<figcaption class="ftkit-Chart-title">rewards/margins</figcaption>');
+    expect(all(out, /<path data-run-id="([^"]+)"/g)).toEqual(['r0', 'r1']);
+    // a run that never logged the curve draws no line in it
+    expect(all(out, / d="([^"]*)"/g)).toEqual(['', expect.stringMatching(/^M[^L]*L[^L]*$/)]);
   });
 });
 
@@ -113,7 +123,7 @@ const REPORT: IErrorReport = {
   run: 'r1',
   task: 'ner',
   split: 'test',
-  summary: { sentences: 2, f1: 0.5 },
+  summary: { sentences: 2, f1: 0.5, wrong_type: 1, wrong_boundary: 0 },
   table: { title: 'per type', columns: ['type', 'precision', 'recall', 'f1', 'support'], rows: [['PER', 1, 0.5, 0.6667, 2]] },
   confusion: { title: 'entity types', labels: ['PER', 'LOC', 'O'], matrix: [[8, 1, 1], [0, 5, 0], [2, 0, 90]] },
   examples: [
@@ -155,7 +165,13 @@ describe('ErrorView', () => {
     expect(all(gold, /<mark class="([^"]+)" data-type="[A-Z]+"/g)).toEqual(['ftkit-Entity', 'ftkit-Entity ftkit-mod-wrong']);
     expect(gold).toContain(ESCAPED);
     expect(out).not.toContain('<img');
-    expect(out).toContain('>2 of 2 sentences<');
+    expect(out).toContain('>showing 2 of 2 sentences with errors<');
+  });
+
+  it('writes kinds of error as people do, "wrong type", in the summary as in the filters', () => {
+    const out = html(<ErrorView report={REPORT} />);
+    expect(all(out, /<dt>([^<]+)<\/dt>/g)).toEqual(['sentences', 'f1', 'wrong type', 'wrong boundary']);
+    expect(out.replace(/<[^>]*>/g, ' ')).not.toContain('wrong_'); // in no text, only in attribute values
   });
   it("lists another task's mistakes field by field", () => {
     const report: IErrorReport = {

@@ -14,11 +14,13 @@ What every handler shares is in ``handler.py``; the sweep routes are in ``sweep_
 Routes (all JSON; errors are ``{"code", "message"}``):
 
 =======  ================================================  ==========================================
-GET      /ftkit/api/runs?status=&q=&sort=&order=&limit=&offset=  a page of run summaries, total, etag,
-                                                            and the runs of each status matching ``q``
+GET      /ftkit/api/runs?status=&q=&sort=&order=&limit=&offset=  a page of run summaries (with the splits
+                                                            it saved predictions for), total, etag, and
+                                                            the runs of each status matching ``q``
 GET      /ftkit/api/live?<same>&etag=&timeout=              the same page, answered once it differs
                                                             from ``etag`` (or after ``timeout`` s)
-GET      /ftkit/api/runs/<id>                              detail: config, metrics, checkpoints, log,
+GET      /ftkit/api/runs/<id>                              detail: config, metrics, checkpoints (whether
+                                                            each can resume: optimizer state on disk), log,
                                                             exports, and what Export offers the run
 GET      /ftkit/api/runs/<id>/config                       config.yaml text, its path, and that path
                                                             relative to the server root (if inside)
@@ -64,7 +66,7 @@ from ..comparison import comparison
 from ..errors import ConfigError, DataError, RunError
 from ..process.jobs import start_job
 from ..runstore.events import ACTIVE_STATUSES, FINAL_EXPORT_STATES, STATUSES
-from ..runstore.layout import CONFIG_FILE, EXPORT_LOG_FILE, EXPORTS_DIR, GGUF_QUANTS, LOG_FILE
+from ..runstore.layout import CONFIG_FILE, EXPORT_LOG_FILE, EXPORTS_DIR, GGUF_QUANTS, LOG_FILE, PREDICTIONS_DIR
 from ..runs import error_report
 from ..secrets import mask
 from ..runstore import SORT_KEYS, RunBusy, RunStore
@@ -88,6 +90,7 @@ DEFAULT_LABEL_ISSUES = 100
 MAX_LABEL_ISSUES = 5_000
 MAX_COMPARED_RUNS = 50  # a comparison reads each run's events; the panel selects a handful
 LIVE_CHECK_INTERVAL = 0.25  # seconds between looks at the store while a live request waits
+OPTIMIZER_STATE_FILE = "optimizer.pt"  # transformers' OPTIMIZER_NAME: in a checkpoint a run can resume from
 
 
 def _list_params(handler: FtkitHandler) -> dict[str, Any]:
@@ -129,11 +132,18 @@ def list_page(store: RunStore, params: dict[str, Any]) -> dict[str, Any]:
     computes a running run's duration from ``started`` itself.
     """
     runs, total = store.list_runs(**params)
+    for run in runs:  # ids from the index: the panel's errors button shows where there are predictions to read
+        run["predictions"] = saved_predictions(store.root / run["id"])
     counts = store.status_counts(params["query"])  # the panel's status chips: a count per status, whatever the filter
     stable = [{k: v for k, v in run.items() if k != "duration"} for run in runs]
     etag = hashlib.sha1(json.dumps([stable, total, counts], sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {"runs": runs, "total": total, "counts": counts, "offset": params["offset"], "limit": params["limit"],
             "etag": etag, "server_time": time.time()}
+
+
+def saved_predictions(folder: Path) -> list[str]:
+    """The splits a run saved its predictions for (``predictions/<split>.jsonl``): what its errors view reads."""
+    return sorted(path.stem for path in (folder / PREDICTIONS_DIR).glob("*.jsonl"))
 
 
 class RunsHandler(FtkitHandler):
@@ -183,16 +193,7 @@ class RunHandler(FtkitHandler):
     @authorized
     async def get(self, run_id: str) -> None:
         detail = await self.find_run(run_id)
-        folder = Path(detail["dir"])
-        task = _task_of(detail)
-        # what the panel's Export offers: the task's format, and the weights to choose from for GGUF
-        detail["export_format"] = task.export_format if task else None
-        detail["export_quants"] = list(GGUF_QUANTS) if detail["export_format"] == "gguf" else []
-        for checkpoint in detail["checkpoints"]:
-            # the same place the store deletes: the checkpoint's folder name inside its run
-            checkpoint["abs_path"] = str(folder / checkpoint["name"])
-            # the task's "load this checkpoint" code (a pipeline, or ftkit for LoRA adapter weights)
-            checkpoint["snippet"] = task.load_snippet(checkpoint["abs_path"], checkpoint["adapter_only"]) if task else None
+        await self.in_thread(_describe, detail)
         detail["log_tail"] = await self.in_thread(self.store.log_tail, run_id)
         detail["stop_requested"] = await self.in_thread(self.store.stop_requested, run_id)
         self.reply(detail)
@@ -209,6 +210,24 @@ class RunHandler(FtkitHandler):
             raise ApiError(409, "delete_failed", str(exc)) from None
         self.reply({"deleted": run_id})
 
+
+def _describe(detail: dict[str, Any]) -> None:
+    """Add to a run's detail what the panel shows beside the store's record: what Export offers, each
+    checkpoint's path, load code and what it holds, and the splits with saved predictions."""
+    folder = Path(detail["dir"])
+    task = _task_of(detail)
+    # what the panel's Export offers: the task's format, and the weights to choose from for GGUF
+    detail["export_format"] = task.export_format if task else None
+    detail["export_quants"] = list(GGUF_QUANTS) if detail["export_format"] == "gguf" else []
+    for checkpoint in detail["checkpoints"]:
+        # the same place the store deletes: the checkpoint's folder name inside its run
+        checkpoint["abs_path"] = str(folder / checkpoint["name"])
+        # the task's "load this checkpoint" code (a pipeline, or ftkit for LoRA adapter weights)
+        checkpoint["snippet"] = task.load_snippet(checkpoint["abs_path"], checkpoint["adapter_only"]) if task else None
+        # what it holds: the optimizer's state beside the weights while steps are left to resume (its
+        # last checkpoint, the model a completed run keeps, is the weights alone: layout.keeps_resume_state)
+        checkpoint["resumable"] = (folder / checkpoint["name"] / OPTIMIZER_STATE_FILE).is_file()
+    detail["predictions"] = saved_predictions(folder)
 
 
 class RunConfigHandler(FtkitHandler):

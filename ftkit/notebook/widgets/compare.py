@@ -1,13 +1,15 @@
-"""CompareCurves: the training loss of several runs overlaid, beside any other curve they report.
+"""CompareCurves: the training loss of several runs overlaid, beside their main validation metric.
 
-Drawn from `ftkit.comparison.comparison`, the data the side panel's compare view plots: each point
-where it was logged (``log`` and ``eval`` events), one colour per run in both figures, the legend
-beside the plots so it never covers a curve (click a run there to hide it). The second figure shows
-the main validation metric until another curve is picked above it: every curve a run reports is
-offered (``rewards/margins`` of a DPO run, the learning rate...), in the panel's order. While a
-compared run is queued or running, a daemon thread reads the comparison again every few seconds and
-streams only the new points (``ColumnDataSource.stream``), as the run monitor does; a curve a run
-starts to report then joins the choices.
+Drawn from `ftkit.comparison.comparison`, the data the side panel's compare view plots, and in its
+order: ``primary`` (decided there once) puts the training loss and the metric that picks each run's
+best checkpoint first (``validation_f1`` for NER, ``validation_loss`` for SFT). Each point is drawn where
+it was logged (``log`` and ``eval`` events), one colour per run in both figures, the legend beside the
+plots so it never covers a curve (click a run there to hide it). The rest of the curves are behind the
+"more curves" toggle, as in the panel: it offers every other curve a run reports (a per-entity score,
+``rewards/margins`` of a DPO run, the learning rate...) for the second figure, and turned off it shows
+the main metric again. While a compared run is queued or running, a daemon thread reads the comparison
+again every few seconds and streams only the new points (``ColumnDataSource.stream``), as the run
+monitor does; a curve a run starts to report then joins the choices.
 """
 
 from __future__ import annotations
@@ -17,20 +19,20 @@ from typing import Any, Mapping, Sequence
 
 import ipywidgets as widgets
 
-from ...comparison import comparison
+from ...comparison import LOSS_CURVE, comparison
 from ...runstore.events import ACTIVE_STATUSES
-from ...runstore.layout import SELECTION_SPLIT
 from ...rendering import ensure_bokehjs
 from ...runs import Run
-from .monitor import _BokehPlot, monitor_mode
+from .bokeh_plot import BokehPlot
+from .monitor import monitor_mode
 
-LOSS_CURVE = "loss"
 OPTIMIZER_CURVES = ("grad_norm", "learning_rate")  # offered last, as the panel draws them
 
 
 class CompareCurves(widgets.VBox):
-    """Two figures side by side, sharing their step axis: training loss, and the curve picked in
-    :attr:`curve_picker` (``validation_<metric>`` at first; :attr:`metric` names the one shown).
+    """Two figures side by side, sharing their step axis: training loss, and the main validation metric
+    (:attr:`main_metric`) or, with :attr:`more` on, the curve picked in :attr:`curve_picker`
+    (:attr:`metric` names the one shown).
 
     ``follow=False`` builds it without the background thread; :meth:`refresh` streams what the runs
     have logged since (what the tests do).
@@ -43,7 +45,7 @@ class CompareCurves(widgets.VBox):
         self._closed = threading.Event()
         self.runs = list(runs)
         data = data or comparison(self.runs)
-        self.metric = _main_metric(self.runs, data)
+        self.main_metric = self.metric = data["primary"][1]  # the first run's, on validation
         self.poll_interval = poll_interval
         self._lock = threading.RLock()
         self.loss_figure, self.loss_sources = _figure(data, LOSS_CURVE, "training loss")
@@ -52,10 +54,13 @@ class CompareCurves(widgets.VBox):
         self._curves = data["curves"]
         self._choosing = False  # True while the choices change: the picker jumps to its first one meanwhile
         self.curve_picker = widgets.Dropdown(description="right plot", options=_choices(data, self.metric),
-                                             value=self.metric, style={"description_width": "initial"})
+                                             value=self.metric, style={"description_width": "initial"},
+                                             layout=widgets.Layout(display="none"))
         self.curve_picker.observe(self._show_curve, "value")
-        self.plot = _BokehPlot(row(self.loss_figure, self.metric_figure))
-        super().__init__([self.curve_picker, self.plot], **kwargs)
+        self.more = widgets.ToggleButton(description="more curves", tooltip="Pick another curve for the right plot")
+        self.more.observe(self._toggle_more, "value")
+        self.plot = BokehPlot(row(self.loss_figure, self.metric_figure))
+        super().__init__([widgets.HBox([self.more, self.curve_picker]), self.plot], **kwargs)
         self.active = _active(data)
         if follow and self.active:
             threading.Thread(target=self._follow, name="ftkit-compare", daemon=True).start()
@@ -78,6 +83,12 @@ class CompareCurves(widgets.VBox):
                     self._choosing = False
         self.active = _active(data)
         return self.active
+
+    def _toggle_more(self, change: Mapping[str, Any]) -> None:
+        """Show the picker; hidden again, the right plot goes back to the main metric."""
+        self.curve_picker.layout.display = None if change["new"] else "none"
+        if not change["new"]:
+            self.curve_picker.value = self.main_metric
 
     def _show_curve(self, change: Mapping[str, Any]) -> None:
         """Redraw the second figure with the picked curve, from the points last read."""
@@ -167,31 +178,21 @@ def _title(curve: str) -> str:
 
 
 def _choices(data: Mapping[str, Any], shown: str) -> list[str]:
-    """Every curve but the loss (the first figure's) and the one ``shown`` even before its first
-    point: the evaluations in the metrics table's order, any other by name, the optimizer's last."""
-    evaluations = [metric["name"] for metric in data["metrics"]]
+    """Every curve but the loss (the first figure's), with the main metric and the one ``shown`` even
+    before their first points: the primary ones first, then the evaluations in the metrics table's
+    order, any other by name, the optimizer's last (the panel's order)."""
+    primary, evaluations = data["primary"], [metric["name"] for metric in data["metrics"]]
 
     def rank(name: str) -> tuple[int, int, str]:
+        if name in primary:
+            return 0, primary.index(name), name
         if name in evaluations:
-            return 0, evaluations.index(name), name
+            return 1, evaluations.index(name), name
         if name in OPTIMIZER_CURVES:
-            return 2, OPTIMIZER_CURVES.index(name), name
-        return 1, 0, name
+            return 3, OPTIMIZER_CURVES.index(name), name
+        return 2, 0, name
 
-    return sorted({*data["curves"], shown} - {LOSS_CURVE}, key=rank)
-
-
-def _main_metric(runs: Sequence[Run], data: Mapping[str, Any]) -> str:
-    """``validation_<metric>`` for the metric the first run picks checkpoints by, else the first
-    validation score logged."""
-    try:
-        wanted = f"{SELECTION_SPLIT}_{runs[0].config.best_metric}"
-    except Exception:  # noqa: BLE001 - an unreadable config must not keep the curves from showing
-        wanted = ""
-    if wanted in data["curves"]:
-        return wanted
-    logged = [name for name in data["curves"] if name.startswith(f"{SELECTION_SPLIT}_") and not name.endswith("_loss")]
-    return logged[0] if logged else wanted or f"{SELECTION_SPLIT}_loss"
+    return sorted({*data["curves"], primary[1], shown} - {LOSS_CURVE}, key=rank)
 
 
 def _active(data: Mapping[str, Any]) -> bool:
