@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FtkitError
+from .rendering import cut_mark
 from .process.jobs import run_job
 from .runstore.events import phase_text, shown_status
 from .runstore.layout import EXPORT_FORMATS, GGUF_QUANTS
@@ -314,12 +315,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     def answer(text: str) -> None:
         messages.append({"role": "user", "content": text})
-        pieces = []
-        for piece in generator.stream(messages, max_new_tokens=args.max_new_tokens, temperature=args.temperature):
+        pieces, stream = [], generator.stream(messages, max_new_tokens=args.max_new_tokens,
+                                              temperature=args.temperature)
+        for piece in stream:
             pieces.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()
-        sys.stdout.write("\n")
+        sys.stdout.write("\n" if stream.generation.stopped else f" {cut_mark(args.max_new_tokens)}\n")
         sys.stdout.flush()
         messages.append({"role": "assistant", "content": "".join(pieces)})
 

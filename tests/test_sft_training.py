@@ -71,12 +71,18 @@ def test_an_sft_run_reports_loss_and_perplexity_generates_the_test_answers_and_s
 
     once = cli(runs_dir, "chat", run.id, "Review 7: great film. Positive?", "--max-new-tokens", "3")
     assert once.returncode == 0, once.stderr
-    assert once.stdout.endswith("\n") and once.stdout[:-1] == run.generate("Review 7: great film. Positive?", 3)
+    from ftkit.rendering import cut_mark
+
+    def printed(answer: str, limit: int) -> set[str]:  # an answer the token limit cut says so after it
+        return {f"{answer}\n", f"{answer} {cut_mark(limit)}\n"}
+
+    assert once.stdout in printed(run.generate("Review 7: great film. Positive?", 3), 3)
     turns = cli(runs_dir, "chat", run.id, "--max-new-tokens", "2", stdin="Hi\nAnd then?\n")
     first = run.generate("Hi", 2)
     second = run.generate([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": first},
                            {"role": "user", "content": "And then?"}], 2)  # the second turn sees the first
-    assert turns.returncode == 0 and turns.stdout == f"{first}\n{second}\n", turns.stderr
+    assert turns.returncode == 0, turns.stderr
+    assert turns.stdout in {one + two for one in printed(first, 2) for two in printed(second, 2)}
 
     evaluated = cli(runs_dir, "eval", run.id, "--json")
     assert evaluated.returncode == 0, evaluated.stderr
