@@ -1,14 +1,18 @@
-"""Chaos soak: runs launched without pause while processes are killed, runs stopped, resumed (twice at
-once), deleted (active ones too), the disk filled and the index corrupted; then what must hold.
+"""Chaos soak: runs launched without pause while processes are killed or hung, runs stopped, resumed (twice
+at once), deleted (active ones too), the disk filled and the index corrupted, from this machine and from a
+second one sharing the store; then what must hold.
 
 For ``--minutes``, tiny NER runs (full and LoRA, built from a config: no downloads) are launched
 into one store, and at random moments one of these happens: SIGKILL a worker or a supervisor, stop
 a run, resume one, resume one from two processes at once (the CLI), delete a checkpoint or a run
 (active or not), fill the store's small disk (a tmpfs mounted here; skipped, with the reason,
-where mounting is not allowed) and free it again, corrupt the index and rebuild it with the CLI.
-Meanwhile a client polls the REST API of a Jupyter server started on the store, a second process
-with another host identity (``FTKIT_HOST_ID``) lists the runs as another machine would, and a
-watcher reads /proc every 0.2 s for the ftkit processes of each run.
+where mounting is not allowed) and free it again, corrupt the index and rebuild it with the CLI, hang
+a worker (SIGSTOP: a deadlocked data loader or collective; the runs' ``stall_timeout`` is 15 s), and
+launch or resume a run from the second machine (the CLI with another host identity, ``FTKIT_HOST_ID``:
+its processes record that host). The store is shared (``FTKIT_SHARED_STORE=1``: its index keeps a
+rollback journal for both machines). Meanwhile a client polls the REST API of a Jupyter server started
+on the store, a process of the second machine lists the runs, and a watcher reads /proc every 0.2 s
+for the ftkit processes of each run.
 
 Then every active run is asked to stop, and the soak requires: every run completed, stopped or
 failed with a cause (none stuck queued or running); never two live workers (or supervisors) of
@@ -16,8 +20,8 @@ one run; the index equal to a rebuild from the folders; every listed checkpoint 
 with its label names); no 5xx and no dropped connection from the API; the other machine never got
 anything but ftkit's own errors and ends seeing what this one sees; no launched run missing unless
 deleted; no run deleted under a live worker (a queued run may be deleted while its supervisor waits
-for a device, and that supervisor must then leave); no action failing with anything but ftkit's own
-errors. It prints the counts and exits 1 when anything was lost.
+for a device, and that supervisor must then leave); no hung worker left alive; no action failing with
+anything but ftkit's own errors. It prints the counts and exits 1 when anything was lost.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/chaos.py --minutes 10 --seed 0 [--json]
 """
@@ -60,7 +64,7 @@ LOST = ("runs stuck or failed without a cause", "launched runs missing", "times 
         "double resumes that both started", "index rows unlike a rebuild",
         "listed checkpoints that do not load", "API 5xx or dropped connections", "other machine: unexpected errors",
         "other machine: runs seen differently", "actions failing with a non-ftkit error", "CLI crashes",
-        "index still damaged after `ftkit runs --rebuild-index`")
+        "index still damaged after `ftkit runs --rebuild-index`", "hung workers left alive")
 
 
 # ----- what runs beside the actions ---------------------------------------------------------------
@@ -223,6 +227,8 @@ class Soak:
         self.launched: set[str] = set()
         self.deleted: set[str] = set()
         self.waiting_when_deleted: set[str] = set()  # queued runs deleted while their supervisor waited: it must leave
+        self.hung: dict[int, str] = {}  # SIGSTOPped workers: pid -> run id
+        self.other_env: dict[str, str] = {}  # the second machine's environment (set when the soak starts)
         self.disk_full_until: float | None = None
         self.rebuild_at: float | None = None
         self.last_refusal = ""
@@ -242,7 +248,7 @@ class Soak:
                      "test": str(write_conll(data / "test.txt", 24, 3))},
             "training": {"epochs": 4, "batch_size": 8, "logging_steps": 1, "save_steps": 4, "eval_steps": 8,
                          "max_seq_length": 32, "learning_rate": 5e-3, "device": "cpu", "save_total_limit": 2},
-            "resources": {"runs_per_device": parallel},
+            "resources": {"runs_per_device": parallel, "stall_timeout": 15},
             "output": {"dir": str(self.root)},
         }
 
@@ -265,14 +271,15 @@ class Soak:
         ids = [run_id for run_id, (status, _) in self.statuses().items() if status in wanted]
         return self.rng.choice(ids) if ids else None
 
-    def cli(self, *args: str) -> subprocess.Popen:
-        """`ftkit ARGS` on the store, as a user in another terminal would type it."""
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """`ftkit ARGS` on the store, as a user in another terminal (of this machine, or ``env``'s) would type it."""
         return subprocess.Popen([sys.executable, "-m", "ftkit.cli", "--runs-dir", str(self.root), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def check_cli(self, what: str, process: subprocess.Popen) -> bool:
-        """True when it succeeded; ftkit's own refusal (exit 2) is expected, a crash is a finding."""
-        _, err = process.communicate(timeout=300)
+        """True when it succeeded; ftkit's own refusal (exit 2) is expected, a crash is a finding. The
+        output stays on the process (``stdout_text``)."""
+        process.stdout_text, err = process.communicate(timeout=300)
         self.last_refusal = err.strip()[-400:] if process.returncode == 2 else ""
         if process.returncode not in (0, 2):
             self.lost["CLI crashes"] += 1
@@ -301,8 +308,30 @@ class Soak:
         if len(active) >= self.parallel + 2:
             return False
         adapter = self.rng.choice(["full", "lora"])
-        run = start({**self.base_config, "name": f"chaos-{adapter}-{len(self.launched)}", "adapter": {"kind": adapter}})
+        config = {**self.base_config, "name": f"chaos-{adapter}-{len(self.launched)}", "adapter": {"kind": adapter}}
+        if self.rng.random() < 1 / 3:  # from the second machine: its supervisor and worker record that host
+            path = self.work / f"{config['name']}.json"
+            path.write_text(json.dumps(config))
+            launched = self.cli("train", str(path), "--json", env=self.other_env)
+            if self.check_cli("launch from the other machine", launched):
+                self.launched.add(json.loads(launched.stdout_text)["id"])
+                self.counts["launches from the other machine"] += 1
+            return False
+        run = start(config)
         self.launched.add(run.id)
+        return True
+
+    def hang(self) -> bool:
+        """SIGSTOP a training worker: it stops making progress and ignores SIGTERM, as a deadlock does."""
+        targets = [(run_id, pid) for run_id, kinds in self.watch.latest.items() for pid in kinds["train"]
+                   if pid not in self.hung]
+        if not targets:
+            return False
+        run_id, pid = self.rng.choice(targets)
+        if pid not in ftkit_processes(self.root).get(run_id, {}).get("train", []):
+            return False
+        os.kill(pid, signal.SIGSTOP)
+        self.hung[pid] = run_id
         return True
 
     def kill(self, kind: str) -> bool:
@@ -323,6 +352,10 @@ class Soak:
 
     def resume(self) -> bool:
         run_id = self.pick("stopped", "failed")
+        if run_id and self.rng.random() < 1 / 3:
+            if self.check_cli("resume from the other machine", self.cli("resume", run_id, "--json", env=self.other_env)):
+                self.counts["resumes from the other machine"] += 1
+            return False
         if run_id:
             Run(run_id, self.store).resume()
         return run_id is not None
@@ -410,7 +443,7 @@ class Soak:
         base = f"http://127.0.0.1:{port}"
         self.wait_for_server(base, token, server)
         observed = self.work / "other-machine.jsonl"
-        other_env = {**env, "FTKIT_HOST_ID": OTHER_HOST}
+        other_env = self.other_env = {**env, "FTKIT_HOST_ID": OTHER_HOST}
         other = subprocess.Popen([sys.executable, __file__, "--observe", str(self.root), "--out", str(observed)],
                                  env=other_env)
         self.watch, self.api = ProcessWatch(self.root), ApiPoller(base, token, self.rng.randrange(1 << 30))
@@ -421,7 +454,8 @@ class Soak:
             (1, "supervisor kills", lambda: self.kill("supervise")), (2, "stops", self.stop),
             (3, "resumes", self.resume), (1, "double resumes", self.double_resume),
             (1.5, "run deletes", self.delete_run), (1.5, "checkpoint deletes", self.delete_checkpoint),
-            (0.5, "disk fills", self.fill_disk), (0.3, "index corruptions", self.corrupt_index)]
+            (0.5, "disk fills", self.fill_disk), (0.3, "index corruptions", self.corrupt_index),
+            (1.5, "worker hangs", self.hang)]
         started = time.monotonic()
         try:
             while time.monotonic() - started < minutes * 60:
@@ -510,6 +544,11 @@ class Soak:
         lost["supervisors of deleted queued runs still waiting"] += len(stayed)
         self.findings += [f"the supervisor of deleted run {run_id} still waits in the queue" for run_id in stayed]
         self.counts["queued runs deleted while their supervisor waited"] = len(self.waiting_when_deleted)
+
+        alive = [pid for pid, run_id in self.hung.items() if pid in ftkit_processes(self.root).get(run_id, {}).get("train", [])]
+        lost["hung workers left alive"] += len(alive)
+        self.findings += [f"hung worker {pid} of run {self.hung[pid]} is still alive" for pid in alive]
+        self.counts["runs stopped by force"] = sum("stopped by force" in (error or "") for _, error in statuses.values())
 
         checkpoints = 0
         for run_id in self.run_ids():
@@ -604,7 +643,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.observe:
         return observe(args.observe, args.out, args.once)
-    os.environ.update(FTKIT_HEARTBEAT_TIMEOUT=HEARTBEAT_TIMEOUT_S, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    os.environ.update(FTKIT_HEARTBEAT_TIMEOUT=HEARTBEAT_TIMEOUT_S, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                      FTKIT_SHARED_STORE="1")
     work = Path(tempfile.mkdtemp(prefix="ftkit-chaos-"))
     soak = Soak(work, args.seed, args.parallel, args.disk_mib)
     try:

@@ -435,3 +435,26 @@ def test_ranks_other_than_0_never_open_the_index_when_training_or_resuming(tiny_
     run.resume().wait(timeout=300)
     assert run.status == "completed", run.log_tail()
     assert watch.read_text().splitlines() == ["rank 1 started", "rank 1 started"]
+
+
+def test_a_run_whose_index_row_was_never_written_is_indexed_when_read(store):
+    """A run made while the index was damaged and could not be mended at once (a full disk): its folder
+    is whole, and the first reader of it puts it in the index."""
+    run_id = finished_run(store, "unindexed")
+    expected = comparable(store.get(run_id))
+    with closing(sqlite3.connect(store.index_path)) as db, db:
+        for table, key in (("runs", "id"), ("metrics", "run_id"), ("checkpoints", "run_id")):
+            db.execute(f"DELETE FROM {table} WHERE {key}=?", (run_id,))
+    assert comparable(store.get(run_id)) == expected
+
+
+def test_a_rebuild_never_lets_the_old_indexs_hot_journal_roll_into_the_new_one(tmp_path, monkeypatch):
+    """A process killed inside a write leaves a hot journal beside a shared store's index; a rebuild that
+    kept it would have SQLite roll the old index's pages into the new file."""
+    monkeypatch.setenv("FTKIT_SHARED_STORE", "1")
+    store = RunStore(tmp_path / "runs")
+    run_id = finished_run(store, "journaled")
+    Path(f"{store.index_path}-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + os.urandom(4096))
+    assert store.rebuild_index() == 1
+    assert not Path(f"{store.index_path}-journal").exists()
+    assert store.get(run_id)["status"] == "completed" and store.journal_mode() == "delete"

@@ -219,9 +219,10 @@ class IndexAccess:
         with self._index_lock():
             fresh = self.root / f".{INDEX_FILE}.{secrets.token_hex(4)}"
             try:
-                count = build_index(fresh, self._run_folders())
+                count = build_index(fresh, self._run_folders(), self.journal_mode())
                 make_private(fresh)
-                for suffix in ("-wal", "-shm"):  # the old index's: never to be read beside the new one
+                # The old index's: never to be read beside the new one (a hot journal would be rolled back into it).
+                for suffix in ("-wal", "-shm", "-journal"):
                     Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
                 os.replace(fresh, self.index_path)
                 fsync_folder(self.root)
@@ -234,11 +235,12 @@ class IndexAccess:
         return count
 
 
-def build_index(path: Path, folders: Iterator[Path]) -> int:
-    """A complete index of ``folders`` in a new SQLite file at ``path``, in WAL mode; returns runs indexed."""
+def build_index(path: Path, folders: Iterator[Path], journal: str = "wal") -> int:
+    """A complete index of ``folders`` in a new SQLite file at ``path``, with the store's ``journal`` mode
+    (`IndexAccess.journal_mode`); returns runs indexed."""
     db = sqlite3.connect(path, isolation_level=None)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA journal_mode={journal}")
         create_tables(db)
         db.execute("BEGIN")
         count = 0

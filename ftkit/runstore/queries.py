@@ -98,6 +98,11 @@ class RunQueries(IndexAccess):
         import yaml
 
         folder = self.run_dir(run_id)
+        with self._connect() as db:
+            indexed = db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is not None
+        if not indexed:  # its index write failed (the index damaged and not yet mended, a full disk): the folder says
+            with self._transaction() as db:
+                reindex_run(db, folder, self.read_record(run_id))
         failure = self.dead_runs(run_id).get(run_id)
         with self._connect() as db:
             row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
