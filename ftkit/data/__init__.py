@@ -1,6 +1,7 @@
 """The data layer, task-neutral: any source -> raw `Table`s (columns that remember their file and lines).
 
-Readers per format and the format registry (formats.py, registry.py), sources of every kind
+Readers per format and the format registry (formats.py, registry.py: files streamed a line at a time, and
+those over ``hf_datasets.LARGE_FILE_BYTES`` read as memory-mapped Arrow instead of lists), sources of every kind
 (sources.py: files, folders of split files, saved and hub datasets via hf_datasets.py, in-memory
 data), split names and whole-split operations (splits.py), NER tag schemes (tags.py), chat layouts
 (chat.py), preference records: pairs and labelled answers (preference.py), in-memory data snapshots (snapshot.py) and the example data sets (examples.py). It imports

@@ -2,9 +2,10 @@
 datasets, and in-memory data (a DataFrame, a list of rows, a pair of lists, a Dataset or DatasetDict).
 
 Task-neutral: which columns a row needs and how they become a task's canonical columns is the task's
-(``ftkit.tasks.loading`` calls `read_splits` / `read_source`, then ``Task.canonical``). Files are parsed in
+(``ftkit.tasks.loading`` calls `read_splits` / `read_source`, then ``Task.canonical``). Files are streamed in
 plain Python (formats.py), so that every mistake is reported as a DataError with file and line rather than
-as a traceback from pandas or datasets. The column helpers at the end (`pick_column`, `class_names`,
+as a traceback from pandas or datasets; a file too big for lists is read by ``datasets`` into a memory-mapped
+Table whose bad rows find their lines again with the same readers (hf_datasets.py). The column helpers at the end (`pick_column`, `class_names`,
 `word_list`) are what tasks use to find their columns in a Table.
 """
 

@@ -13,6 +13,8 @@ Users call ``ftkit.load_data`` (the same as `load`); the worker calls `load_spli
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -137,16 +139,18 @@ def corrected(train: datasets.Dataset, task: Task, exclude: Sequence[int], relab
 
 
 def load_source(source: Source, task: TaskName, format: str | None = None, convert_tags: bool = True,
-                **column_options: Any) -> datasets.Dataset | datasets.DatasetDict:
+                head: int | None = None, **column_options: Any) -> datasets.Dataset | datasets.DatasetDict:
     """One source, canonical and checked: a Dataset, or a DatasetDict when the source has splits.
 
     ``column_options`` are DataConfig's column fields (tokens_column, tags_column, text_column,
     label_column, tag_column, tag_scheme, labels). ``convert_tags=False`` keeps NER tags in their
     original scheme (statistics use it to report scheme violations). Labels are not checked
     across splits here (statistics report them); ``load`` and ``load_splits`` refuse them.
+    ``head`` reads only the first rows of each file (a preview); sources in memory or on the hub come whole.
     """
     task = get_task(task)
     options = _options(column_options)
+    options.head_rows = head
     read = read_source(source, format, options, task.columns)
     tables = read if isinstance(read, dict) else {"train": read}
     splits = _finish(tables, task, options, convert_tags, check_labels=False)
@@ -181,18 +185,10 @@ def _cache_key(data: "DataConfig", task: Task, seed: int) -> str | None:
     the seed, and the size and time of the code that reads and checks them (so an edited reader never
     serves an old result).
     """
-    import hashlib
-    import inspect
-
     digest = hashlib.sha256(_CACHE_VERSION.encode())
     options = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("train", "validation", "test")}
     digest.update(json.dumps([options, task.name, seed], sort_keys=True, default=str).encode())
-    readers = Path(formats.__file__).parent
-    code = {readers / f"{name}.py" for name in ("sources", "formats", "registry", "hf_datasets", "splits", "tags")}
-    code |= {Path(__file__), Path(inspect.getfile(type(task)))}
-    for path in sorted(code):
-        stat = path.stat()
-        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    digest.update(_code_stamp(task).encode())
     for split, source in (("train", data.train), ("validation", data.validation), ("test", data.test)):
         if source is None or (isinstance(source, str) and not source.strip()):
             continue
@@ -210,6 +206,14 @@ def _cache_key(data: "DataConfig", task: Task, seed: int) -> str | None:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()[:32]
+
+
+def _code_stamp(task: Task) -> str:
+    """The size and time of the code that reads and checks data, so that an edited reader never serves an old result."""
+    readers = Path(formats.__file__).parent
+    code = {readers / f"{name}.py" for name in ("sources", "formats", "registry", "hf_datasets", "splits", "tags")}
+    code |= {Path(__file__), Path(inspect.getfile(type(task)))}
+    return "".join(f"{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}|" for path in sorted(code))
 
 
 def _save_cached(splits: datasets.DatasetDict, folder: Path) -> datasets.DatasetDict:
@@ -243,7 +247,7 @@ def _options(column_options: Mapping[str, Any]) -> Any:
     unknown = set(column_options) - set(COLUMN_OPTIONS)
     if unknown:
         raise ConfigError(f"unknown data option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(COLUMN_OPTIONS)}")
-    options = SimpleNamespace(**{**COLUMN_OPTIONS, **column_options})
+    options = SimpleNamespace(**{**COLUMN_OPTIONS, **column_options}, head_rows=None)  # load_source sets head_rows
     if options.tag_scheme not in TAG_SCHEMES:
         raise ConfigError(f"tag_scheme must be one of {', '.join(TAG_SCHEMES)}; got '{options.tag_scheme}'")
     return options
@@ -255,11 +259,40 @@ def _finish(tables: dict[str, Table], task: Task, options: Any, convert_tags: bo
     for split, table in tables.items():
         if not len(table):
             raise DataError(f"the {split} split ({table.source}) has no examples", table.path)
-    canonical = {split: task.canonical(table, options) for split, table in tables.items()}
+    canonical = {split: _canonical(task, table, options) for split, table in tables.items()}
     if convert_tags:
+        if type(task).normalise is not Task.normalise:  # it rewrites rows in place: a large file's become lists
+            canonical = {split: _in_lists(table) for split, table in canonical.items()}
         task.normalise(canonical, options)
     if check_labels:
         task.check_labels_across_splits(canonical, options.labels)
     features = task.features()
     return {split: datasets.Dataset.from_dict(canonical[split].columns, features=features)
+            if canonical[split].dataset is None else canonical[split].dataset
             for split in sorted(canonical, key=split_order)}
+
+
+def _canonical(task: Task, table: Table, options: Any) -> Table:
+    """``task.canonical`` of ``table``; a large file's in batches over its Arrow rows (``Dataset.map``, written
+    beside them in datasets' cache), so that its rows are never Python objects all at once."""
+    if table.dataset is None:
+        return task.canonical(table, options)
+
+    def canonical_batch(rows: Mapping[str, list], indices: list[int]) -> dict[str, list]:
+        return dict(task.canonical(formats.batch_table(table, rows, indices[0]), options).columns)
+
+    # Named by what it depends on: datasets cannot hash a closure over a dataset, and a random name
+    # would write the whole file into its cache again on every read.
+    key = json.dumps([_CACHE_VERSION, table.dataset._fingerprint, task.name, repr(options), _code_stamp(task)])
+    dataset = table.dataset.map(canonical_batch, batched=True, with_indices=True, features=task.features(),
+                                remove_columns=table.dataset.column_names, desc=f"Reading {table.source}",
+                                new_fingerprint=hashlib.sha256(key.encode()).hexdigest()[:32])
+    return dataclasses.replace(table, columns={name: dataset[name] for name in dataset.column_names},
+                               features=dataset.features, dataset=dataset)
+
+
+def _in_lists(table: Table) -> Table:
+    """``table`` with its columns as Python lists (those of a large file are read out of Arrow)."""
+    if table.dataset is None:
+        return table
+    return dataclasses.replace(table, columns=table.dataset.to_dict(), dataset=None)

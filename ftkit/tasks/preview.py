@@ -26,7 +26,8 @@ def preview_html(dataset: Any, n: int = 5, task: str | Task = DEFAULT_TASK, *, t
     """The first ``n`` examples of a Dataset (or the train split of a DatasetDict) as HTML.
 
     Canonical rows are shown as they are; anything else goes through ``load_source`` first, with
-    ``column_options`` (``prompt_template=``, ``chosen_column=``, ... as for `ftkit.data_stats`).
+    ``column_options`` (``prompt_template=``, ``chosen_column=``, ... as for `ftkit.data_stats`): of a file,
+    only its first ``n`` rows are read, however big it is.
 
     Text is HTML-escaped; each entity type (or class label) gets one colour and a chip with its name.
     A task that shows rows as the model sees them (SFT: the rendered chat with the trained tokens
@@ -40,7 +41,7 @@ def preview_html(dataset: Any, n: int = 5, task: str | Task = DEFAULT_TASK, *, t
     if not canonical <= set(columns or ()):  # raw rows, a path, a DataFrame ...
         from .loading import load_source
 
-        dataset = load_source(dataset, task, convert_tags=False, **column_options)
+        dataset = load_source(dataset, task, convert_tags=False, head=n, **column_options)
     if isinstance(dataset, dict):  # a DatasetDict: preview the training data
         dataset = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
     rows = dataset.select(range(min(n, len(dataset))))
