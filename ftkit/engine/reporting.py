@@ -163,6 +163,8 @@ class EventCallback(TrainerCallback):
         self._write(state, {
             "type": "checkpoint", "step": state.global_step, "checkpoint": name, "size": folder_size(folder),
             "adapter_only": self.adapter_only, "kept": kept,
+            # A run that keeps its last checkpoint (`keeps_best`) ranks none by its scores: the last is its best.
+            **({} if args.load_best_model_at_end else {"ranked": False}),
             "metrics": {k.removeprefix("eval_"): v for k, v in metrics.items() if k.startswith("eval_")},
         })
 

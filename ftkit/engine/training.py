@@ -59,6 +59,11 @@ class Prepared:
         self.task = self.task or get_task(self.config.task)
         self.recipe = self.recipe or get_recipe(self.task.recipe)
 
+    @property
+    def validation_examples(self) -> int | None:
+        """Examples in the validation split (None without one): whether it can choose the best checkpoint."""
+        return len(self.raw["validation"]) if "validation" in self.raw else None
+
     def checkpoint_record(self) -> dict[str, Any]:
         """What each checkpoint says about itself (`ftkit.runstore.layout.CHECKPOINT_RECORD_FILE`)."""
         return {"task": self.task.name, "method": self.recipe.name, "model": str(self.config.model),

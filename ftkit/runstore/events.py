@@ -380,7 +380,8 @@ class RunState:
     def _apply_checkpoint(self, event: Mapping[str, Any], update: Update, t: Any) -> None:
         step = int(event["step"])
         record = {"step": step, "name": checkpoint_of_event(event), "size": event.get("size"),
-                  "adapter_only": bool(event.get("adapter_only")), "metrics": dict(event.get("metrics") or {}), "t": t}
+                  "adapter_only": bool(event.get("adapter_only")), "metrics": dict(event.get("metrics") or {}),
+                  "ranked": event.get("ranked", True) is not False, "t": t}
         self.checkpoints[step] = record
         self.last_checkpoint = step
         update.checkpoint = record

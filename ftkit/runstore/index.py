@@ -54,7 +54,7 @@ CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id);
 -- path: the checkpoint's folder name in its run (older stores: an absolute path; its last part is the name)
 CREATE TABLE IF NOT EXISTS checkpoints (
     run_id TEXT NOT NULL, step INTEGER NOT NULL, path TEXT NOT NULL, size INTEGER,
-    adapter_only INTEGER, metrics TEXT, t REAL, PRIMARY KEY (run_id, step)
+    adapter_only INTEGER, metrics TEXT, t REAL, ranked INTEGER DEFAULT 1, PRIMARY KEY (run_id, step)
 );
 """
 
@@ -65,10 +65,11 @@ SORT_KEYS = ("created", "name", "status", "best_metric", "updated")
 SEARCH = "(name LIKE ? OR id LIKE ? OR model LIKE ? OR task LIKE ?)"  # what a search text matches
 
 
-# Columns added to `runs` after its first release, with their types: an index made before them gets
-# them on open (ALTER TABLE ADD COLUMN, NULL for the runs already there), so an old index.sqlite opens.
-_ADDED_COLUMNS = {"phase": "TEXT", "phase_done": "INTEGER", "phase_total": "INTEGER", "phase_detail": "TEXT",
-                  "sweep": "TEXT"}
+# Columns added to a table after its first release, with their types: an index made before them gets
+# them on open (ALTER TABLE ADD COLUMN, the default for the rows already there), so an old index.sqlite opens.
+_ADDED_COLUMNS = {"runs": {"phase": "TEXT", "phase_done": "INTEGER", "phase_total": "INTEGER", "phase_detail": "TEXT",
+                           "sweep": "TEXT"},
+                  "checkpoints": {"ranked": "INTEGER DEFAULT 1"}}
 
 
 class IndexDamaged(RunError):
@@ -267,16 +268,16 @@ def create_tables(db: sqlite3.Connection) -> None:
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Bring an index made by an older ftkit up to `_SCHEMA` (one writer at a time; another may get there first)."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(runs)").fetchall()}
-    missing = [name for name in _ADDED_COLUMNS if name not in have]
-    if not missing:
+    def missing() -> list[tuple[str, str]]:
+        have = {table: {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()} for table in _ADDED_COLUMNS}
+        return [(table, name) for table, columns in _ADDED_COLUMNS.items() for name in columns if name not in have[table]]
+
+    if not missing():
         return
     db.execute("BEGIN IMMEDIATE")
     try:
-        have = {row[1] for row in db.execute("PRAGMA table_info(runs)").fetchall()}
-        for name in missing:
-            if name not in have:
-                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {_ADDED_COLUMNS[name]}")
+        for table, name in missing():
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {_ADDED_COLUMNS[table][name]}")
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -322,8 +323,10 @@ def apply_event(db: sqlite3.Connection, run_id: str, event: dict[str, Any]) -> N
     if update.checkpoint is not None:
         c = update.checkpoint
         db.execute(
-            "INSERT OR REPLACE INTO checkpoints (run_id, step, path, size, adapter_only, metrics, t) VALUES (?,?,?,?,?,?,?)",
-            (run_id, c["step"], c["name"], c["size"], int(c["adapter_only"]), json.dumps(c["metrics"], default=str), c["t"]),
+            "INSERT OR REPLACE INTO checkpoints (run_id, step, path, size, adapter_only, metrics, t, ranked) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, c["step"], c["name"], c["size"], int(c["adapter_only"]), json.dumps(c["metrics"], default=str), c["t"],
+             int(c["ranked"])),
         )
     if update.kept is not None:
         db.execute(f"DELETE FROM checkpoints WHERE run_id=? AND step NOT IN ({','.join('?' * len(update.kept))})",
@@ -369,14 +372,16 @@ def _best_step(checkpoints: list[sqlite3.Row], best_metric_name: str | None) -> 
     if not checkpoints or not best_metric_name:
         return None
     metric = best_metric_name.removeprefix(f"{SELECTION_SPLIT}_")
-    return best_checkpoint(({"step": c["step"], "metrics": json.loads(c["metrics"] or "{}")} for c in checkpoints),
+    return best_checkpoint(({"step": c["step"], "metrics": json.loads(c["metrics"] or "{}"), "ranked": c["ranked"] != 0}
+                            for c in checkpoints),
                            metric)["step"]
 
 
 def checkpoint_of_row(row: sqlite3.Row, run_dir: Path) -> dict[str, Any]:
     name = checkpoint_of_event({"path": row["path"], "step": row["step"]})
     return {"step": row["step"], "name": name, "path": str(run_dir / name), "size": row["size"],
-            "adapter_only": bool(row["adapter_only"]), "metrics": json.loads(row["metrics"] or "{}")}
+            "adapter_only": bool(row["adapter_only"]), "metrics": json.loads(row["metrics"] or "{}"),
+            "ranked": row["ranked"] != 0}
 
 
 def record_from_events(folder: Path, events: list[dict[str, Any]]) -> dict[str, Any]:

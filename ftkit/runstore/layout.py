@@ -181,12 +181,12 @@ def metric_value(metrics: Mapping[str, Any] | None, name: str) -> float | None:
 
 
 def best_checkpoint(checkpoints: Iterable[Mapping[str, Any]], metric: str) -> Mapping[str, Any]:
-    """The checkpoint with the best ``metric`` (lowest for a loss; the later one on a tie),
-    else (no checkpoint has the metric) the latest."""
+    """The checkpoint with the best ``metric`` (lowest for a loss; the later one on a tie), else (no
+    checkpoint has the metric, or the run kept its last one: ``ranked`` False) the latest."""
     checkpoints = sorted(checkpoints, key=lambda c: c["step"])
     if not checkpoints:
         raise RunError("there is no checkpoint yet")
-    scored = [c for c in checkpoints if metric_value(c.get("metrics"), metric) is not None]
+    scored = [c for c in checkpoints if c.get("ranked", True) and metric_value(c.get("metrics"), metric) is not None]
     if not scored:
         return checkpoints[-1]
     sign = 1 if higher_is_better(metric) else -1

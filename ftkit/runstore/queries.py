@@ -75,7 +75,8 @@ class RunQueries(IndexAccess):
             rows = db.execute(f"SELECT * FROM runs{clause}{order}{page}", params + key_params * 2).fetchall()
             ids = [row["id"] for row in rows]
             checkpoints: dict[str, list[sqlite3.Row]] = {}
-            for c in db.execute(f"SELECT run_id, step, metrics FROM checkpoints WHERE run_id IN ({','.join('?' * len(ids))})",
+            marks = ",".join("?" * len(ids))
+            for c in db.execute(f"SELECT run_id, step, metrics, ranked FROM checkpoints WHERE run_id IN ({marks})",
                                 ids).fetchall() if ids else ():
                 checkpoints.setdefault(c["run_id"], []).append(c)
         return [summary_of(row, checkpoints.get(row["id"], []), dead.get(row["id"])) for row in rows], total

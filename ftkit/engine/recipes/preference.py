@@ -72,7 +72,8 @@ class PreferenceRecipe(Recipe):
                       callbacks: Sequence[TrainerCallback] = ()) -> Any:
         config = prepared.config
         trainer_class, args_class = self.trainer_classes()
-        args = training_arguments(config, output_dir, args_class, **self.method_arguments(config))
+        args = training_arguments(config, output_dir, args_class, prepared.validation_examples,
+                                  **self.method_arguments(config))
         callbacks = trainer_callbacks(config, callbacks)
         lora = (adapters.lora_config(prepared.model, config.adapter, prepared.task)
                 if config.adapter.kind == "lora" and not adapters.is_peft_model(prepared.model) else None)

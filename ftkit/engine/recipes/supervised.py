@@ -59,7 +59,7 @@ class SupervisedRecipe(Recipe):
     def build_trainer(self, prepared: "Prepared", output_dir: Path,
                       callbacks: Sequence[TrainerCallback] = ()) -> FtkitTrainer:
         config, task = prepared.config, prepared.task
-        args = training_arguments(config, output_dir)
+        args = training_arguments(config, output_dir, validation_examples=prepared.validation_examples)
         callbacks = trainer_callbacks(config, callbacks)
         cuda = not args.use_cpu
         compute_metrics = evaluate.make_compute_metrics(task, dict(enumerate(prepared.labels)))
