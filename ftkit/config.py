@@ -30,6 +30,7 @@ ADAPTERS = ("full", "head", "lora")
 # The models a config names by a word (the engine finds them: ftkit.engine.models), and what each is, as forms show it.
 BUILTIN_MODELS = {"default": "MiniLM-L6 (encoder)", "default-causal": "SmolLM2-135M-Instruct (causal LM)"}
 TRAIN_ON = ("assistant", "completion", "all")
+FINAL_CHECKPOINTS = ("auto", "best", "last")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 STRATEGIES = ("ddp", "fsdp", "deepspeed")
 PADDING_FREE = ("auto", "always", "never")
@@ -113,11 +114,11 @@ class TrainingConfig:
     save_total_limit: int | None = _field(2, "Keep at most this many checkpoints (the best one is always kept).")
     logging_steps: int = _field(10, "Log the training loss every N steps.")
     early_stopping_patience: int | None = _field(None, "Stop when the metric has not improved for N evaluations.")
-    keep_best: bool | None = _field(None, "When training ends, load the checkpoint that scored best on validation (what "
-                                    "the test score, predictions and exports use), else keep the last. Default: the "
-                                    "best when the validation split has at least 200 examples, or metric_for_best_model or "
-                                    "early_stopping_patience is set; a smaller one (ftkit's own 2% of a small train set) "
-                                    "scores too noisily to choose by (benchmarks/RESULTS.md).")
+    final_checkpoint: str = _field("auto", "The checkpoint a run ends on (what the test score, predictions and exports "
+                                   "use): best (the best on validation), last, or auto: the best when the validation "
+                                   "split has at least 200 examples, or metric_for_best_model or early_stopping_patience "
+                                   "is set, else the last; a smaller split (ftkit's own 2% of a small train set) scores "
+                                   "too noisily to choose by (benchmarks/RESULTS.md).", FINAL_CHECKPOINTS)
     metric_for_best_model: str | None = _field(None, "Metric that picks the best checkpoint (default: the task's: f1 for "
                                                "NER, accuracy for classification, loss for sft), as the validation "
                                                "curve names it or without the split: validation_exact_match, f1.")

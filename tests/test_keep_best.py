@@ -19,8 +19,8 @@ from ftkit.runstore.layout import best_checkpoint
     ({}, MIN_EXAMPLES_TO_CHOOSE, "best"),
     ({}, MIN_EXAMPLES_TO_CHOOSE - 1, "last"),  # ftkit's 2% of a small train set
     ({}, None, "best"),  # no validation: nothing to choose by, nothing changes
-    ({"keep_best": True}, 38, "best"),
-    ({"keep_best": False}, 10_000, "last"),
+    ({"final_checkpoint": "best"}, 38, "best"),
+    ({"final_checkpoint": "last"}, 10_000, "last"),
     ({"early_stopping_patience": 2}, 38, "best"),  # stopping on the metric is choosing by it
     ({"metric_for_best_model": "loss"}, 38, "best"),  # and so is naming it
 ])

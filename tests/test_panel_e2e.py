@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from ftkit.config import Config
 from ftkit.runstore import RunStore
@@ -113,8 +114,14 @@ def test_panel_lists_runs_follows_progress_stops_a_run_and_deletes_a_checkpoint(
 
 def palette_item(page, label: str):
     """The command palette's item for ``label``, the palette opened and filtered as a person does."""
-    page.keyboard.press("Control+Shift+C")
     search = page.locator(".lm-CommandPalette-input")
+    for _ in range(3):  # the shortcut toggles the palette, and a busy page may take a press late: ask until it shows
+        page.keyboard.press("Control+Shift+C")
+        try:
+            search.wait_for(state="visible", timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            continue
     search.fill(label)
     return page.locator(".lm-CommandPalette-item", has_text=label).first
 

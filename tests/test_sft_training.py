@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 import ftkit
-from ftkit.runstore.layout import CACHE_DIR, HEARTBEAT_FILE, LIFE_LOCK_FILE, LOCK_FILE
+from ftkit.runstore.layout import CACHE_DIR, HEARTBEAT_FILE, LIFE_LOCK_FILE, LOCK_FILE, SUMMARY_FILE
 from tests.conftest import wait_for
 from tests.sft_fixtures import (chat_records, default_causal_dir, sft_config, smollm2_tokenizer,  # noqa: F401
                                 tiny_llama, tiny_llama_dir, write_chat_jsonl)
 
 # What every run folder holds: its record, and the locks and heartbeat that keep it to one writer.
-RECORD_FILES = {"config.yaml", "run.json", "events.jsonl", "train.log", LOCK_FILE, LIFE_LOCK_FILE, HEARTBEAT_FILE}
+RECORD_FILES = {"config.yaml", "run.json", "events.jsonl", SUMMARY_FILE, "train.log", LOCK_FILE, LIFE_LOCK_FILE, HEARTBEAT_FILE}
 
 
 def cli(runs_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -58,12 +58,12 @@ MIN_EXAMPLES_TO_CHOOSE = 200
 
 
 def keeps_best(config: Config, validation_examples: int | None) -> bool:
-    """Whether training ends on the checkpoint that scored best on validation (`training.keep_best`)."""
+    """Whether training ends on the checkpoint that scored best on validation (`training.final_checkpoint`)."""
     t = config.training
     if t.early_stopping_patience or t.metric_for_best_model:  # stopping on the metric, or naming it, is choosing by it
         return True
-    if t.keep_best is not None:
-        return t.keep_best
+    if t.final_checkpoint != "auto":
+        return t.final_checkpoint == "best"
     return validation_examples is None or validation_examples >= MIN_EXAMPLES_TO_CHOOSE
 
 
