@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .files import write_bytes_atomic
-from .layout import EVENTS_FILE, SELECTION_SPLIT, SUMMARY_FILE, best_checkpoint, checkpoint_of_event, is_better
+from .layout import EVENTS_FILE, SELECTION_SPLIT, SUMMARY_FILE, best_checkpoint_step, checkpoint_of_event, is_better
 
 STATUSES = ("queued", "running", "completed", "failed", "stopped")
 FINAL_STATUSES = ("completed", "failed", "stopped")
@@ -275,10 +275,7 @@ class RunState:
     def best_checkpoint(self) -> int | None:
         """The step of the checkpoint the run's ranked metric picks (`layout.best_checkpoint`, what loads
         by default); None before the run has a checkpoint or a ranked evaluation."""
-        if not self.checkpoints or not self.best_metric:
-            return None
-        metric = self.best_metric["name"].removeprefix(f"{SELECTION_SPLIT}_")
-        return best_checkpoint(self.checkpoints.values(), metric)["step"]
+        return best_checkpoint_step(self.checkpoints.values(), (self.best_metric or {}).get("name"))
 
     @property
     def phase_info(self) -> dict[str, Any] | None:

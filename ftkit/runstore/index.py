@@ -24,7 +24,7 @@ from ..errors import RunError
 from .events import RunState, read_events
 from .files import (HELD_LOCKS, NETWORK_FILESYSTEMS, filesystem_of, fsync_folder, is_disk_full, lock, make_private,
                     no_space, shared_by_environment, write_json_atomic)
-from .layout import (CONFIG_FILE, EVENTS_FILE, INDEX_FILE, INDEX_LOCK_FILE, RUN_FILE, SELECTION_SPLIT, SHARED_STORE_FILE, best_checkpoint, checkpoint_of_event,
+from .layout import (CONFIG_FILE, EVENTS_FILE, INDEX_FILE, INDEX_LOCK_FILE, RUN_FILE, SHARED_STORE_FILE, best_checkpoint_step, checkpoint_of_event,
                      run_summary)
 from .liveness import now
 
@@ -358,23 +358,13 @@ def summary_of(row: sqlite3.Row, checkpoints: list[sqlite3.Row], failure: str | 
                      "loss": data["loss"]},
         "best_metric": {"name": data["best_metric_name"], "value": data["best_metric"]} if data["best_metric_name"] else None,
         "checkpoint_count": len(checkpoints),
-        "best_checkpoint": _best_step(checkpoints, data["best_metric_name"]),
+        "best_checkpoint": best_checkpoint_step(({"step": c["step"], "metrics": json.loads(c["metrics"] or "{}"), "ranked": c["ranked"] != 0}
+                                              for c in checkpoints), data["best_metric_name"]),
         # What the worker does before its first step (ftkit.events.PHASES); None once it trains or ends.
         "phase": ({"name": data["phase"], "done": data["phase_done"], "total": data["phase_total"],
                    "detail": data["phase_detail"]} if data.get("phase") and data["status"] in ("queued", "running")
                   else None),
     }
-
-
-def _best_step(checkpoints: list[sqlite3.Row], best_metric_name: str | None) -> int | None:
-    """The step of the checkpoint `layout.best_checkpoint` picks by the run's ranked metric; None before
-    the run has one (its best metric is named ``<SELECTION_SPLIT>_<metric>``)."""
-    if not checkpoints or not best_metric_name:
-        return None
-    metric = best_metric_name.removeprefix(f"{SELECTION_SPLIT}_")
-    return best_checkpoint(({"step": c["step"], "metrics": json.loads(c["metrics"] or "{}"), "ranked": c["ranked"] != 0}
-                            for c in checkpoints),
-                           metric)["step"]
 
 
 def checkpoint_of_row(row: sqlite3.Row, run_dir: Path) -> dict[str, Any]:

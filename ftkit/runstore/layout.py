@@ -193,6 +193,15 @@ def best_checkpoint(checkpoints: Iterable[Mapping[str, Any]], metric: str) -> Ma
     return max(scored, key=lambda c: (sign * metric_value(c["metrics"], metric), c["step"]))
 
 
+def best_checkpoint_step(checkpoints: Iterable[Mapping[str, Any]], best_metric_name: str | None) -> int | None:
+    """The step :func:`best_checkpoint` picks by a run's ranked metric (named ``<SELECTION_SPLIT>_<metric>``);
+    None before the run has a checkpoint or a ranked evaluation."""
+    checkpoints = list(checkpoints)
+    if not checkpoints or not best_metric_name:
+        return None
+    return best_checkpoint(checkpoints, best_metric_name.removeprefix(f"{SELECTION_SPLIT}_"))["step"]
+
+
 def choose_checkpoint(run_dir: str | Path, checkpoints: Iterable[Mapping[str, Any]], metric: str,
                       requested: str | int | None = None, run_id: str | None = None) -> Path:
     """The folder of a run to load: the one ``requested`` (a step, ``checkpoint-<step>``, a folder
@@ -221,7 +230,7 @@ def choose_checkpoint(run_dir: str | Path, checkpoints: Iterable[Mapping[str, An
 __all__ = [
     "BEST_FOLDERS", "CACHE_DIR", "CHECKPOINT_PREFIX", "CONFIG_FILE", "DATA_DIR", "DELETING_PREFIX", "EVAL_DIR",
     "CHECKPOINT_RECORD_FILE", "EVENTS_FILE", "EXPORTS_DIR", "EXPORT_FORMATS", "EXPORT_LOG_FILE", "EXPORT_RECORD_FILE", "GGUF_QUANTS", "HEARTBEAT_FILE", "INDEX_FILE", "INDEX_LOCK_FILE", "LIFE_LOCK_FILE", "LOCK_FILE", "RESERVE_FILE", "LOG_FILE", "MERGED_DIR", "MLFLOW_DIR", "TENSORBOARD_DIR", "PARTIAL_PREFIX", "PREDICTIONS_DIR", "RANK_ERROR_GLOB",
-    "RUN_FILE", "SELECTION_SPLIT", "SHARED_STORE_FILE", "STOP_FILE", "SUMMARY_FILE", "best_checkpoint", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
+    "RUN_FILE", "SELECTION_SPLIT", "SHARED_STORE_FILE", "STOP_FILE", "SUMMARY_FILE", "best_checkpoint", "best_checkpoint_step", "checkpoint_name", "checkpoint_of_event", "checkpoint_step",
     "choose_checkpoint", "export_folder_name", "higher_is_better", "is_better", "keeps_resume_state", "metric_value", "partial_name", "predictions_file",
     "rank_error_name", "rank_of_error_file", "saved_checkpoints", "VERIFICATION_THRESHOLDS",
 ]

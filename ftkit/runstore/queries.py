@@ -93,24 +93,30 @@ class RunQueries(IndexAccess):
             counts["failed" if row["id"] in dead else row["status"]] += 1
         return counts
 
+    def _indexed_rows(self, run_id: str) -> tuple[sqlite3.Row | None, list[sqlite3.Row], list[sqlite3.Row]]:
+        """One run's index row with its metric and checkpoint rows; (None, [], []) when it has no row."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                return None, [], []
+            return (row, db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall(),
+                    db.execute("SELECT * FROM checkpoints WHERE run_id=? ORDER BY step", (run_id,)).fetchall())
+
     @heals_index
     def get(self, run_id: str) -> dict[str, Any]:
         """Everything about one run: summary, progress, latest metrics per split, checkpoints, config."""
         import yaml
 
         folder = self.run_dir(run_id)
-        with self._connect() as db:
-            indexed = db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is not None
-        if not indexed:  # its index write failed (the index damaged and not yet mended, a full disk): the folder says
+        failure = self.dead_runs(run_id).get(run_id)
+        row, metric_rows, ckpt_rows = self._indexed_rows(run_id)
+        if row is None:  # its index write failed (the index damaged and not yet mended, a full disk): the folder says
             with self._transaction() as db:
                 reindex_run(db, folder, self.read_record(run_id))
-        failure = self.dead_runs(run_id).get(run_id)
-        with self._connect() as db:
-            row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            failure = self.dead_runs(run_id).get(run_id)
+            row, metric_rows, ckpt_rows = self._indexed_rows(run_id)
             if row is None:
                 raise RunError(f"run '{run_id}' has a folder but no index row; rebuild the index")
-            metric_rows = db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
-            ckpt_rows = db.execute("SELECT * FROM checkpoints WHERE run_id=? ORDER BY step", (run_id,)).fetchall()
         detail = summary_of(row, ckpt_rows, failure)
         latest: dict[str, dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
