@@ -38,8 +38,16 @@ from pathlib import Path
 import torch
 from seqeval.metrics import classification_report, f1_score
 from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer,
-                          DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, TrainingArguments,
-                          get_linear_schedule_with_warmup)
+                          DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, TrainerCallback,
+                          TrainingArguments, get_linear_schedule_with_warmup)
+
+# When each phase of this process ended (wall-clock seconds since the epoch), for the phase table of
+# `benchmarks/throughput.py --level process`; printed in the --json result as "phases".
+PHASES: dict[str, float] = {"imports done": time.time()}
+
+
+def mark(phase: str) -> None:
+    PHASES.setdefault(phase, time.time())
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
@@ -183,6 +191,16 @@ def train_tutorial(model, features, collator, args) -> float:
     return time.perf_counter() - started
 
 
+class StepMarks(TrainerCallback):
+    """Marks the end of the first and the last optimiser step (the phase table's "first step done")."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        mark("first step done")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        mark("last step done")
+
+
 def train_trainer(model, features, collator, args, grouped: bool, out: str) -> float:
     extra = {"train_sampling_strategy": "group_by_length"} if grouped else {}
     training_args = TrainingArguments(
@@ -190,7 +208,8 @@ def train_trainer(model, features, collator, args, grouped: bool, out: str) -> f
         learning_rate=args.learning_rate, warmup_steps=args.warmup, weight_decay=args.weight_decay,
         lr_scheduler_type="linear", seed=args.seed, save_strategy="no", eval_strategy="no", report_to="none",
         logging_steps=10, disable_tqdm=True, use_cpu=not torch.cuda.is_available(), **extra)
-    trainer = Trainer(model=model, args=training_args, train_dataset=features, data_collator=collator)
+    trainer = Trainer(model=model, args=training_args, train_dataset=features, data_collator=collator,
+                      callbacks=[StepMarks()])
     return trainer.train().metrics["train_runtime"]
 
 
@@ -209,8 +228,10 @@ def run_variant(variant: str, splits: dict[str, list], args) -> dict:
     model = model_class.from_pretrained(
         args.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
     collator = collator_class(tokenizer)
+    mark("model loaded")
     pad_to = 128 if variant == "tutorial" else None
     train = encoder(splits["train"], tokenizer, label2id, args.max_length, pad_to)
+    mark("train tokenised")
     tokens = sum(sum(f["attention_mask"]) for f in train)
     with tempfile.TemporaryDirectory() as out:
         if variant == "tutorial":
@@ -229,6 +250,7 @@ def run_variant(variant: str, splits: dict[str, list], args) -> dict:
             else:
                 scores = entity_f1(splits[split], predict(model, features, collator), labels)
             result.update({f"{split}_{name}": round(value, 4) for name, value in scores.items()})
+            mark(f"{split} scored")
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -262,7 +284,10 @@ def main() -> None:
                   for name, path in files.items()}
     if args.max_train_samples and args.max_train_samples < len(splits["train"]):
         splits["train"] = random.Random(args.seed).sample(splits["train"], args.max_train_samples)
+    mark("data read")
     results = [run_variant(variant, splits, args) for variant in args.variants]
+    if len(results) == 1:  # the phases of one variant's process
+        results[0]["phases"] = PHASES
     for result in results:
         print(json.dumps(result), flush=True)
     if not args.json:

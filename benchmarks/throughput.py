@@ -13,6 +13,7 @@ Two levels, each printed as ratios measured side by side in one command:
 
     .venv/bin/python benchmarks/throughput.py [--level loop|process|both] [--steps 60] [--batch-size 32]
     .venv/bin/python benchmarks/throughput.py --level process --sentences 1500
+    .venv/bin/python benchmarks/throughput.py --level process --repeats 3 --references grouped [--sentences 6000]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,17 +129,39 @@ def write_subset(source: Path, target: Path, count: int, seed: int) -> None:
     target.write_text("\n\n".join(block.strip("\n") for block in chosen) + "\n", encoding="utf-8")
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(launch time, seconds to exit, output) of one command run to its end."""
+    launched = time.time()
     started = time.perf_counter()
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}")
-    return seconds
+    return launched, seconds, done.stdout
+
+
+REFERENCES = {"tutorial": "tutorial loop (reference_trainer.py --variants tutorial)",
+              "trainer": "plain Trainer (reference_trainer.py --variants trainer)",
+              "grouped": "plain Trainer, length-grouped (--variants grouped)"}
+FTKIT = "ftkit train --follow"
+# The phase table's rows: (phase, its end in ftkit's events, its end in reference_trainer.py's marks).
+PHASES = [
+    ("process start, imports", "worker imported torch and transformers", "imports done"),
+    ("data read, tokenised, model loaded", "first step begins", "train tokenised"),
+    ("first step", "first step done", "first step done"),
+    ("steady steps", "last step done", "last step done"),
+    ("validation", "validation scored", "validation scored"),
+    ("checkpoint", "checkpoint written", None),
+    ("test predictions", "test scored", "test scored"),
+    ("predictions file, card, exit", "exit", "exit"),
+]
 
 
 def process_level(args) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    references = [name for name in args.references if name in REFERENCES]
+    seconds: dict[str, list[float]] = {REFERENCES[name]: [] for name in references} | {FTKIT: []}
+    timelines: dict[str, list[dict[str, float]]] = {"ftkit": [], "grouped": []}
     with tempfile.TemporaryDirectory(prefix="ftkit-throughput-") as folder:
         files = {}
         for split, source, count in (("train", "train.txt", args.sentences), ("validation", "valid.txt", args.eval_sentences),
@@ -150,24 +174,49 @@ def process_level(args) -> None:
         ftkit = [str(Path(sys.executable).with_name("ftkit")), "train", str(Path(folder) / "run.yaml"), "--follow"]
         reference = [sys.executable, str(HERE / "reference_trainer.py"), "--json",
                      *(f"--{k}={v}" for k, v in files.items())]
-        times = {
-            "tutorial loop (reference_trainer.py --variants tutorial)": timed([*reference, "--variants", "tutorial"], env),
-            "plain Trainer (reference_trainer.py --variants trainer)": timed([*reference, "--variants", "trainer"], env),
-            "plain Trainer, length-grouped (--variants grouped)": timed([*reference, "--variants", "grouped"], env),
-        }
-        launched = time.time()
-        times["ftkit train --follow"] = timed(ftkit, env)
-        (events_file,) = (Path(folder) / "runs").glob("*/events.jsonl")
-        timeline = ftkit_timeline(events_file, launched)
-    ftkit_seconds = times["ftkit train --follow"]
+        for repeat in range(args.repeats):  # one after another: the references, then ftkit
+            for name in references:
+                launched, took, output = timed([*reference, "--variants", name], env)
+                seconds[REFERENCES[name]].append(took)
+                if name == "grouped":
+                    marks = json.loads(output.strip().splitlines()[-1])["phases"]
+                    timelines["grouped"].append({k: v - launched for k, v in marks.items()} | {"exit": took})
+            launched, took, _ = timed(ftkit, env)
+            seconds[FTKIT].append(took)
+            events_file = sorted((Path(folder) / "runs").glob("*/events.jsonl"), key=lambda p: p.stat().st_mtime)[-1]
+            timelines["ftkit"].append(dict(ftkit_timeline(events_file, launched)) | {"exit": took})
+            print(f"repeat {repeat + 1}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in seconds.items()),
+                  flush=True)
+    ftkit_seconds = statistics.median(seconds[FTKIT])
     print(f"whole process, command to completed run: {args.sentences} train sentences, "
-          f"{args.eval_sentences} validation and test sentences, 1 epoch, ftkit defaults")
-    for name, seconds in times.items():
-        print(f"{name:<60} {seconds:7.1f} s  ftkit = {seconds / ftkit_seconds:4.2f}x")
-    print("where ftkit's seconds went (its events, seconds after the command was launched):")
-    for name, seconds in timeline:
-        print(f"  {seconds:6.1f}  {name}")
-    print(f"  {ftkit_seconds:6.1f}  the command returned")
+          f"{args.eval_sentences} validation and test sentences, 1 epoch, ftkit defaults; "
+          f"median of {args.repeats}, each run alone, one after another")
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        print(f"{name:<60} {median:7.1f} s  ftkit = {median / ftkit_seconds:4.2f}x   "
+              f"({', '.join(f'{v:.1f}' for v in values)})")
+    print("where the seconds went (median of each phase's length; ftkit from its events, the grouped Trainer "
+          "from reference_trainer.py's marks):")
+    print(f"  {'phase':<40} {'ftkit':>7} {'grouped':>8}")
+    for phase, ftkit_end, grouped_end in PHASES:
+        print(f"  {phase:<40} {phase_length(timelines['ftkit'], PHASES, ftkit_end, 1):7.2f} "
+              f"{phase_length(timelines['grouped'], PHASES, grouped_end, 2):8.2f}")
+    print(f"  {'whole process':<40} {ftkit_seconds:7.2f} "
+          f"{statistics.median(seconds[REFERENCES['grouped']]) if 'grouped' in references else float('nan'):8.2f}")
+
+
+def phase_length(timelines: list[dict[str, float]], phases, end: str | None, column: int) -> float:
+    """The median length of the phase ending at ``end``: from the end of the latest earlier phase the
+    timeline has (0: the launch) to ``end``; 0 for a phase this side does not have."""
+    if end is None or not timelines:
+        return 0.0 if end is None else float("nan")
+    ends = [row[column] for row in phases]
+    earlier = [name for name in ends[:ends.index(end)] if name]
+    lengths = []
+    for timeline in timelines:
+        start = max((timeline[name] for name in earlier if name in timeline), default=0.0)
+        lengths.append(timeline[end] - start if end in timeline else float("nan"))
+    return statistics.median(lengths)
 
 
 def ftkit_timeline(events_file: Path, launched: float) -> list[tuple[str, float]]:
@@ -200,6 +249,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="loop level: batch size")
     parser.add_argument("--sentences", type=int, default=1500, help="process level: training sentences")
     parser.add_argument("--eval-sentences", type=int, default=500, help="process level: validation and test sentences")
+    parser.add_argument("--repeats", type=int, default=1, help="process level: rounds, each reference then ftkit")
+    parser.add_argument("--references", nargs="+", default=list(REFERENCES), choices=list(REFERENCES),
+                        help="process level: the reference processes to run (grouped gives the phase table)")
     args = parser.parse_args()
     if args.level in ("loop", "both"):
         loop_level(args)

@@ -26,13 +26,13 @@ def test_an_older_gpu_falls_back_to_fp16_with_loss_scaling_and_no_tf32():
     assert options["fp16"] and not options["bf16"] and options["tf32"] is None
 
 
-def test_cpu_training_is_fp32_with_plain_adamw_whatever_precision_was_asked():
+def test_cpu_training_is_fp32_with_fused_adamw_whatever_precision_was_asked():
     for precision in ("auto", "bf16", "fp16"):
         options = hardware_arguments(load_config(resources={"mixed_precision": precision}), cuda=False)
         assert not options["bf16"] and not options["fp16"] and options["use_cpu"]
-        assert options["optim"] == "adamw_torch" and not options["dataloader_pin_memory"]
+        assert options["optim"] == "adamw_torch_fused" and not options["dataloader_pin_memory"]
     args = training_arguments(load_config(training={"device": "cpu"}), "/tmp/ftkit-test-args")
-    assert args.use_cpu and not args.bf16 and not args.fp16 and args.optim == "adamw_torch"
+    assert args.use_cpu and not args.bf16 and not args.fp16 and args.optim == "adamw_torch_fused"
 
 
 def test_mixed_precision_no_keeps_a_gpu_in_fp32():

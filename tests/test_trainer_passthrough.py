@@ -68,7 +68,7 @@ def test_field_names_are_the_real_dataclass_fields_read_without_importing_torch(
 def test_trainer_args_values_reach_the_training_arguments(tmp_path):
     from ftkit.engine.arguments import training_arguments
 
-    passed = {"max_grad_norm": 0.5, "gradient_checkpointing": True, "optim": "adamw_torch_fused",
+    passed = {"max_grad_norm": 0.5, "gradient_checkpointing": True, "optim": "adamw_torch",
               "label_smoothing_factor": 0.1, "adam_beta2": 0.98}
     config = load_config(training={"device": "cpu", "trainer_args": passed})
     check_launch(config)

@@ -24,7 +24,8 @@ def hardware_arguments(config: Config, cuda: bool, bf16_supported: bool = False,
     """The TrainingArguments that follow from the hardware and ``resources``.
 
     On a GPU: bf16 autocast on Ampere or newer (fp16 with loss scaling before), TF32 matmuls, fused
-    AdamW, pinned memory. On CPU: fp32 and plain AdamW. Under torchrun the Trainer joins the
+    AdamW, pinned memory. On CPU: fp32, and fused AdamW too (the Trainer's own default: a third of a
+    CPU step went to the per-tensor AdamW loop, benchmarks/RESULTS.md, issue 32). Under torchrun the Trainer joins the
     process group itself (NCCL on GPUs, gloo on CPU); ``resources.strategy`` picks DDP, FSDP or
     DeepSpeed ZeRO-2, and ``resources.compile`` torch.compile.
     """
@@ -41,7 +42,7 @@ def hardware_arguments(config: Config, cuda: bool, bf16_supported: bool = False,
         "fp16": precision == "fp16",
         "tf32": True if cuda and compute_capability >= 8 else None,
         "use_cpu": not cuda,
-        "optim": "adamw_torch_fused" if cuda else "adamw_torch",
+        "optim": "adamw_torch_fused",
         "torch_compile": r.compile,
         "ddp_backend": "gloo" if not cuda and processes > 1 else None,
         # A collective that never completes (a rank hung or gone) ends the run instead of holding every GPU:
