@@ -286,8 +286,11 @@ def main() -> None:
         splits["train"] = random.Random(args.seed).sample(splits["train"], args.max_train_samples)
     mark("data read")
     results = [run_variant(variant, splits, args) for variant in args.variants]
-    if len(results) == 1:  # the phases of one variant's process
+    if len(results) == 1:  # the phases and peak memory of one variant's process
+        import resource
+
         results[0]["phases"] = PHASES
+        results[0]["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     for result in results:
         print(json.dumps(result), flush=True)
     if not args.json:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from ftkit.runstore.layout import EVENTS_FILE, RUN_FILE
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
 HERE = Path(__file__).resolve().parent
 
@@ -162,6 +164,7 @@ def process_level(args) -> None:
     references = [name for name in args.references if name in REFERENCES]
     seconds: dict[str, list[float]] = {REFERENCES[name]: [] for name in references} | {FTKIT: []}
     timelines: dict[str, list[dict[str, float]]] = {"ftkit": [], "grouped": []}
+    peak_memory: dict[str, list[float]] = {"ftkit": [], "grouped": []}  # GiB, each process's peak RSS
     with tempfile.TemporaryDirectory(prefix="ftkit-throughput-") as folder:
         files = {}
         for split, source, count in (("train", "train.txt", args.sentences), ("validation", "valid.txt", args.eval_sentences),
@@ -179,12 +182,15 @@ def process_level(args) -> None:
                 launched, took, output = timed([*reference, "--variants", name], env)
                 seconds[REFERENCES[name]].append(took)
                 if name == "grouped":
-                    marks = json.loads(output.strip().splitlines()[-1])["phases"]
-                    timelines["grouped"].append({k: v - launched for k, v in marks.items()} | {"exit": took})
+                    result = json.loads(output.strip().splitlines()[-1])
+                    timelines["grouped"].append({k: v - launched for k, v in result["phases"].items()} | {"exit": took})
+                    peak_memory["grouped"].append(result["peak_rss_bytes"] / 2**30)
             launched, took, _ = timed(ftkit, env)
             seconds[FTKIT].append(took)
-            events_file = sorted((Path(folder) / "runs").glob("*/events.jsonl"), key=lambda p: p.stat().st_mtime)[-1]
+            events_file = sorted((Path(folder) / "runs").glob(f"*/{EVENTS_FILE}"), key=lambda p: p.stat().st_mtime)[-1]
             timelines["ftkit"].append(dict(ftkit_timeline(events_file, launched)) | {"exit": took})
+            record = json.loads((events_file.parent / RUN_FILE).read_text(encoding="utf-8"))
+            peak_memory["ftkit"].append(record["resources"]["peak_rss_bytes"] / 2**30)
             print(f"repeat {repeat + 1}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in seconds.items()),
                   flush=True)
     ftkit_seconds = statistics.median(seconds[FTKIT])
@@ -203,6 +209,9 @@ def process_level(args) -> None:
               f"{phase_length(timelines['grouped'], PHASES, grouped_end, 2):8.2f}")
     print(f"  {'whole process':<40} {ftkit_seconds:7.2f} "
           f"{statistics.median(seconds[REFERENCES['grouped']]) if 'grouped' in references else float('nan'):8.2f}")
+    print(f"  {'peak memory of the training process, GiB':<40} "
+          + " ".join(f"{statistics.median(peak_memory[side]) if peak_memory[side] else float('nan'):{width}.2f}"
+                     for side, width in (("ftkit", 7), ("grouped", 8))))
 
 
 def phase_length(timelines: list[dict[str, float]], phases, end: str | None, column: int) -> float:

@@ -27,6 +27,21 @@ from . import torchrun
 from .watch import WorkerWatch
 
 
+# glibc's malloc serves large blocks (a 47 MB embedding gradient, a long batch's activations) with
+# fresh mmaps and gives the top of its heap back to the system as soon as it is free, so a worker
+# faulted its memory in anew every step: 1.4 million page faults and 6% of the steps' wall time in
+# one epoch of 1,500 CoNLL sentences on 2 cores (benchmarks/RESULTS.md, issue 32). The worker keeps
+# what it frees and reuses it (a few % more peak memory); a value the user set wins, and C libraries
+# other than glibc ignore these names.
+WORKER_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+
+
+def worker_environment(devices: device_queue.DeviceHold) -> dict[str, str]:
+    """The worker's environment: the devices held for it, and `WORKER_MALLOC` where the user set none."""
+    env = devices.worker_env() or dict(os.environ)
+    return {**WORKER_MALLOC, **env}
+
+
 def command(run_dir: Path, resume: bool = False) -> list[str]:
     """The command that supervises the run in ``run_dir`` (what `ftkit.runs` spawns)."""
     return [sys.executable, "-m", "ftkit.process.supervisor", str(run_dir)] + (["--resume"] if resume else [])
@@ -72,7 +87,7 @@ def supervise(run_dir: Path, resume: bool, main_address: str | None = None) -> i
         command = [sys.executable, "-m", "ftkit.engine.worker", "train", str(run_dir)] + (["--resume"] if resume else [])
     # The worker holds the device slots too: they stay taken while either process lives.
     # It leads a process group of its own (its data loader workers, torchrun's ranks): a forced stop ends them all.
-    worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=devices.worker_env(), pass_fds=devices.fds,
+    worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=worker_environment(devices), pass_fds=devices.fds,
                               process_group=0)
     store.set_record_fields(run_id, supervisor_pid=os.getpid(), pid=worker.pid, exit_reason=None)
     watch = WorkerWatch(store, run_id, config, worker)
