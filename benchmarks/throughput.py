@@ -10,10 +10,15 @@ Two levels, each printed as ratios measured side by side in one command:
   worker, tokenisation, events and store, the per-epoch evaluation and checkpoint, test predictions)
   against `benchmarks/reference_trainer.py` run as its own process for each reference (the same
   train/validation/test files, 1 epoch, ftkit's default settings, validation and test scored).
+  ``--repeats N`` runs N rounds (each reference, then ftkit, one after another) and prints medians,
+  and a phase table: ftkit's phases from its run's events beside the length-grouped Trainer's from
+  the marks reference_trainer.py prints. ``--profile PREFIX`` adds a py-spy profile of one more run
+  of each, in CPU seconds per part (imports, forward, backward, optimizer step, evaluation, ...).
 
     .venv/bin/python benchmarks/throughput.py [--level loop|process|both] [--steps 60] [--batch-size 32]
     .venv/bin/python benchmarks/throughput.py --level process --sentences 1500
     .venv/bin/python benchmarks/throughput.py --level process --repeats 3 --references grouped [--sentences 6000]
+    .venv/bin/python benchmarks/throughput.py --level process --repeats 1 --references grouped --profile /tmp/prof
 """
 
 from __future__ import annotations
@@ -193,6 +198,9 @@ def process_level(args) -> None:
             peak_memory["ftkit"].append(record["resources"]["peak_rss_bytes"] / 2**30)
             print(f"repeat {repeat + 1}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in seconds.items()),
                   flush=True)
+        if args.profile:  # one more round of each, sampled: not timed
+            profiles = {"ftkit": sampled(ftkit, env, f"{args.profile}.ftkit.txt", "ftkit.engine.worker"),
+                        "grouped": sampled([*reference, "--variants", "grouped"], env, f"{args.profile}.grouped.txt")}
     ftkit_seconds = statistics.median(seconds[FTKIT])
     print(f"whole process, command to completed run: {args.sentences} train sentences, "
           f"{args.eval_sentences} validation and test sentences, 1 epoch, ftkit defaults; "
@@ -212,6 +220,54 @@ def process_level(args) -> None:
     print(f"  {'peak memory of the training process, GiB':<40} "
           + " ".join(f"{statistics.median(peak_memory[side]) if peak_memory[side] else float('nan'):{width}.2f}"
                      for side, width in (("ftkit", 7), ("grouped", 8))))
+    if args.profile:
+        print(f"a profile of one more run of each (py-spy, CPU seconds in the training process; raw stacks in "
+              f"{args.profile}.*.txt):")
+        for part in profiles["ftkit"]:
+            print(f"  {part:<40} {profiles['ftkit'][part]:7.2f} {profiles['grouped'][part]:8.2f}")
+
+
+# What the profile table names, each by frames of its stacks, in order of precedence: a sample counts for the
+# first part that a frame of its stack names (an import during evaluation is an import, a forward pass during
+# evaluation is evaluation).
+PROFILE_PARTS = [
+    ("imports", ("_find_and_load",)),
+    ("model loaded", ("from_pretrained",)),
+    ("validation and test predictions", ("Trainer.evaluate (", "evaluate_split", "save_predictions",
+                                         "predicted_batches", "entity_f1")),
+    ("checkpoint", ("_save_checkpoint",)),
+    ("model card", ("write_run_card",)),
+    ("training dynamics (data map)", ("DynamicsRecorder",)),
+    ("events and run store", ("append_event", "set_status", "set_record_fields")),
+    ("data read and tokenised", ("prepare (ftkit/engine/training.py", "read_conll", "encode (")),
+    ("gradient clipping", ("_clip_grad_norm",)),
+    ("optimizer step", ("Optimizer.step", "AcceleratedOptimizer.step")),
+    ("backward", ("backward (",)),
+    ("forward (and loss)", ("compute_loss",)),
+]
+
+
+def sampled(command: list[str], env: dict[str, str], output: str, process: str | None = None) -> dict[str, float]:
+    """CPU seconds per `PROFILE_PARTS` part of one run of ``command`` sampled by py-spy (100 Hz)."""
+    subprocess.run(["py-spy", "record", "--subprocesses", "--nonblocking", "--format", "raw", "--rate", "100",
+                    "-o", output, "--", *command], env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return profile_parts(Path(output), process)
+
+
+def profile_parts(raw_stacks: Path, process: str | None = None) -> dict[str, float]:
+    """Seconds per part of py-spy's raw stacks at 100 Hz: of the process whose command line has ``process``
+    (all processes without one), "other" for samples no part names."""
+    parts: dict[str, float] = {name: 0.0 for name, _ in PROFILE_PARTS} | {"other": 0.0}
+    for line in raw_stacks.read_text(encoding="utf-8").splitlines():
+        stack, count = line.rsplit(" ", 1)
+        frames = stack.split(";")
+        if process and not any(frame.startswith("process") and process in frame for frame in frames):
+            continue
+        part = next((name for name, patterns in PROFILE_PARTS
+                     if any(pattern in frame for frame in frames for pattern in patterns)), "other")
+        parts[part] += int(count) / 100
+    return parts
 
 
 def phase_length(timelines: list[dict[str, float]], phases, end: str | None, column: int) -> float:
@@ -261,6 +317,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="process level: rounds, each reference then ftkit")
     parser.add_argument("--references", nargs="+", default=list(REFERENCES), choices=list(REFERENCES),
                         help="process level: the reference processes to run (grouped gives the phase table)")
+    parser.add_argument("--profile", metavar="PREFIX", help="process level: also profile one run of ftkit and of the "
+                        "grouped Trainer with py-spy (pip install py-spy), raw stacks to PREFIX.*.txt")
     args = parser.parse_args()
     if args.level in ("loop", "both"):
         loop_level(args)

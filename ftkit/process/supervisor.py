@@ -31,9 +31,9 @@ from .watch import WorkerWatch
 # fresh mmaps and gives the top of its heap back to the system as soon as it is free, so a worker
 # faulted its memory in anew every step: 1.4 million page faults and 6% of the steps' wall time in
 # one epoch of 1,500 CoNLL sentences on 2 cores (benchmarks/RESULTS.md, issue 32). The worker keeps
-# what it frees and reuses it (a few % more peak memory); a value the user set wins, and C libraries
-# other than glibc ignore these names.
-WORKER_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+# up to 256 MiB of what it frees and reuses it (about 70 MB more peak memory), and still gives back a
+# larger spike; a value the user set wins, and C libraries other than glibc ignore these names.
+WORKER_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 
 
 def worker_environment(devices: device_queue.DeviceHold) -> dict[str, str]:
