@@ -196,8 +196,8 @@ def process_level(args) -> None:
             timelines["ftkit"].append(dict(ftkit_timeline(events_file, launched)) | {"exit": took})
             record = json.loads((events_file.parent / RUN_FILE).read_text(encoding="utf-8"))
             peak_memory["ftkit"].append(record["resources"]["peak_rss_bytes"] / 2**30)
-            print(f"repeat {repeat + 1}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in seconds.items()),
-                  flush=True)
+            print(f"repeat {repeat + 1}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in seconds.items())
+                  + f" (load average {os.getloadavg()[0]:.1f})", flush=True)
         if args.profile:  # one more round of each, sampled: not timed
             profiles = {"ftkit": sampled(ftkit, env, f"{args.profile}.ftkit.txt", "ftkit.engine.worker"),
                         "grouped": sampled([*reference, "--variants", "grouped"], env, f"{args.profile}.grouped.txt")}
